@@ -1,0 +1,78 @@
+"""The bfxsync exception hierarchy.
+
+Every error raised by bfxsync derives from :class:`BfxError`. Builtins are mixed in
+(``BfxTimeoutError`` is also a ``TimeoutError``, ``ProtocolError`` a ``ValueError``) so
+code that already catches the builtin keeps working. Errors that happen on the reader
+thread are never raised there; they are delivered to ``on_error`` handlers as
+:class:`bfxsync.events.ErrorEvent` and logged.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+
+class BfxError(Exception):
+    """Root of every bfxsync error."""
+
+
+class NotConnectedError(BfxError):
+    """An operation needs a live connection (or a started client) and there is none."""
+
+
+class ConnectionClosedError(BfxError):
+    """The WebSocket connection closed; ``code`` and ``reason`` come from the close frame."""
+
+    def __init__(self, message: str, code: Optional[int] = None, reason: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class BfxTimeoutError(BfxError, TimeoutError):
+    """A synchronous wait ran out of time. Safe to retry."""
+
+
+class ProtocolError(BfxError, ValueError):
+    """A frame could not be understood. ``raw`` holds (a prefix of) its text."""
+
+    def __init__(self, message: str, raw: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class VersionMismatchError(ProtocolError):
+    """The server announced an API version other than 2."""
+
+
+class ChecksumMismatchError(ProtocolError):
+    """A local order book disagreed with the server's ``cs`` checksum."""
+
+    def __init__(self, symbol: str, expected: int, actual: int) -> None:
+        super().__init__(f"checksum mismatch on {symbol}: server {expected}, local {actual}")
+        self.symbol = symbol
+        self.expected = expected
+        self.actual = actual
+
+
+class ServerError(BfxError):
+    """The server answered with ``{"event": "error"}``.
+
+    Attributes:
+        code: the Bitfinex error code (for example 10300).
+        msg: the server's message text (informational; only the code is protocol).
+        request: the fields the server echoed back, if any.
+    """
+
+    def __init__(self, code: Optional[int], msg: str, request: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(f"server error {code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.request = dict(request or {})
+
+
+class SubscriptionError(ServerError):
+    """A subscribe or unsubscribe request was rejected (codes 10300, 10302, 10305, ...)."""
+
+
+class AuthenticationError(ServerError):
+    """Authentication failed (codes 10100-10114)."""
