@@ -63,6 +63,11 @@ CANDLE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1D", "1
 
 _COMPACT = (",", ":")
 
+#: Decode a frame (prebuilt decoder: ``json.loads`` with options would build one per call).
+decode = json.JSONDecoder().decode
+#: Decode a book frame keeping every float as its wire text, for the checksum (§6.2).
+decode_tokens = json.JSONDecoder(parse_float=str).decode
+
 
 def encode(message: Mapping[str, Any]) -> str:
     """Serialise an outgoing event compactly."""

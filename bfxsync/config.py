@@ -1,0 +1,62 @@
+"""Client options, grouped in one frozen object (use ``attrs.evolve`` for variants)."""
+from __future__ import annotations
+
+import ssl
+from typing import Optional
+
+from attrs import field, frozen
+from attrs.validators import ge, gt, instance_of, optional
+
+from . import protocol
+from .backoff import Backoff
+
+
+@frozen
+class Config:
+    """Options of a :class:`bfxsync.Client`.
+
+    Attributes:
+        checksums: ask for ``cs`` frames (``OB_CHECKSUM``) and verify every book against them.
+        sequence: ask for sequence numbers (``SEQ_ALL``); gaps are counted and logged.
+        timestamps: ask for server timestamps (``TIMESTAMP``), exposed as ``ChannelMessage.mts``.
+        bulk_updates: ask for book updates in batches (``BULK_UPDATES``).
+        verify_funding_checksums: resync funding books on a checksum mismatch. Off by
+            default because the server's funding-book ordering is undocumented and the
+            official clients skip the check (reference §6.6); mismatches are still counted
+            and logged.
+        heartbeat_timeout: seconds without any frame after which the connection is
+            considered dead and redialled (the server sends heartbeats every 15 s).
+        keepalive_interval: seconds of silence after which the client sends an
+            application ``ping`` (keeps idle sockets open, §1.4, and proves liveness).
+        reconnect: redial after a drop (with ``backoff``) instead of staying closed.
+        backoff: reconnect pacing.
+        max_connects_per_minute: cap on connection attempts (the server bans an IP for
+            60 s past 15-20 a minute, §10.2).
+        connect_timeout: seconds allowed for the TCP/TLS/WebSocket handshake.
+        ssl_context: TLS settings for ``wss://`` URLs (default: system trust store).
+        max_subscriptions: subscriptions allowed on one connection (§10.1).
+    """
+
+    checksums: bool = True
+    sequence: bool = False
+    timestamps: bool = False
+    bulk_updates: bool = False
+    verify_funding_checksums: bool = False
+    heartbeat_timeout: float = field(default=30.0, validator=gt(0))
+    keepalive_interval: float = field(default=10.0, validator=gt(0))
+    reconnect: bool = True
+    backoff: Backoff = field(factory=Backoff, validator=instance_of(Backoff))
+    max_connects_per_minute: int = field(default=15, validator=ge(1))
+    connect_timeout: float = field(default=10.0, validator=gt(0))
+    ssl_context: Optional[ssl.SSLContext] = field(default=None, validator=optional(instance_of(ssl.SSLContext)))
+    max_subscriptions: int = field(default=protocol.MAX_SUBSCRIPTIONS, validator=ge(1))
+
+    @property
+    def flags(self) -> int:
+        """The complete ``conf`` flag set these options ask for (one frame: each conf replaces the last)."""
+        return (
+            (protocol.FLAG_CHECKSUM if self.checksums else 0)
+            | (protocol.FLAG_SEQ_ALL if self.sequence else 0)
+            | (protocol.FLAG_TIMESTAMP if self.timestamps else 0)
+            | (protocol.FLAG_BULK_UPDATES if self.bulk_updates else 0)
+        )

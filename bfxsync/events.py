@@ -1,0 +1,129 @@
+"""Frozen payloads handed to user callbacks: every handler receives exactly one of these.
+
+Adding a field to a payload breaks no handler, which is why callbacks take one object
+instead of positional arguments.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, Mapping, Optional, Tuple, TypeVar
+
+from attrs import field, frozen
+
+from .errors import BfxError
+
+if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
+    from .subscriptions import BookSubscription, Subscription
+
+T = TypeVar("T")
+
+
+@frozen
+class Connected:
+    """The server's ``info`` frame arrived on a new connection; flags and subscriptions are being replayed.
+
+    Attributes:
+        url: the endpoint.
+        server_id: the server instance id from the ``info`` frame.
+        platform_status: 1 operative, 0 maintenance.
+        reconnect: False for the first connection of the client, True afterwards.
+    """
+
+    url: str
+    server_id: Optional[str]
+    platform_status: Optional[int]
+    reconnect: bool
+
+
+@frozen
+class Disconnected:
+    """The connection ended. ``will_reconnect`` tells whether the client will dial again."""
+
+    reason: str
+    code: Optional[int]
+    will_reconnect: bool
+
+
+@frozen
+class Reconnecting:
+    """The client waits ``delay`` seconds before connection attempt number ``attempt``."""
+
+    attempt: int
+    delay: float
+
+
+@frozen
+class Info:
+    """An ``info`` event with a code (20051 restart, 20060/20061 maintenance, ...)."""
+
+    code: Optional[int]
+    msg: str
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@frozen
+class ErrorEvent:
+    """Something went wrong off the caller's thread: a server error, a bad frame, a raising callback.
+
+    ``subscription`` is set when the error concerns one subscription.
+    """
+
+    error: BfxError
+    subscription: Optional["Subscription"] = None
+
+
+@frozen
+class Subscribed:
+    """A subscription was acknowledged (also after every reconnect and resync)."""
+
+    subscription: "Subscription"
+
+
+@frozen
+class Unsubscribed:
+    """A subscription ended at the user's request."""
+
+    subscription: "Subscription"
+
+
+@frozen
+class BookSynced:
+    """A book applied a fresh snapshot. ``resync`` is True when it replaced a book that had failed or gone stale."""
+
+    subscription: "BookSubscription"
+    resync: bool
+
+
+@frozen
+class ChecksumMismatch:
+    """A book disagreed with the server's checksum. ``resyncing`` tells whether it is being rebuilt."""
+
+    subscription: "BookSubscription"
+    server: int
+    local: int
+    resyncing: bool
+
+
+@frozen
+class ChannelMessage(Generic[T]):
+    """Data from one channel frame.
+
+    Attributes:
+        subscription: the handle the data belongs to.
+        items: the models in the frame (one for an update, several for a snapshot or bulk update).
+        snapshot: True for the snapshot that follows each (re)subscription.
+        tag: ``"te"``/``"tu"``/``"fte"``/``"ftu"`` for trade frames, else ``None``.
+        seq: the sequence number when the ``sequence`` option is on.
+        mts: the server timestamp (ms) when the ``timestamps`` option is on.
+    """
+
+    subscription: "Subscription"
+    items: Tuple[T, ...]
+    snapshot: bool
+    tag: Optional[str] = None
+    seq: Optional[int] = None
+    mts: Optional[int] = None
+
+    @property
+    def item(self) -> T:
+        """The first (for updates: the only) item."""
+        return self.items[0]

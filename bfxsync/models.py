@@ -1,0 +1,265 @@
+"""Frozen models of public channel payloads (reference §4).
+
+Each model has a ``from_wire(row)`` named constructor that unpacks the documented
+positions explicitly, tolerates extra trailing fields (Bitfinex appends fields without a
+version bump, §1.2) and raises :class:`~bfxsync.errors.ProtocolError` when a field is
+missing or has the wrong type. Numbers may arrive as floats, ints or (book channels,
+``DEC_S``) decimal strings; the models always hold ``float`` / ``int``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Type, TypeVar
+
+from attrs import frozen
+
+from .errors import ProtocolError
+
+_M = TypeVar("_M")
+
+
+def _num(value: Any) -> float:
+    return float(value)
+
+
+def _opt(value: Any) -> Optional[float]:
+    return None if value is None else float(value)
+
+
+def _opt_int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def _build(cls: Type[_M], row: Any, need: int, make: Callable[[], _M]) -> _M:
+    """Run ``make`` (which reads ``row``) after checking the shape; any failure is a ProtocolError."""
+    if not isinstance(row, (list, tuple)) or len(row) < need:
+        raise ProtocolError(f"{cls.__name__} needs a list of {need}+ fields, got {row!r:.200}", raw=repr(row)[:500])
+    try:
+        return make()
+    except (TypeError, ValueError) as err:
+        raise ProtocolError(f"cannot read {cls.__name__} from {row!r:.200}: {err}", raw=repr(row)[:500]) from err
+
+
+@frozen
+class TradingTicker:
+    """Ticker of a trading pair (``tBTCUSD``); every frame is the full row."""
+
+    bid: float
+    bid_size: float
+    ask: float
+    ask_size: float
+    daily_change: float
+    daily_change_relative: float
+    last_price: float
+    volume: float
+    high: float
+    low: float
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "TradingTicker":
+        """Build from ``[BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, VOLUME, HIGH, LOW, ...]``."""
+        return _build(cls, row, 10, lambda: cls(*(_num(v) for v in row[:10])))
+
+
+@frozen
+class FundingTicker:
+    """Ticker of a funding currency (``fUSD``); field order follows the docs (§12)."""
+
+    frr: float
+    bid: float
+    bid_period: int
+    bid_size: float
+    ask: float
+    ask_period: int
+    ask_size: float
+    daily_change: float
+    daily_change_relative: float
+    last_price: float
+    volume: float
+    high: float
+    low: float
+    frr_amount_available: Optional[float]
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "FundingTicker":
+        """Build from the 16-field funding ticker row (positions 13 and 14 are placeholders)."""
+        return _build(cls, row, 13, lambda: cls(
+            _num(row[0]), _num(row[1]), int(row[2]), _num(row[3]), _num(row[4]), int(row[5]),
+            _num(row[6]), _num(row[7]), _num(row[8]), _num(row[9]), _num(row[10]),
+            _num(row[11]), _num(row[12]), _opt(row[15]) if len(row) > 15 else None,
+        ))
+
+
+@frozen
+class Trade:
+    """A public trade. ``amount`` > 0: the taker bought; < 0: the taker sold."""
+
+    id: int
+    mts: int
+    amount: float
+    price: float
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "Trade":
+        """Build from ``[ID, MTS, AMOUNT, PRICE]``."""
+        return _build(cls, row, 4, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3])))
+
+
+@frozen
+class FundingTrade:
+    """A public funding trade. ``amount`` > 0: lent; < 0: borrowed."""
+
+    id: int
+    mts: int
+    amount: float
+    rate: float
+    period: int
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "FundingTrade":
+        """Build from ``[ID, MTS, AMOUNT, RATE, PERIOD]``."""
+        return _build(cls, row, 5, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3]), int(row[4])))
+
+
+@frozen
+class BookLevel:
+    """A price level of an aggregated trading book (P0-P4). ``count`` 0 means removed."""
+
+    price: float
+    count: int
+    amount: float
+
+    @property
+    def is_bid(self) -> bool:
+        """True for the bid side (positive amount)."""
+        return self.amount > 0
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "BookLevel":
+        """Build from ``[PRICE, COUNT, AMOUNT]``."""
+        return _build(cls, row, 3, lambda: cls(_num(row[0]), int(row[1]), _num(row[2])))
+
+
+@frozen
+class FundingBookLevel:
+    """A level of an aggregated funding book, identified by (rate, period). Bids have amount < 0."""
+
+    rate: float
+    period: int
+    count: int
+    amount: float
+
+    @property
+    def is_bid(self) -> bool:
+        """True for the bid (borrow) side: funding books invert the sign (§4.4)."""
+        return self.amount < 0
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "FundingBookLevel":
+        """Build from ``[RATE, PERIOD, COUNT, AMOUNT]``."""
+        return _build(cls, row, 4, lambda: cls(_num(row[0]), int(row[1]), int(row[2]), _num(row[3])))
+
+
+@frozen
+class RawBookOrder:
+    """An order of a raw trading book (R0). ``price`` 0 means the order was removed."""
+
+    order_id: int
+    price: float
+    amount: float
+
+    @property
+    def is_bid(self) -> bool:
+        """True for the bid side (positive amount)."""
+        return self.amount > 0
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "RawBookOrder":
+        """Build from ``[ORDER_ID, PRICE, AMOUNT]``."""
+        return _build(cls, row, 3, lambda: cls(int(row[0]), _num(row[1]), _num(row[2])))
+
+
+@frozen
+class RawFundingOffer:
+    """An offer of a raw funding book (R0). ``rate`` 0 means removed; bids have amount < 0."""
+
+    offer_id: int
+    period: int
+    rate: float
+    amount: float
+
+    @property
+    def is_bid(self) -> bool:
+        """True for the bid (borrow) side."""
+        return self.amount < 0
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "RawFundingOffer":
+        """Build from ``[OFFER_ID, PERIOD, RATE, AMOUNT]``."""
+        return _build(cls, row, 4, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3])))
+
+
+@frozen
+class Candle:
+    """One candle. Note the wire order: CLOSE comes before HIGH."""
+
+    mts: int
+    open: float
+    close: float
+    high: float
+    low: float
+    volume: float
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "Candle":
+        """Build from ``[MTS, OPEN, CLOSE, HIGH, LOW, VOLUME]``."""
+        return _build(cls, row, 6, lambda: cls(int(row[0]), _num(row[1]), _num(row[2]), _num(row[3]), _num(row[4]), _num(row[5])))
+
+
+@frozen
+class DerivativesStatus:
+    """Status of a derivatives pair (key ``deriv:SYMBOL``); ``None`` where the server sends null."""
+
+    mts: int
+    deriv_price: Optional[float]
+    spot_price: Optional[float]
+    insurance_fund_balance: Optional[float]
+    next_funding_evt_mts: Optional[int]
+    next_funding_accrued: Optional[float]
+    next_funding_step: Optional[float]
+    current_funding: Optional[float]
+    mark_price: Optional[float]
+    open_interest: Optional[float]
+    clamp_min: Optional[float]
+    clamp_max: Optional[float]
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "DerivativesStatus":
+        """Build from the 23-field WS payload (REST indices minus one, §4.7)."""
+        return _build(cls, row, 18, lambda: cls(
+            int(row[0]), _opt(row[2]), _opt(row[3]), _opt(row[5]), _opt_int(row[7]), _opt(row[8]),
+            _opt(row[9]), _opt(row[11]), _opt(row[14]), _opt(row[17]),
+            _opt(row[21]) if len(row) > 21 else None, _opt(row[22]) if len(row) > 22 else None,
+        ))
+
+
+@frozen
+class Liquidation:
+    """One liquidation from ``liq:global``."""
+
+    pos_id: int
+    mts: int
+    symbol: str
+    amount: float
+    base_price: float
+    is_match: bool
+    is_market_sold: bool
+    liquidation_price: Optional[float]
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> "Liquidation":
+        """Build from ``["pos", POS_ID, MTS, _, SYMBOL, AMOUNT, BASE_PRICE, _, IS_MATCH, IS_MARKET_SOLD, _, LIQUIDATION_PRICE]``."""
+        return _build(cls, row, 10, lambda: cls(
+            int(row[1]), int(row[2]), str(row[4]), _num(row[5]), _num(row[6]),
+            bool(row[8]), bool(row[9]), _opt(row[11]) if len(row) > 11 else None,
+        ))
+

@@ -1,0 +1,291 @@
+"""Local order books kept from snapshots and updates, verified by checksum (reference §4.4-4.5, §6).
+
+One :class:`OrderBook` covers the four kinds a ``book`` subscription can have:
+
+============  ========================  ===============  ================================
+kind          entry on the wire         identity         removed when
+============  ========================  ===============  ================================
+P0-P4 trade   [PRICE, COUNT, AMOUNT]    price            COUNT == 0 (AMOUNT 1 bid, -1 ask)
+P0-P4 fund    [RATE, PERIOD, COUNT, AM] (rate, period)   COUNT == 0 (AMOUNT 1 ask, -1 bid)
+R0 trade      [ORDER_ID, PRICE, AMOUNT] order id         PRICE == 0
+R0 fund       [OFFER_ID, PERIOD, RATE,  offer id         RATE == 0
+              AMOUNT]
+============  ========================  ===============  ================================
+
+Trading bids have positive amounts; funding books invert the sign (bids are negative).
+Rows are stored exactly as decoded from the frame, floats still as their wire text, so
+the checksum is built from the server's own number text (§6.2).
+
+Threading: the book is written by one thread (the connection's reader) and may be read
+from any thread. Writes take no lock (they are on the receive hot path); instead every
+write bumps a version counter before and after it, and readers retry until they saw an
+even, unchanged version around their copy (a sequence lock). Under the GIL a read of a
+few dozen levels finishes within one thread switch, so retries are rare.
+"""
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, insort
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+
+from attrs import frozen
+
+from .checksum import book_checksum, CHECKSUM_DEPTH
+from .errors import ProtocolError
+from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
+
+Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
+_T = TypeVar("_T")
+_MAX_READ_ATTEMPTS = 10_000
+
+
+@frozen
+class BookSnapshot:
+    """A consistent copy of a book: both sides best-first, taken at one ``version``."""
+
+    symbol: str
+    precision: str
+    bids: Tuple[Level, ...]
+    asks: Tuple[Level, ...]
+    checksum: int
+    synced: bool
+    version: int
+
+
+class _Side:
+    """One side of a book: rows by sort key, plus the sort keys in best-first order."""
+
+    __slots__ = ("rows", "order")
+
+    def __init__(self) -> None:
+        self.rows: Dict[Any, list] = {}
+        self.order: List[Any] = []
+
+    def put(self, key: Any, row: list) -> None:
+        if key not in self.rows:
+            insort(self.order, key)
+        self.rows[key] = row
+
+    def pop(self, key: Any) -> Optional[list]:
+        row = self.rows.pop(key, None)
+        if row is not None:
+            del self.order[bisect_left(self.order, key)]
+        return row
+
+    def best(self, n: Optional[int]) -> List[list]:
+        rows = self.rows
+        return [rows[k] for k in (self.order if n is None else self.order[:n])]
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.order.clear()
+
+
+class OrderBook:
+    """The local state of one book subscription.
+
+    Args:
+        symbol: ``tBTCUSD`` (trading) or ``fUSD`` (funding).
+        precision: ``P0``-``P4`` (aggregated) or ``R0`` (raw).
+
+    Sort keys make "ascending" mean "best first" on both sides: bids are keyed by the
+    negated price/rate. Within one price, raw books order by id (the server's order,
+    §6.1); funding levels at one rate order by period ascending (observed on the live
+    server, §6.6; the server's tie-break is undocumented).
+    """
+
+    def __init__(self, symbol: str, precision: str = "P0") -> None:
+        self.symbol = symbol
+        self.precision = precision
+        self.is_funding = symbol.startswith("f")
+        self.is_raw = precision == "R0"
+        self._width = 4 if self.is_funding else 3
+        self._amount_index = self._width - 1
+        #: Index of the field that orders the book (price or rate).
+        self._price_index = (2 if self.is_funding else 1) if self.is_raw else 0
+        self._positive_is_bid = not self.is_funding
+        self._model: Callable[[Sequence[Any]], Level] = (
+            (RawFundingOffer if self.is_funding else RawBookOrder) if self.is_raw
+            else (FundingBookLevel if self.is_funding else BookLevel)
+        ).from_wire
+        self._bids = _Side()
+        self._asks = _Side()
+        self._where: Dict[Any, Tuple[_Side, Any]] = {}  # raw books: id -> (side, sort key)
+        self._version = 0
+        self._synced = False
+
+    # -- writing (one thread) -------------------------------------------------------
+
+    def apply_snapshot(self, rows: Sequence[Any]) -> None:
+        """Replace the whole book with a snapshot. Nothing changes if any row is malformed."""
+        if not isinstance(rows, list):
+            raise ProtocolError(f"book snapshot is not a list: {rows!r:.200}")
+        placed = [self._parse(row) for row in rows]
+        self._version += 1
+        try:
+            self._clear()
+            for parsed in placed:
+                self._place(*parsed)
+            self._synced = True
+        finally:
+            self._version += 1
+
+    def apply_update(self, row: Any) -> None:
+        """Apply one update row; a malformed row raises ProtocolError and changes nothing.
+
+        Deleting an entry the book does not hold is a no-op: it happens legitimately
+        when a level leaves the subscribed window (node-models does the same).
+        """
+        parsed = self._parse(row)
+        self._version += 1
+        try:
+            self._place(*parsed)
+        finally:
+            self._version += 1
+
+    def invalidate(self, clear: bool = False) -> None:
+        """Mark the book unsynced (disconnect, checksum mismatch); ``clear`` also drops its rows."""
+        self._version += 1
+        try:
+            self._synced = False
+            if clear:
+                self._clear()
+        finally:
+            self._version += 1
+
+    def _clear(self) -> None:
+        self._bids.clear()
+        self._asks.clear()
+        self._where.clear()
+
+    def _parse(self, row: Any) -> Tuple[list, Any, bool, bool]:
+        """Validate a row and work out (row, sort key, is bid, is removal) before touching state."""
+        if type(row) is not list or len(row) < self._width:
+            raise ProtocolError(f"book entry for {self.symbol} {self.precision} has the wrong shape: {row!r:.200}")
+        try:
+            amount = float(row[self._amount_index])
+            price = float(row[self._price_index])
+            if self.is_raw:
+                removal = price == 0
+                tie = int(row[0])  # order/offer id
+            else:
+                removal = int(row[self._width - 2]) == 0  # COUNT
+                tie = int(row[1]) if self.is_funding else 0  # funding period
+        except (TypeError, ValueError) as err:
+            raise ProtocolError(f"book entry for {self.symbol} {self.precision} is not numeric: {row!r:.200}") from err
+        is_bid = (amount > 0) == self._positive_is_bid
+        key = (-price if is_bid else price, tie)
+        return row, key, is_bid, removal
+
+    def _place(self, row: list, key: Any, is_bid: bool, removal: bool) -> None:
+        if self.is_raw:
+            where = self._where.pop(row[0], None)
+            if where is not None:
+                where[0].pop(where[1])
+            if not removal:
+                side = self._bids if is_bid else self._asks
+                side.put(key, row)
+                self._where[row[0]] = (side, key)
+            return
+        # Aggregated books: a delete carries AMOUNT +-1 only to name the side.
+        side, other = (self._bids, self._asks) if is_bid else (self._asks, self._bids)
+        if removal:
+            side.pop(key)
+            return
+        # A price can only be on one side; drop a stale entry left on the other one.
+        other.pop((-key[0], key[1]))
+        side.put(key, row)
+
+    # -- reading (any thread) -------------------------------------------------------
+
+    def _read(self, read: Callable[[], _T]) -> _T:
+        """Run ``read`` until it completes without a concurrent write (sequence lock)."""
+        for _ in range(_MAX_READ_ATTEMPTS):
+            before = self._version
+            if not before & 1:
+                try:
+                    result = read()
+                except (RuntimeError, KeyError, IndexError):  # the writer changed a dict/list under us
+                    result = None
+                else:
+                    if self._version == before:
+                        return result
+            time.sleep(0)  # let the writer finish its step
+        raise RuntimeError(f"could not read a consistent copy of book {self.symbol}")
+
+    @property
+    def synced(self) -> bool:
+        """True once a snapshot was applied and nothing has invalidated it since."""
+        return self._synced
+
+    @property
+    def version(self) -> int:
+        """A counter that grows with every change (even when the book is stable)."""
+        return self._version
+
+    def __len__(self) -> int:
+        return self._read(lambda: len(self._bids.rows) + len(self._asks.rows))
+
+    def bids(self, n: Optional[int] = None) -> Tuple[Level, ...]:
+        """The best ``n`` bids (all if ``None``), best first."""
+        rows = self._read(lambda: self._bids.best(n))
+        return tuple(map(self._model, rows))
+
+    def asks(self, n: Optional[int] = None) -> Tuple[Level, ...]:
+        """The best ``n`` asks (all if ``None``), best first."""
+        rows = self._read(lambda: self._asks.best(n))
+        return tuple(map(self._model, rows))
+
+    def top(self, n: int = 10) -> Tuple[Tuple[Level, ...], Tuple[Level, ...]]:
+        """``(bids, asks)``, the best ``n`` of each side, read consistently together."""
+        bids, asks = self._read(lambda: (self._bids.best(n), self._asks.best(n)))
+        return tuple(map(self._model, bids)), tuple(map(self._model, asks))
+
+    def best_bid(self) -> Optional[Level]:
+        """The best bid, or ``None`` if the side is empty."""
+        bids = self.bids(1)
+        return bids[0] if bids else None
+
+    def best_ask(self) -> Optional[Level]:
+        """The best ask, or ``None`` if the side is empty."""
+        asks = self.asks(1)
+        return asks[0] if asks else None
+
+    def _best_prices(self) -> Optional[Tuple[float, float]]:
+        bids, asks = self._read(lambda: (self._bids.best(1), self._asks.best(1)))
+        if not bids or not asks:
+            return None
+        i = self._price_index
+        return float(bids[0][i]), float(asks[0][i])
+
+    def spread(self) -> Optional[float]:
+        """Best ask minus best bid (price, or rate for funding), or ``None`` if a side is empty."""
+        best = self._best_prices()
+        return None if best is None else best[1] - best[0]
+
+    def mid(self) -> Optional[float]:
+        """The midpoint of best bid and best ask, or ``None`` if a side is empty."""
+        best = self._best_prices()
+        return None if best is None else (best[0] + best[1]) / 2
+
+    def checksum(self) -> int:
+        """The signed CRC-32 the server would send for the current state (§6.1)."""
+        return self._read(self._checksum)
+
+    def _checksum(self) -> int:
+        key, amount = (0, self._amount_index)
+        bids = [(r[key], r[amount]) for r in self._bids.best(CHECKSUM_DEPTH)]
+        asks = [(r[key], r[amount]) for r in self._asks.best(CHECKSUM_DEPTH)]
+        return book_checksum(bids, asks)
+
+    def snapshot(self) -> BookSnapshot:
+        """A consistent copy of the whole book with its checksum."""
+        def read() -> Tuple[List[list], List[list], int, bool, int]:
+            return (self._bids.best(None), self._asks.best(None), self._checksum(),
+                    self._synced, self._version)
+        bids, asks, checksum, synced, version = self._read(read)
+        return BookSnapshot(self.symbol, self.precision, tuple(map(self._model, bids)),
+                            tuple(map(self._model, asks)), checksum, synced, version)
+
+    def __repr__(self) -> str:
+        return f"<OrderBook {self.symbol} {self.precision} synced={self._synced} levels={len(self)}>"

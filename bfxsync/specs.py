@@ -1,0 +1,153 @@
+"""What to subscribe to: validated, normalised subscription parameters (pure).
+
+A spec is checked when it is built, so a bad symbol, precision, frequency, length or
+candle key raises ``ValueError`` before anything is sent. Two specs that mean the same
+subscription compare equal, which is how subscribing twice returns the same handle.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Dict, Tuple, Union
+
+from attrs import field, frozen
+
+from . import protocol
+
+_TRADING = re.compile(r"^t[A-Z0-9]{3,}(?::[A-Z0-9]{2,})?$")
+_FUNDING = re.compile(r"^f[A-Z0-9]{2,}$")
+_CANDLE_KEY = re.compile(
+    r"^trade:(?P<tf>[0-9]+[mhDWM]):(?P<symbol>[tf][A-Z0-9:]+?)"
+    r"(?::a(?P<aggr>[0-9]+):p(?P<start>[0-9]+):p(?P<end>[0-9]+)|:p(?P<period>[0-9]+))?$"
+)
+_STATUS_KEY = re.compile(r"^(?:deriv:t[A-Z0-9]{3,}(?::[A-Z0-9]{2,})?|liq:global)$")
+
+
+def check_symbol(symbol: str) -> str:
+    """Return ``symbol`` if it is a trading (``tBTCUSD``, ``tBTCF0:USTF0``) or funding (``fUSD``) symbol."""
+    if not isinstance(symbol, str) or not (_TRADING.match(symbol) or _FUNDING.match(symbol)):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: use upper case with a 't' prefix for trading pairs "
+            "(tBTCUSD, tBTCF0:USTF0) or 'f' for funding currencies (fUSD)"
+        )
+    return symbol
+
+
+def _symbol(instance: Any, attribute: Any, value: str) -> None:
+    check_symbol(value)
+
+
+def _one_of(choices: Tuple[Any, ...]) -> Any:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"invalid {attribute.name} {value!r}: expected one of {', '.join(map(str, choices))}")
+    return check
+
+
+def _length(value: Union[int, str]) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid len {value!r}: expected one of {protocol.BOOK_LENGTHS}") from None
+
+
+def _candle_key(instance: Any, attribute: Any, key: str) -> None:
+    match = _CANDLE_KEY.match(key) if isinstance(key, str) else None
+    problem = None
+    if match is None:
+        problem = "expected trade:TIMEFRAME:SYMBOL, e.g. trade:1m:tBTCUSD or trade:1m:fUSD:p30"
+    elif match["tf"] not in protocol.CANDLE_TIMEFRAMES:
+        problem = f"time frame must be one of {' '.join(protocol.CANDLE_TIMEFRAMES)}"
+    elif match["symbol"].startswith("f"):
+        if not _FUNDING.match(match["symbol"]):
+            problem = "bad funding currency"
+        elif match["period"] is None and match["aggr"] is None:
+            problem = "funding candles need a period (trade:1m:fUSD:p30) or an aggregate (trade:1m:fUSD:a30:p2:p30)"
+        elif match["aggr"] is not None and match["aggr"] not in ("10", "30"):
+            problem = "the aggregate must be a10 or a30"
+    elif match["period"] is not None or match["aggr"] is not None or not _TRADING.match(match["symbol"]):
+        problem = "trading candle keys take a trading pair and no period"
+    if problem:
+        raise ValueError(f"invalid candle key {key!r}: {problem}")
+
+
+def _status_key(instance: Any, attribute: Any, key: str) -> None:
+    if not isinstance(key, str) or not _STATUS_KEY.match(key):
+        raise ValueError(f"invalid status key {key!r}: expected deriv:SYMBOL (deriv:tBTCF0:USTF0) or liq:global")
+
+
+@frozen
+class TickerSpec:
+    """A ``ticker`` subscription."""
+
+    channel: ClassVar[str] = protocol.TICKER
+    symbol: str = field(validator=_symbol)
+
+    def request(self) -> Dict[str, Any]:
+        """The channel-specific fields of the ``subscribe`` event."""
+        return {"symbol": self.symbol}
+
+
+@frozen
+class TradesSpec:
+    """A ``trades`` subscription."""
+
+    channel: ClassVar[str] = protocol.TRADES
+    symbol: str = field(validator=_symbol)
+
+    def request(self) -> Dict[str, Any]:
+        """The channel-specific fields of the ``subscribe`` event."""
+        return {"symbol": self.symbol}
+
+
+@frozen
+class BookSpec:
+    """A ``book`` subscription: aggregated (``P0``-``P4``) or raw (``R0``)."""
+
+    channel: ClassVar[str] = protocol.BOOK
+    symbol: str = field(validator=_symbol)
+    prec: str = field(default="P0", validator=_one_of(protocol.BOOK_PRECISIONS))
+    freq: str = field(default="F0", validator=_one_of(protocol.BOOK_FREQUENCIES))
+    len: int = field(default=25, converter=_length, validator=_one_of(protocol.BOOK_LENGTHS))
+
+    def request(self) -> Dict[str, Any]:
+        """The channel-specific fields of the ``subscribe`` event (``len`` as a string, as the docs send it)."""
+        return {"symbol": self.symbol, "prec": self.prec, "freq": self.freq, "len": str(self.len)}
+
+
+@frozen
+class CandlesSpec:
+    """A ``candles`` subscription by key (``trade:1m:tBTCUSD``, ``trade:1h:fUSD:p30``)."""
+
+    channel: ClassVar[str] = protocol.CANDLES
+    key: str = field(validator=_candle_key)
+
+    def request(self) -> Dict[str, Any]:
+        """The channel-specific fields of the ``subscribe`` event."""
+        return {"key": self.key}
+
+    @property
+    def symbol(self) -> str:
+        """The trading pair or funding currency of the key."""
+        return _CANDLE_KEY.match(self.key)["symbol"]  # type: ignore[index]  # validated at init
+
+
+@frozen
+class StatusSpec:
+    """A ``status`` subscription (``deriv:tBTCF0:USTF0`` or ``liq:global``)."""
+
+    channel: ClassVar[str] = protocol.STATUS
+    key: str = field(validator=_status_key)
+
+    def request(self) -> Dict[str, Any]:
+        """The channel-specific fields of the ``subscribe`` event."""
+        return {"key": self.key}
+
+
+Spec = Union[TickerSpec, TradesSpec, BookSpec, CandlesSpec, StatusSpec]
+
+
+def candle_key(timeframe: str, symbol: str, period: Union[int, None] = None) -> str:
+    """Build a candle key: ``candle_key("1m", "tBTCUSD")``, ``candle_key("1h", "fUSD", 30)``."""
+    key = f"trade:{timeframe}:{symbol}" + (f":p{period}" if period is not None else "")
+    _candle_key(None, None, key)
+    return key
