@@ -1,0 +1,83 @@
+"""Checksum text and CRC: the reference's worked examples and JavaScript number formatting."""
+import json
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from bfxsync.checksum import book_checksum, checksum_text, js_number_str, same_checksum, signed_crc32
+from bfxsync.orderbook import OrderBook
+from bfxsync.protocol import decode_tokens
+
+EXAMPLE_A = '[17082,[[30000,2,1.5],[29999.5,1,1e-8],[29999,3,12],[30000.5,1,-0.25],[30001,4,-0.0000082],[30002,1,-1e-8]]]'
+EXAMPLE_B = ('[433290,[[34753002978,7294.7,1.54340371],[34753002990,7294.7,0.5],[34753002900,7294.6,2],'
+             '[34753006045,7295,-1],[34753006000,7295,-0.3],[34753006100,7295.5,-1.2e-7]]]')
+EXAMPLE_C = '[431549,[[0.00023112,30,1,-15190.7005375],[0.0002311,2,3,-500],[0.00019012,2,1,307776.15921388],[0.0001902,7,2,1000]]]'
+
+
+class TestJsNumberStr:
+    @pytest.mark.parametrize("value, text", [
+        (30000.0, "30000"), (12.0, "12"), (1e-8, "1e-8"), (1.7e-7, "1.7e-7"), (0.0000082, "0.0000082"),
+        (0.000001, "0.000001"), (1.5e20, "150000000000000000000"), (1.5e21, "1.5e+21"), (-0.25, "-0.25"),
+        (0.0, "0"), (123, "123"), (0.1 + 0.2, "0.30000000000000004"), (-1e-7, "-1e-7"),
+    ])
+    def test_reference_table(self, value, text):
+        """Values from the reference's §6.2 table format exactly as JavaScript does."""
+        assert js_number_str(value) == text
+
+    @given(st.floats(allow_nan=False, allow_infinity=False))
+    def test_round_trips(self, value):
+        """Whatever the float, its JavaScript text parses back to the same value."""
+        assert float(js_number_str(value)) == value or (value == 0 and js_number_str(value) == "0")
+
+    def test_rejects_nan(self):
+        """NaN has no JSON text."""
+        with pytest.raises(ValueError):
+            js_number_str(math.nan)
+
+
+class TestWorkedExamples:
+    def _book(self, text, symbol, prec):
+        book = OrderBook(symbol, prec)
+        book.apply_snapshot(decode_tokens(text)[1])
+        return book
+
+    def test_example_a_trading_p0(self):
+        """§6.3: a P0 book with 30000, 1e-8 and 0.0000082 hashes to -539989233."""
+        book = self._book(EXAMPLE_A, "tBTCUSD", "P0")
+        assert book.checksum() == -539989233
+
+    def test_example_a_text(self):
+        """The hashed text interleaves bid and ask and keeps the wire digits."""
+        assert checksum_text(
+            [("30000", "1.5"), ("29999.5", "1e-8"), (29999, 12)],
+            [("30000.5", "-0.25"), (30001, "-0.0000082"), (30002, "-1e-8")],
+        ) == "30000:1.5:30000.5:-0.25:29999.5:1e-8:30001:-0.0000082:29999:12:30002:-1e-8"
+
+    def test_python_float_text_would_be_wrong(self):
+        """The naive str(float) text gives the wrong checksum quoted in §6.3."""
+        naive = "30000:1.5:30000.5:-0.25:29999.5:1e-08:30001:-8.2e-06:29999:12:30002:-1e-08"
+        assert signed_crc32(naive) == -1469784945
+
+    def test_example_b_raw_trading(self):
+        """§6.4: R0 hashes order ids, ordered by price then id, to 1715826273."""
+        assert self._book(EXAMPLE_B, "tBTCUSD", "R0").checksum() == 1715826273
+
+    def test_example_c_funding(self):
+        """§6.5: a funding P0 book hashes to -1993476160."""
+        assert self._book(EXAMPLE_C, "fUSD", "P0").checksum() == -1993476160
+
+    def test_only_25_levels_count(self):
+        """Levels past the 25th of a side do not enter the checksum."""
+        bids = [(str(100 - i), "1") for i in range(30)]
+        asks = [(str(200 + i), "-1") for i in range(30)]
+        assert book_checksum(bids, asks) == book_checksum(bids[:25], asks[:25])
+
+    def test_signedness(self):
+        """Signed and unsigned renderings of one CRC compare equal."""
+        assert same_checksum(-539989233, 3754978063)
+        assert not same_checksum(-539989233, 1)
+
+    def test_tokens_survive_decoding(self):
+        """Decoding with parse_float=str keeps the float text; ints stay ints."""
+        assert json.loads("[1e-8, 30000, 0.0000082]", parse_float=str) == ["1e-8", 30000, "0.0000082"]

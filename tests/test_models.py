@@ -1,0 +1,58 @@
+"""Models read the documented positions, tolerate extra fields and reject short or mistyped rows."""
+import pytest
+
+from bfxsync.errors import ProtocolError
+from bfxsync.models import (
+    Candle, DerivativesStatus, FundingTicker, FundingTrade, Liquidation, Trade, TradingTicker,
+)
+
+TRADING_TICKER = [7616.5, 31.89055171, 7617.5, 43.358118629999986, -550.8, -0.0674, 7617.1, 8314.71200815, 8257.8, 7500]
+FUNDING_TICKER = [0.0003193369863013699, 0.0002401, 30, 3939629.6177260396, 0.00019012, 2, 307776.1592138799,
+                  -0.00005823, -0.2344, 0.00019016, 122156333.45260866, 0.00027397, 6.8e-7, None, None, 3441851.73330503]
+DERIV = [1596124822000, None, 0.896, 0.771995, None, 1396531.67460709, None, 1596153600000, 0.0001056, 6, None,
+         -0.01381344, None, None, 0.7664, None, None, 246502.09001551, None, None, None, None, 0.3]
+LIQ = ["pos", 145400868, 1609144352338, None, "tETHF0:USTF0", -1.67566, 733.97, None, 0, 1, None, 736.96]
+
+
+def test_trading_ticker_reference_frame():
+    """The reference's ticker frame, with the trailing null seen live, reads field by field."""
+    t = TradingTicker.from_wire(TRADING_TICKER + [None])
+    assert (t.bid, t.ask, t.last_price, t.low) == (7616.5, 7617.5, 7617.1, 7500.0)
+
+
+def test_funding_ticker_docs_order():
+    """Funding tickers follow the docs: BID, BID_PERIOD, BID_SIZE (§12)."""
+    t = FundingTicker.from_wire(FUNDING_TICKER)
+    assert (t.bid, t.bid_period, t.bid_size, t.ask_period, t.frr_amount_available) == (
+        0.0002401, 30, 3939629.6177260396, 2, 3441851.73330503)
+
+
+def test_trades_and_candles():
+    """Trades, funding trades and candles (CLOSE before HIGH)."""
+    assert Trade.from_wire([401597395, 1574694478808, 0.005, 7245.3]) == Trade(401597395, 1574694478808, 0.005, 7245.3)
+    assert FundingTrade.from_wire([133323543, 1574694605000, -59.84, 0.00023647, 2]).period == 2
+    c = Candle.from_wire([1574698260000, 7379.785503, 7383.8, 7388.3, 7379.785503, 1.68829482])
+    assert (c.close, c.high) == (7383.8, 7388.3)
+
+
+def test_status_models():
+    """Derivatives status uses WS indices; liquidation rows read flags as booleans."""
+    s = DerivativesStatus.from_wire(DERIV)
+    assert (s.deriv_price, s.mark_price, s.open_interest, s.clamp_max) == (0.896, 0.7664, 246502.09001551, 0.3)
+    liq = Liquidation.from_wire(LIQ)
+    assert (liq.symbol, liq.is_match, liq.is_market_sold, liq.liquidation_price) == ("tETHF0:USTF0", False, True, 736.96)
+
+
+def test_decimal_strings_accepted():
+    """DEC_S sends decimals as strings; models still hold floats."""
+    assert Trade.from_wire([1, 2, "0.5", "30000"]).price == 30000.0
+
+
+@pytest.mark.parametrize("model, row", [
+    (TradingTicker, TRADING_TICKER[:9]), (Trade, [1, 2, 3]), (Trade, "abc"), (Trade, None),
+    (Candle, [1, "x", 2, 3, 4, 5]), (FundingTicker, [1] * 12), (DerivativesStatus, [1] * 5),
+])
+def test_bad_rows_raise_protocol_error(model, row):
+    """Short, mistyped or non-list rows raise ProtocolError (a ValueError), never IndexError."""
+    with pytest.raises(ProtocolError):
+        model.from_wire(row)

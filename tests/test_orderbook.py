@@ -1,0 +1,260 @@
+"""OrderBook: update rules of every book kind, read API, and a property test against a plain model."""
+import threading
+import zlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bfxsync.checksum import js_number_str
+from bfxsync.errors import ProtocolError
+from bfxsync.models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
+from bfxsync.orderbook import OrderBook
+from bfxsync.protocol import decode_tokens
+
+
+def wire(rows):
+    """Render rows as the server would (JavaScript number text) and decode them as the client does."""
+    def num(v):
+        return js_number_str(v) if isinstance(v, float) else str(v)
+    text = "[" + ",".join("[" + ",".join(num(v) for v in row) + "]" for row in rows) + "]"
+    return decode_tokens(text)
+
+
+class TestTradingBook:
+    def test_snapshot_sorts_sides(self):
+        """Bids come out price-descending and asks ascending, whatever the wire order."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[99.0, 1, 1.0], [101.0, 1, -1.0], [100.0, 2, 2.0], [102.0, 1, -3.0]]))
+        assert [lvl.price for lvl in book.bids()] == [100.0, 99.0]
+        assert [lvl.price for lvl in book.asks()] == [101.0, 102.0]
+        assert book.best_bid() == BookLevel(100.0, 2, 2.0)
+        assert book.spread() == 1.0 and book.mid() == 100.5
+        assert book.synced and len(book) == 4
+
+    def test_count_zero_removes_on_the_named_side(self):
+        """COUNT 0 deletes; AMOUNT 1 names the bid side and -1 the ask side."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0], [101.0, 1, -1.0]]))
+        book.apply_update(wire([[100.0, 0, -1]])[0])  # names the ask side: bid untouched
+        assert book.best_bid() is not None
+        book.apply_update(wire([[100.0, 0, 1]])[0])
+        assert book.best_bid() is None
+        book.apply_update(wire([[101.0, 0, -1]])[0])
+        assert len(book) == 0
+
+    def test_delete_of_unknown_level_is_noop(self):
+        """Deleting a level the book never held changes nothing (it left the window)."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0]]))
+        before = book.checksum()
+        book.apply_update(wire([[55.0, 0, 1]])[0])
+        assert book.checksum() == before
+
+    def test_level_moving_sides(self):
+        """A price that reappears on the other side leaves its old side."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0]]))
+        book.apply_update(wire([[100.0, 1, -2.0]])[0])
+        assert book.bids() == () and book.asks() == (BookLevel(100.0, 1, -2.0),)
+
+    @pytest.mark.parametrize("row", [[1, 2], "x", [1, "a", 3], [None, 1, 1], 7])
+    def test_malformed_update_changes_nothing(self, row):
+        """A row of the wrong shape or type raises ProtocolError and leaves the book as it was."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0]]))
+        before = book.snapshot()
+        with pytest.raises(ProtocolError):
+            book.apply_update(row)
+        assert book.snapshot().bids == before.bids and book.checksum() == before.checksum
+
+    def test_malformed_snapshot_is_not_half_applied(self):
+        """A snapshot with one bad row is rejected whole."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0]]))
+        with pytest.raises(ProtocolError):
+            book.apply_snapshot([[101, 1, 1], [102, "x"]])
+        assert book.bids() == (BookLevel(100.0, 1, 1.0),)
+
+    def test_invalidate(self):
+        """invalidate() marks the book unsynced; with clear=True it also empties it."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot(wire([[100.0, 1, 1.0]]))
+        book.invalidate()
+        assert not book.synced and len(book) == 1
+        book.invalidate(clear=True)
+        assert len(book) == 0
+
+
+class TestOtherKinds:
+    def test_funding_levels_keyed_by_rate_and_period(self):
+        """One rate at two periods is two levels; negative amounts are bids."""
+        book = OrderBook("fBTC")
+        book.apply_snapshot(wire([[0.000081, 15, 1, -10.0], [0.000081, 30, 1, -0.1135], [0.0001, 2, 1, 5.0]]))
+        assert book.bids() == (FundingBookLevel(0.000081, 15, 1, -10.0), FundingBookLevel(0.000081, 30, 1, -0.1135))
+        book.apply_update(wire([[0.000081, 30, 0, -1]])[0])  # -1: the bid side
+        assert book.bids() == (FundingBookLevel(0.000081, 15, 1, -10.0),)
+        book.apply_update(wire([[0.0001, 2, 0, 1]])[0])  # 1: the ask side
+        assert book.asks() == ()
+
+    def test_raw_trading_update_moves_order(self):
+        """A known order id with a new price replaces the old entry; price 0 removes it."""
+        book = OrderBook("tBTCUSD", "R0")
+        book.apply_snapshot(wire([[1, 100.0, 1.0], [2, 100.0, 2.0], [3, 101.0, -1.0]]))
+        book.apply_update(wire([[1, 99.0, 1.0]])[0])
+        assert [o.order_id for o in book.bids()] == [2, 1]
+        book.apply_update(wire([[3, 0, -1]])[0])
+        assert book.asks() == ()
+        assert book.best_bid() == RawBookOrder(2, 100.0, 2.0)
+
+    def test_raw_funding_rate_zero_removes(self):
+        """Raw funding offers are removed by RATE 0."""
+        book = OrderBook("fUSD", "R0")
+        book.apply_snapshot(wire([[10, 30, 0.0002, -50.0], [11, 2, 0.0003, 20.0]]))
+        book.apply_update(wire([[10, 30, 0, 1]])[0])
+        assert book.bids() == () and book.asks() == (RawFundingOffer(11, 2, 0.0003, 20.0),)
+
+
+# -- property test: random update sequences against a plain model ------------------------
+
+def model_checksum(bids, asks):
+    """Independent of bfxsync.checksum: JS text of each number, interleaved, CRC-32, signed."""
+    def text(v):
+        return js_number_str(v) if isinstance(v, float) else str(v)
+    parts = []
+    for i in range(25):
+        for side in (bids, asks):
+            if i < len(side):
+                parts += [text(side[i][0]), text(side[i][1])]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+PRICES = st.sampled_from([30000.0, 29999.5, 30000.5, 1e-8, 0.0000082, 12.0, 7294.7, 7295.0, 1.5e-7, 30001.0])
+AMOUNTS = st.sampled_from([1.5, 1e-8, 0.0000082, 12.0, 0.25, 3.0, 1.2e-7])
+SIGN = st.sampled_from([1, -1])
+
+
+@st.composite
+def trading_rows(draw):
+    price, sign = draw(PRICES), draw(SIGN)
+    count = draw(st.integers(0, 3))
+    return [price, count, sign if count == 0 else sign * draw(AMOUNTS)]
+
+
+@st.composite
+def funding_rows(draw):
+    rate, sign, period = draw(PRICES), draw(SIGN), draw(st.sampled_from([2, 7, 30]))
+    count = draw(st.integers(0, 3))
+    return [rate, period, count, sign if count == 0 else sign * draw(AMOUNTS)]
+
+
+@st.composite
+def raw_rows(draw):
+    oid, sign = draw(st.integers(1, 12)), draw(SIGN)
+    price = draw(st.one_of(st.just(0), PRICES))
+    return [oid, price, sign * draw(AMOUNTS)]
+
+
+@st.composite
+def raw_funding_rows(draw):
+    oid, sign, period = draw(st.integers(1, 12)), draw(SIGN), draw(st.sampled_from([2, 7, 30]))
+    rate = draw(st.one_of(st.just(0), PRICES))
+    return [oid, period, rate, sign * draw(AMOUNTS)]
+
+
+class PlainModel:
+    """The simplest book that follows §4.4/4.5: dicts, sorted on demand."""
+
+    def __init__(self, funding, raw):
+        self.funding, self.raw = funding, raw
+        self.bids, self.asks = {}, {}
+
+    def is_bid(self, amount):
+        return amount < 0 if self.funding else amount > 0
+
+    def apply(self, row):
+        amount = row[-1]
+        if self.raw:
+            self.bids.pop(row[0], None)
+            self.asks.pop(row[0], None)
+            price = row[2] if self.funding else row[1]
+            if price != 0:
+                (self.bids if self.is_bid(amount) else self.asks)[row[0]] = row
+            return
+        key = (row[0], row[1]) if self.funding else row[0]
+        side, other = (self.bids, self.asks) if self.is_bid(amount) else (self.asks, self.bids)
+        if row[-2] == 0:
+            side.pop(key, None)
+        else:
+            other.pop(key, None)
+            side[key] = row
+
+    def sides(self):
+        def order(rows, descending):
+            if self.raw:
+                p = 2 if self.funding else 1
+                return sorted(rows, key=lambda r: (-r[p] if descending else r[p], r[0]))
+            if self.funding:
+                return sorted(rows, key=lambda r: (-r[0] if descending else r[0], r[1]))
+            return sorted(rows, key=lambda r: -r[0] if descending else r[0])
+        return order(self.bids.values(), True), order(self.asks.values(), False)
+
+    def checksum(self):
+        bids, asks = self.sides()
+        return model_checksum([(r[0], r[-1]) for r in bids], [(r[0], r[-1]) for r in asks])
+
+
+@pytest.mark.parametrize("symbol, prec, rows", [
+    ("tBTCUSD", "P0", trading_rows()), ("fUSD", "P0", funding_rows()),
+    ("tBTCUSD", "R0", raw_rows()), ("fUSD", "R0", raw_funding_rows()),
+])
+def test_random_updates_match_plain_model(symbol, prec, rows):
+    """Any update sequence leaves the book, and its checksum, equal to the plain model's."""
+    funding, raw = symbol.startswith("f"), prec == "R0"
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(rows, max_size=60))
+    def check(updates):
+        model = PlainModel(funding, raw)
+        book = OrderBook(symbol, prec)
+        book.apply_snapshot([])
+        for row in updates:
+            model.apply(row)
+            book.apply_update(wire([row])[0])
+        bids, asks = model.sides()
+        level = {(False, False): BookLevel, (True, False): FundingBookLevel,
+                 (False, True): RawBookOrder, (True, True): RawFundingOffer}[funding, raw]
+        assert book.bids() == tuple(map(level.from_wire, bids))
+        assert book.asks() == tuple(map(level.from_wire, asks))
+        assert book.checksum() == model.checksum()
+
+    check()
+
+
+def test_concurrent_reads_see_consistent_books():
+    """Readers on other threads always get a snapshot whose checksum matches its own levels."""
+    book = OrderBook("tBTCUSD")
+    book.apply_snapshot(wire([[100.0 - i, 1, 1.0] for i in range(30)] + [[101.0 + i, 1, -1.0] for i in range(30)]))
+    stop = threading.Event()
+    bad = []
+
+    def reader():
+        while not stop.is_set():
+            snap = book.snapshot()
+            bids = [(js_number_str(l.price), js_number_str(l.amount)) for l in snap.bids]
+            asks = [(js_number_str(l.price), js_number_str(l.amount)) for l in snap.asks]
+            if model_checksum([(float(a), float(b)) for a, b in bids], [(float(a), float(b)) for a, b in asks]) != snap.checksum:
+                bad.append(snap)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20000):
+            price = 100.0 - (i % 40)
+            book.apply_update(wire([[price, i % 3, 1.0 + (i % 5)] if i % 3 else [price, 0, 1]])[0])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    assert not bad
