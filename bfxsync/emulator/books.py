@@ -1,0 +1,177 @@
+"""The emulator's book views: aggregation, windowing, diffs and checksums (pure).
+
+A *view* is what one book subscription shows: the best ``len`` entries per side of one
+symbol at one precision, bids and asks best-first, each entry exactly the wire array
+(§4.4, §4.5). Subscribers receive the difference between the view they were last sent
+and the current one, so a level that leaves the window arrives as a delete and one that
+enters it as an add, which is what the live server does.
+
+This representation is deliberately naive (plain dicts, ``sorted()``) and independent of
+the client's order book, so tests compare two implementations rather than one with itself.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+
+import attrs
+
+from bfxsync.checksum import CHECKSUM_DEPTH, book_checksum
+
+from .wire import number_text
+
+__all__ = ["Order", "BookView", "build_view", "diff_views", "view_checksum", "SIG_FIGS"]
+
+#: Significant figures of each aggregated precision (§4.4).
+SIG_FIGS = {"P0": 5, "P1": 4, "P2": 3, "P3": 2, "P4": 1}
+
+Entry = Tuple  # the wire array of one level or order, as a tuple
+Keyed = Tuple[Hashable, Entry]
+
+
+@attrs.frozen
+class Order:
+    """One resting order (trading) or offer (funding); ``amount`` has its wire sign.
+
+    Trading: amount > 0 is a bid. Funding: amount < 0 is a bid (borrower), > 0 an ask
+    (lender), and ``period`` is the offer's days (2-30).
+    """
+
+    id: int
+    price: Decimal
+    amount: Decimal
+    period: Optional[int] = None
+
+
+@attrs.frozen
+class BookView:
+    """Best-first ``(key, entry)`` pairs per side; ``key`` identifies the level on the wire.
+
+    The key is the price for trading P books, ``(rate, period)`` for funding P books and the
+    order/offer ID for R0 books.
+    """
+
+    bids: Tuple[Keyed, ...]
+    asks: Tuple[Keyed, ...]
+
+    def entries(self) -> Tuple[List[list], List[list]]:
+        """``(bids, asks)`` as lists of wire entries."""
+        return [list(e) for _, e in self.bids], [list(e) for _, e in self.asks]
+
+    def snapshot(self) -> List[Entry]:
+        """The snapshot payload: bids best-first, then asks best-first (§4.4)."""
+        return [e for _, e in self.bids] + [e for _, e in self.asks]
+
+
+EMPTY_VIEW = BookView((), ())
+
+
+def is_bid(order: Order, funding: bool) -> bool:
+    """Side rule of §4.4: funding books invert the amount sign."""
+    return order.amount < 0 if funding else order.amount > 0
+
+
+def round_sig(value: Decimal, figures: int, down: bool) -> Decimal:
+    """``value`` rounded to ``figures`` significant figures, toward the book's inside.
+
+    Bids round down and asks round up, so a bid and an ask never share a level as long as
+    the raw book is not crossed. (Bitfinex does not document its rounding direction.)
+    """
+    quantum = Decimal(1).scaleb(value.adjusted() - figures + 1)
+    return value.quantize(quantum, rounding=ROUND_FLOOR if down else ROUND_CEILING)
+
+
+def build_view(orders: Iterable[Order], funding: bool, prec: str, length: int) -> BookView:
+    """The view of a book at precision ``prec`` limited to ``length`` entries per side."""
+    if prec == "R0":
+        return _raw_view(orders, funding, length)
+    return _aggregated_view(orders, funding, SIG_FIGS[prec], length)
+
+
+def _raw_view(orders: Iterable[Order], funding: bool, length: int) -> BookView:
+    # R0: one entry per order; equal prices are ordered by ID ascending (§6.1), which is
+    # what the checksum depends on.
+    bids, asks = [], []
+    for order in orders:
+        bid = is_bid(order, funding)
+        price, amount = float(order.price), float(order.amount)
+        entry = (order.id, order.period, price, amount) if funding else (order.id, price, amount)
+        rank = (-order.price if bid else order.price, order.id)
+        (bids if bid else asks).append((rank, order.id, entry))
+    return BookView(_window(bids, length), _window(asks, length))
+
+
+def _aggregated_view(orders: Iterable[Order], funding: bool, figures: int, length: int) -> BookView:
+    # Funding levels are identified by (rate, period): one rate can carry several periods
+    # (§4.4). Within one rate they are ordered by period ascending, as in the one real
+    # snapshot quoted by the reference (§6.6); the server's tie-break is undocumented.
+    levels: Dict[Tuple[bool, Decimal, Optional[int]], List] = {}
+    for order in orders:
+        bid = is_bid(order, funding)
+        price = round_sig(order.price, figures, down=bid)
+        level = levels.setdefault((bid, price, order.period if funding else None), [0, Decimal(0)])
+        level[0] += 1
+        level[1] += order.amount
+    bids, asks = [], []
+    for (bid, price, period), (count, total) in levels.items():
+        p, amount = float(price), float(total)
+        if funding:
+            key: Hashable = (p, period)
+            entry: Entry = (p, period, count, amount)
+            rank: tuple = (-price if bid else price, period)
+        else:
+            key, entry, rank = p, (p, count, amount), (-price if bid else price,)
+        (bids if bid else asks).append((rank, key, entry))
+    return BookView(_window(bids, length), _window(asks, length))
+
+
+def _window(ranked: List[tuple], length: int) -> Tuple[Keyed, ...]:
+    ranked.sort(key=lambda item: item[0])
+    return tuple((key, entry) for _, key, entry in ranked[:length])
+
+
+def delete_entry(key: Hashable, entry: Entry, bid: bool, funding: bool, raw: bool) -> Entry:
+    """The wire entry removing ``key`` (§4.4, §4.5).
+
+    The trailing ±1 names the side: trading 1 = bids, funding 1 = asks (amount-sign rule).
+    """
+    if funding:
+        side = -1 if bid else 1
+        # R0 funding [ID, PERIOD, 0, ±1]; P funding [RATE, PERIOD, 0, ±1].
+        return (entry[0], entry[1], 0, side)
+    side = 1 if bid else -1
+    # R0 trading [ID, 0, ±1]; P trading [PRICE, 0, ±1].
+    return (key if raw else entry[0], 0, side)
+
+
+def diff_views(old: BookView, new: BookView, funding: bool, raw: bool) -> List[Entry]:
+    """Updates turning ``old`` into ``new``: all deletes first, then adds and changes.
+
+    Deletes go first so a client that caps its book at ``len`` never drops an add because
+    the level it replaces is still there.
+    """
+    deletes: List[Entry] = []
+    changes: List[Entry] = []
+    for bid, before, after in ((True, old.bids, new.bids), (False, old.asks, new.asks)):
+        after_map = dict(after)
+        for key, entry in before:
+            if key not in after_map:
+                deletes.append(delete_entry(key, entry, bid, funding, raw))
+        before_map = dict(before)
+        for key, entry in after:
+            if before_map.get(key) != entry:
+                changes.append(entry)
+    return deletes + changes
+
+
+def checksum_pairs(side: Sequence[Keyed], raw: bool) -> List[Tuple[str, str]]:
+    """``(key, amount)`` text of the best 25 entries: price/rate for P books, ID for R0."""
+    return [
+        (number_text(entry[0]) if not raw else str(entry[0]), number_text(entry[-1]))
+        for _, entry in side[:CHECKSUM_DEPTH]
+    ]
+
+
+def view_checksum(view: BookView, raw: bool) -> int:
+    """The signed CRC-32 the server would send for ``view`` (§6.1), from the wire text."""
+    return book_checksum(checksum_pairs(view.bids, raw), checksum_pairs(view.asks, raw))

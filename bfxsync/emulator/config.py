@@ -1,0 +1,120 @@
+"""Emulator settings (a frozen attrs class) and the synthetic instruments it knows."""
+from __future__ import annotations
+
+import ssl
+from decimal import Decimal
+from typing import Optional, Tuple
+
+import attrs
+
+__all__ = ["EmulatorConfig", "SymbolSpec", "DEFAULT_SYMBOLS", "symbol_spec"]
+
+#: Symbols served by default; anything else is answered with ``symbol: invalid``.
+DEFAULT_SYMBOLS: Tuple[str, ...] = (
+    "tBTCUSD",
+    "tETHUSD",
+    "tLTCBTC",
+    "tSHIB:USD",
+    "tBTCF0:USTF0",
+    "tETHF0:USTF0",
+    "fUSD",
+    "fBTC",
+)
+
+
+@attrs.frozen
+class SymbolSpec:
+    """How to synthesise one instrument.
+
+    ``base`` is the starting mid price (rate for funding), ``tick`` the grid new orders are
+    placed on (one P0 step or a multiple), ``size`` the typical order amount.
+    """
+
+    base: Decimal
+    tick: Decimal
+    size: Decimal
+
+
+# The values are chosen so the wire regularly carries the numbers that break naive
+# checksum code (§6.2): integer prices (tBTCUSD: 30000, 29999), prices and rates below
+# 1e-5 in fixed notation (tSHIB:USD 0.0000082013), rates below 1e-6 that JavaScript writes
+# in exponent notation (fBTC 9.9e-7), and tiny amounts (1e-8, 0.0000082, see market.py).
+_SPECS = {
+    "tBTCUSD": SymbolSpec(Decimal("30000"), Decimal("1"), Decimal("1")),
+    "tETHUSD": SymbolSpec(Decimal("2000"), Decimal("0.1"), Decimal("10")),
+    "tLTCBTC": SymbolSpec(Decimal("0.0025"), Decimal("0.0000001"), Decimal("50")),
+    "tSHIB:USD": SymbolSpec(Decimal("0.0000082"), Decimal("0.0000000001"), Decimal("100000")),
+    "tBTCF0:USTF0": SymbolSpec(Decimal("30010"), Decimal("1"), Decimal("1")),
+    "tETHF0:USTF0": SymbolSpec(Decimal("2001"), Decimal("0.1"), Decimal("10")),
+    "fUSD": SymbolSpec(Decimal("0.0002"), Decimal("0.00000001"), Decimal("10000")),
+    "fBTC": SymbolSpec(Decimal("0.00000105"), Decimal("0.000000001"), Decimal("5")),
+}
+
+
+def symbol_spec(symbol: str) -> SymbolSpec:
+    """The spec of a configured symbol; unknown ones get a generic instrument."""
+    spec = _SPECS.get(symbol)
+    if spec is not None:
+        return spec
+    if symbol.startswith("f"):
+        return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal("1000"))
+    return SymbolSpec(Decimal("100"), Decimal("0.01"), Decimal("10"))
+
+
+def _check_symbols(instance: object, attribute: attrs.Attribute, value: Tuple[str, ...]) -> None:
+    for symbol in value:
+        if not isinstance(symbol, str) or len(symbol) < 2 or symbol[0] not in "tf":
+            raise ValueError(f"symbols must start with 't' (trading) or 'f' (funding): {symbol!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorConfig:
+    """Everything an :class:`~bfxsync.emulator.Emulator` can be told at construction.
+
+    Attributes:
+        host, port: where to listen; port 0 picks a free port (read it from ``Emulator.port``).
+        seed: market data seed; the same seed gives the same sequence of ticks.
+        rate: market ticks per second; 0 disables the market thread (drive it with ``step``).
+        heartbeat_interval: seconds without traffic on a channel before ``[CHAN_ID,"hb"]``.
+        f1_interval: seconds between update batches of ``freq: F1`` books.
+        status_interval: seconds between ``status`` frames (converted to ticks).
+        max_subscriptions: per connection; one more gets 10305 ``subscribe: limit``.
+        symbols: the known symbols (``t`` trading, ``f`` funding).
+        version, platform_status: what the ``info`` frame on connect says.
+        certfile, keyfile, ssl_context: serve ``wss://`` (give a cert/key pair or a context).
+        path: the path put in ``url`` (any path is served).
+        book_depth: orders (offers) kept per book side.
+        close_timeout: seconds a graceful close waits for the client's close frame.
+        max_pending_frames: frames queued for one connection before it is dropped as too slow.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 0
+    rate: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    heartbeat_interval: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
+    f1_interval: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
+    status_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    max_subscriptions: int = attrs.field(default=25, validator=attrs.validators.ge(0))
+    symbols: Tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
+    version: int = 2
+    platform_status: int = 1
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
+    ssl_context: Optional[ssl.SSLContext] = None
+    path: str = "/ws/2"
+    book_depth: int = attrs.field(default=200, validator=attrs.validators.ge(30))
+    close_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
+
+    def make_ssl_context(self) -> Optional[ssl.SSLContext]:
+        """The server-side TLS context, or None for plain ``ws://``."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self.certfile is None:
+            if self.keyfile is not None:
+                raise ValueError("keyfile given without certfile")
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context

@@ -1,0 +1,255 @@
+"""The emulator's shared state: the market, the connections, and the request handlers.
+
+Locks, always taken in this order (never the reverse):
+
+1. ``market_lock`` — the market and every subscription's feed state. Held for a whole tick
+   (mutation plus fan-out to every connection) and for subscribe (ack plus snapshot), so
+   the first update a subscriber gets applies on top of its snapshot.
+2. a connection's ``Session.lock`` — its flags, sequence counter, subscriptions and queue.
+3. ``_registry`` (a Condition) — the set of connections; held briefly, nothing is acquired
+   under it. Waiters of the control API sleep on it.
+
+No lock is ever held while writing to a socket: sessions queue frames for their writer.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Mapping
+
+from bfxsync import protocol
+
+from . import feed
+from .channels import NoReply, SubscribeError, ack_frame, error_frame, pair_field, parse_subscribe
+from .config import EmulatorConfig
+from .market import Market
+from .session import Session, Transport, now_ms
+
+__all__ = ["Hub"]
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    """Everything behind the sockets; ``server.py`` feeds it connections, text and ticks."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.market_lock = threading.Lock()
+        self.market = Market(config.symbols, config.seed, config.book_depth, now_ms())
+        self.paused = False  # guarded by market_lock
+        self.platform_status = config.platform_status
+        self.silent = False  # default for new connections
+        self.server_id = str(uuid.UUID(int=random.Random(f"server:{config.seed}").getrandbits(128), version=4))
+        self._registry = threading.Condition()
+        self._visible: Dict[int, Session] = {}  # counted by the control API
+        self._live: Dict[int, Session] = {}  # every connection whose handler still runs
+        self._conn_ids = itertools.count(1)
+        # chanIds are unique across the emulator and large, like the real ones (§2.3).
+        self._chan_rng = random.Random(f"chan:{config.seed}")
+        self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
+        rate = config.rate if config.rate > 0 else 10.0
+        self._status_every = max(1, round(config.status_interval * rate))
+        self._handlers: Dict[str, Callable[[Session, Dict[str, Any]], None]] = {
+            "conf": self._on_conf,
+            "ping": self._on_ping,
+            "subscribe": self._on_subscribe,
+            "unsubscribe": self._on_unsubscribe,
+            "auth": self._on_auth,
+        }
+
+    # -- connections ---------------------------------------------------------------------
+    def open_session(self, transport: Transport) -> Session:
+        """Register a new connection, queue its ``info`` frame and start its writer."""
+        session = Session(next(self._conn_ids), transport, self.config.max_pending_frames)
+        session.silent = self.silent
+        session.send_event({"event": "info", "version": self.config.version, "serverId": self.server_id,
+                            "platform": {"status": self.platform_status}})
+        with self._registry:
+            self._visible[session.id] = session
+            self._live[session.id] = session
+            self._registry.notify_all()
+        session.start()
+        logger.debug("connection %d opened", session.id)
+        return session
+
+    def detach(self, session: Session) -> None:
+        """Stop counting ``session`` (it is being closed); frames are no longer produced for it."""
+        with self._registry:
+            self._visible.pop(session.id, None)
+            self._registry.notify_all()
+
+    def close_session(self, session: Session) -> None:
+        """The connection's handler is ending: forget it and join its writer."""
+        self.detach(session)
+        session.finish()
+        with self._registry:
+            self._live.pop(session.id, None)
+            self._registry.notify_all()
+        logger.debug("connection %d closed", session.id)
+
+    def sessions(self) -> List[Session]:
+        with self._registry:
+            return list(self._visible.values())
+
+    def live_sessions(self) -> List[Session]:
+        with self._registry:
+            return list(self._live.values())
+
+    def find(self, conn_id: int) -> Session:
+        with self._registry:
+            try:
+                return self._visible[conn_id]
+            except KeyError:
+                raise KeyError(f"no open connection {conn_id}") from None
+
+    def notify(self) -> None:
+        with self._registry:
+            self._registry.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until ``predicate()``, re-checked on every registry change."""
+        with self._registry:
+            return self._registry.wait_for(predicate, timeout)
+
+    def connection_count(self) -> int:
+        return len(self._visible)
+
+    def subscription_count(self) -> int:
+        # Reads dict sizes without the connection locks: atomic in CPython, and waiters
+        # re-check on every change anyway.
+        return sum(len(s.subs) for s in list(self._visible.values()))
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def wait_flushed(self, timeout: float) -> bool:
+        """Wait until every connection's queued frames are written (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        return all(s.wait_flushed(max(0.0, deadline - time.monotonic())) for s in self.sessions())
+
+    # -- market ticks --------------------------------------------------------------------
+    def tick(self, automatic: bool = True) -> bool:
+        """Advance the market one tick and queue every subscriber's frames.
+
+        An automatic tick (from the market thread) is skipped while paused; the check is
+        under the market lock, so no tick starts after ``pause()`` acquired it.
+        """
+        with self.market_lock:
+            if automatic and self.paused:
+                return False
+            self._tick_locked()
+            return True
+
+    def step(self, count: int) -> None:
+        with self.market_lock:
+            for _ in range(count):
+                self._tick_locked()
+
+    def _tick_locked(self) -> None:
+        mts = now_ms()
+        status_fresh = (self.market.ticks + 1) % self._status_every == 0
+        self.market.tick(mts, status_fresh)
+        tickers: Dict[str, list] = {}
+        for session in self.sessions():
+            feed.publish_tick(session, self.market, mts, self.config.f1_interval, status_fresh, tickers)
+
+    def heartbeats(self, now: float) -> float:
+        """Send due heartbeats on every connection; return when the next one is due."""
+        interval = self.config.heartbeat_interval
+        due = now + interval
+        for session in self.sessions():
+            due = min(due, session.send_heartbeats(now, interval))
+        return due
+
+    # -- requests ------------------------------------------------------------------------
+    def handle(self, session: Session, text: str) -> None:
+        """Answer one text frame from a client. Errors are replies; they never close the socket."""
+        try:
+            request = json.loads(text)
+        except ValueError:
+            session.send_event({"event": "error", "msg": "event: invalid", "code": protocol.ERR_UNKNOWN_EVENT})
+            return
+        if not isinstance(request, dict):
+            # Arrays are inputs on channel 0, which need authentication (not emulated).
+            logger.debug("connection %d: ignoring non-event frame %.80s", session.id, text)
+            return
+        event = request.get("event")
+        handler = self._handlers.get(event) if isinstance(event, str) else None
+        if handler is None:
+            msg = f"event: invalid ({event})" if isinstance(event, str) else "event: invalid"
+            session.send_event({"event": "error", "msg": msg, "code": protocol.ERR_UNKNOWN_EVENT})
+            return
+        handler(session, request)
+
+    def _on_conf(self, session: Session, request: Dict[str, Any]) -> None:
+        flags = request.get("flags")
+        if type(flags) is not int or flags < 0:
+            session.send_event(error_frame(request, "conf: invalid", protocol.ERR_CONF_FAIL))
+            return
+        with session.lock:
+            # TIME_S (32) is accepted and has no effect, as a third party observed live.
+            session.set_flags(flags)
+            session.send_event({"event": "conf", "status": "OK", "flags": flags})
+
+    def _on_ping(self, session: Session, request: Dict[str, Any]) -> None:
+        pong: Dict[str, Any] = {"event": "pong", "ts": now_ms()}
+        if "cid" in request:
+            pong["cid"] = request["cid"]
+        session.send_event(pong)
+
+    def _on_auth(self, session: Session, request: Dict[str, Any]) -> None:
+        # Account streams are not emulated; answer like a rejected key (§7.4).
+        session.send_event({"event": "auth", "status": "FAILED", "chanId": 0,
+                            "code": 10100, "msg": "apikey: invalid"})
+
+    def _known_pair(self, request: Mapping[str, Any]) -> Dict[str, str]:
+        symbol = request.get("symbol")
+        if isinstance(symbol, str):
+            for candidate in (symbol, "t" + symbol):
+                if candidate in self.market.symbols:
+                    return pair_field(candidate)
+        return {}
+
+    def _on_subscribe(self, session: Session, request: Dict[str, Any]) -> None:
+        with self.market_lock:
+            try:
+                sub = parse_subscribe(request, self.config.symbols, self.market.derivatives())
+            except NoReply:
+                logger.debug("connection %d: no reply to %s (as observed live)", session.id, request.get("key"))
+                return
+            except SubscribeError as exc:
+                session.send_event(error_frame(request, exc.msg, exc.code, **self._known_pair(request)))
+                return
+            with session.lock:
+                existing = next((s for s in session.subs.values() if s.identity == sub.identity), None)
+                if existing is not None:
+                    session.send_event(error_frame(request, "subscribe: dup", protocol.ERR_SUB_MULTI,
+                                                   chanId=existing.chan_id, **sub.pair_field()))
+                    return
+                if len(session.subs) >= self.config.max_subscriptions:
+                    session.send_event(error_frame(request, "subscribe: limit", protocol.ERR_SUB_LIMIT,
+                                                   **sub.pair_field()))
+                    return
+                self._chan_id += self._chan_rng.randint(1, 997)
+                sub.chan_id = self._chan_id
+                session.subs[sub.chan_id] = sub
+                session.send_event(ack_frame(sub, request))
+                feed.send_snapshot(session, sub, self.market, now_ms())
+        self.notify()
+
+    def _on_unsubscribe(self, session: Session, request: Dict[str, Any]) -> None:
+        chan_id = request.get("chanId")
+        with session.lock:
+            if type(chan_id) is int and chan_id in session.subs:
+                del session.subs[chan_id]
+                session.send_event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})
+            else:
+                session.send_event(error_frame(request, "unsubscribe: invalid", protocol.ERR_UNSUB_FAIL))
+                return
+        self.notify()

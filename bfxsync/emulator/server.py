@@ -1,0 +1,305 @@
+"""``Emulator``: a local Bitfinex WebSocket v2 server with a control API for tests.
+
+Built on ``websockets.sync.server`` (an optional extra: ``pip install bfxsync[emulator]``).
+Threads, all joined by :meth:`Emulator.stop`:
+
+* ``bfxsync-emulator-server`` accepts connections; websockets runs one handler thread per
+  connection, which reads requests and answers them;
+* ``bfxsync-emulator-writer-<n>`` writes one connection's queued frames (``session.py``);
+* ``bfxsync-emulator-market`` ticks the market ``rate`` times per second;
+* ``bfxsync-emulator-heartbeat`` sends ``hb`` on idle channels.
+
+Every control method is thread-safe and every wait takes a timeout.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import attrs
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import Server, ServerConnection, serve
+
+from bfxsync import protocol
+
+from .config import EmulatorConfig
+from .feed import book_entries, checksum_of
+from .hub import Hub
+from .session import Session, shutdown_socket
+
+__all__ = ["Emulator"]
+
+logger = logging.getLogger(__name__)
+
+_FLUSH_TIMEOUT = 5.0
+
+
+class _WebSocketTransport:
+    """Adapts a websockets connection to what a :class:`Session` writes to."""
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+
+    def send(self, text: str) -> None:
+        self._connection.send(text)
+
+    def close(self, code: int, reason: str) -> None:
+        self._connection.close(code, reason)
+
+    def abort(self) -> None:
+        # websockets notices the EOF on its reader thread and closes the socket itself.
+        shutdown_socket(self._connection.socket)
+
+
+class Emulator:
+    """A local Bitfinex v2 server serving seeded synthetic market data.
+
+    Use it as a context manager (starts on enter, stops and joins on exit)::
+
+        with Emulator(seed=1, rate=20.0, heartbeat_interval=1.0) as emu:
+            client = connect(emu.url)
+
+    Args:
+        config: an :class:`EmulatorConfig`; keyword arguments override its fields.
+    """
+
+    def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
+        self.config = attrs.evolve(config or EmulatorConfig(), **overrides)
+        self._hub = Hub(self.config)
+        self._server: Optional[Server] = None
+        self._threads: List[threading.Thread] = []
+        self._stop = threading.Event()
+        self._state_lock = threading.Lock()
+        self._started = False
+        self._stopped = False
+        self.port = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> "Emulator":
+        """Bind, then start serving and ticking. Returns self."""
+        with self._state_lock:
+            if self._started:
+                raise RuntimeError("an Emulator can be started only once")
+            self._started = True
+        config = self.config
+        self._server = serve(
+            self._handle, config.host, config.port, ssl=config.make_ssl_context(),
+            compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
+            ping_interval=None,  # the real server sends no protocol pings (§1.4)
+            open_timeout=5, close_timeout=config.close_timeout,
+            logger=logging.getLogger(__name__ + ".websockets"),
+        )
+        self.port = self._server.socket.getsockname()[1]
+        self._spawn("server", self._server.serve_forever)
+        if config.rate > 0:
+            self._spawn("market", self._market_loop)
+        self._spawn("heartbeat", self._heartbeat_loop)
+        logger.info("emulator serving on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Close every connection (1001, then abruptly after ``close_timeout``), join all threads.
+
+        Idempotent.
+        """
+        with self._state_lock:
+            if not self._started or self._stopped:
+                self._stopped = True
+                return
+            self._stopped = True
+        self._stop.set()
+        for thread in self._threads:
+            if thread.name != "bfxsync-emulator-server":
+                thread.join(_FLUSH_TIMEOUT)
+        hub = self._hub
+        for session in hub.live_sessions():
+            hub.detach(session)
+            session.close(1001, "")
+        if not hub.wait_until(lambda: hub.live_count() == 0, self.config.close_timeout + 0.5):
+            for session in hub.live_sessions():
+                session.abort()
+        assert self._server is not None
+        self._server.shutdown()
+        for thread in self._threads:
+            thread.join(_FLUSH_TIMEOUT)
+            if thread.is_alive():
+                logger.warning("%s did not stop", thread.name)
+        logger.info("emulator stopped")
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``ws://HOST:PORT/ws/2`` (``wss://`` with TLS)."""
+        scheme = "wss" if self.config.make_ssl_context() is not None else "ws"
+        host = self.config.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}{self.config.path}"
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=f"bfxsync-emulator-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # -- threads -------------------------------------------------------------------------
+    def _handle(self, connection: ServerConnection) -> None:
+        # Runs on a websockets handler thread, one per connection.
+        if self._stop.is_set():
+            return
+        session = self._hub.open_session(_WebSocketTransport(connection))
+        try:
+            for message in connection:
+                if isinstance(message, str):
+                    self._hub.handle(session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._hub.close_session(session)
+
+    def _market_loop(self) -> None:
+        interval = 1.0 / self.config.rate
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < -interval:  # fell behind (slow machine): skip ticks rather than burst
+                next_at, delay = time.monotonic(), 0.0
+            if self._stop.wait(max(0.0, delay)):
+                return
+            try:
+                self._hub.tick()
+            except Exception:  # keep ticking; a bug in one tick must not silence the server
+                logger.exception("market tick failed")
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.config.heartbeat_interval
+        while True:
+            due = self._hub.heartbeats(time.monotonic())
+            # A channel subscribed meanwhile is due only a full interval later: never missed.
+            if self._stop.wait(min(max(due - time.monotonic(), 0.005), interval)):
+                return
+
+    # -- control API: observation ----------------------------------------------------------
+    def connection_count(self) -> int:
+        """Open connections (those closed or dropped through this API no longer count)."""
+        return self._hub.connection_count()
+
+    def connection_ids(self) -> List[int]:
+        """IDs of the open connections, oldest first."""
+        return sorted(s.id for s in self._hub.sessions())
+
+    def wait_for_connections(self, n: int, timeout: float = 5.0) -> bool:
+        """Wait until exactly ``n`` connections are open; False on timeout."""
+        return self._hub.wait_until(lambda: self._hub.connection_count() == n, timeout)
+
+    def wait_for_subscriptions(self, n: int, timeout: float = 5.0) -> bool:
+        """Wait until exactly ``n`` subscriptions are active across all connections."""
+        return self._hub.wait_until(lambda: self._hub.subscription_count() == n, timeout)
+
+    def subscriptions(self) -> List[Tuple[int, int, str, Dict[str, Any]]]:
+        """``(connection_id, chan_id, channel, params)`` of every active subscription."""
+        result = []
+        for session in self._hub.sessions():
+            with session.lock:
+                result.extend((session.id, sub.chan_id, sub.channel, dict(sub.params))
+                              for sub in session.subs.values())
+        return result
+
+    def book_view(self, symbol: str, prec: str = "P0", length: int = 25) -> Tuple[List[list], List[list]]:
+        """``(bids, asks)``: the book as an F0 subscriber of ``symbol``/``prec``/``len`` has it.
+
+        Entries are wire arrays, best first. Read it while paused for a stable answer.
+        """
+        with self._hub.market_lock:
+            return book_entries(self._hub.market, symbol, prec, length)
+
+    def book_checksum(self, symbol: str, prec: str = "P0", length: int = 25) -> int:
+        """The signed checksum a ``cs`` frame for that book would carry now."""
+        with self._hub.market_lock:
+            return checksum_of(self._hub.market, symbol, prec, length)
+
+    # -- control API: the market -----------------------------------------------------------
+    def pause(self, timeout: float = _FLUSH_TIMEOUT) -> bool:
+        """Stop ticking; returns once the current tick's frames are written to the sockets."""
+        with self._hub.market_lock:
+            self._hub.paused = True
+        return self._hub.wait_flushed(timeout)
+
+    def resume(self) -> None:
+        """Tick again at ``rate``."""
+        with self._hub.market_lock:
+            self._hub.paused = False
+
+    def step(self, n: int = 1, timeout: float = _FLUSH_TIMEOUT) -> bool:
+        """Run ``n`` ticks now (meant for a paused emulator or ``rate=0``); waits until written."""
+        self._hub.step(n)
+        return self._hub.wait_flushed(timeout)
+
+    # -- control API: faults ---------------------------------------------------------------
+    def _targets(self, conn: Optional[int]) -> List[Session]:
+        return self._hub.sessions() if conn is None else [self._hub.find(conn)]
+
+    def drop_connections(self, conn: Optional[int] = None) -> None:
+        """End connections abruptly: TCP closed without a close frame (the client sees 1006)."""
+        for session in self._targets(conn):
+            self._hub.detach(session)
+            session.abort()
+
+    def close_connections(self, code: int = 1001, reason: str = "", conn: Optional[int] = None) -> None:
+        """Close connections gracefully after their queued frames (returns without waiting)."""
+        for session in self._targets(conn):
+            self._hub.detach(session)
+            session.close(code, reason)
+
+    def set_silent(self, silent: bool = True, conn: Optional[int] = None) -> None:
+        """Stall: keep sockets open but send nothing (no data, hb, acks, pongs).
+
+        With ``conn=None`` it applies to every open connection and to new ones; with a
+        connection ID only to that one. Requests are still processed, and frames produced
+        meanwhile are lost (they consume sequence numbers, so SEQ_ALL shows the gap).
+        """
+        if conn is None:
+            self._hub.silent = silent
+        for session in self._targets(conn):
+            session.silent = silent
+
+    def skip_sequence(self, conn: Optional[int] = None, count: int = 1) -> None:
+        """Make the next SEQ_ALL number jump by ``count`` (a lost frame) on each target."""
+        for session in self._targets(conn):
+            session.skip_sequence(count)
+
+    def set_send_delay(self, seconds: float, conn: Optional[int] = None) -> None:
+        """Delay every frame by ``seconds`` before it is written (0 restores)."""
+        for session in self._targets(conn):
+            session.delay = seconds
+
+    def broadcast_info(self, code: int, msg: str = "") -> None:
+        """Send ``{"event":"info","code":code,"msg":msg}`` to every connection."""
+        for session in self._hub.sessions():
+            session.send_event({"event": "info", "code": code, "msg": msg})
+
+    def start_maintenance(self) -> None:
+        """Info 20060 to everyone; new connections get ``platform.status`` 0 until it ends."""
+        self._hub.platform_status = 0
+        self.broadcast_info(protocol.INFO_MAINTENANCE_START, "Maintenance: resync start")
+
+    def end_maintenance(self) -> None:
+        """Info 20061 to everyone; new connections get ``platform.status`` 1 again."""
+        self._hub.platform_status = 1
+        self.broadcast_info(protocol.INFO_MAINTENANCE_END, "Maintenance: resync end")
+
+    def inject(self, text: str, chan_id: Optional[int] = None) -> None:
+        """Send ``text`` unchanged to every connection, or only those subscribed to ``chan_id``."""
+        for session in self._hub.sessions():
+            with session.lock:
+                if chan_id is None or chan_id in session.subs:
+                    session.send_raw(text)

@@ -1,0 +1,241 @@
+"""One client connection: flags, sequence numbers, subscriptions and an ordered send queue.
+
+Frames for one connection come from several threads (the connection's request handler,
+the market thread, the heartbeat thread, the control API). Each frame is built, given its
+sequence number and queued under the connection lock, so sequence numbers are assigned in
+exactly the order frames are written. A writer thread per connection drains the queue;
+producers never block on a socket, so a slow or dead client cannot stall the market thread.
+A client that lets ``max_pending_frames`` pile up is dropped.
+
+Lock order: market lock → connection lock → registry lock (see ``hub.py``).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Protocol, Union
+
+from bfxsync import protocol
+
+from . import wire
+from .channels import Subscription
+
+__all__ = ["Session", "Transport"]
+
+logger = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """What a session needs from its WebSocket (``server.py`` adapts websockets to it)."""
+
+    def send(self, text: str) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def now_ms() -> int:
+    """Server time in ms, as put in ``pong``, ``TIMESTAMP`` and trades."""
+    return int(time.time() * 1000)
+
+
+class _Close:
+    """Queue item asking the writer for a graceful close after the frames before it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
+
+
+class Session:
+    """State of one connection. Every public method is thread-safe.
+
+    Args:
+        conn_id: the emulator's number for this connection (shown by ``subscriptions()``).
+        transport: the socket side.
+        max_pending: queued frames tolerated before the connection is dropped.
+    """
+
+    def __init__(self, conn_id: int, transport: Transport, max_pending: int = 10_000) -> None:
+        self.id = conn_id
+        self.subs: Dict[int, Subscription] = {}
+        self.flags = 0
+        self.silent = False
+        self.delay = 0.0
+        self.lock = threading.RLock()
+        self._transport = transport
+        self._max_pending = max_pending
+        self._cond = threading.Condition(self.lock)
+        self._queue: Deque[Union[str, _Close]] = deque()
+        self._queued = 0  # items ever queued
+        self._written = 0  # items the writer finished (sent, or failed)
+        self._seq = 0
+        self._skip = 0
+        self._open = True  # accepting frames
+        self._dead = False  # writer gone: nothing will be written any more
+        self._gone = threading.Event()  # set when the connection ends; interrupts delays
+        self._writer = threading.Thread(target=self._write_loop, name=f"bfxsync-emulator-writer-{conn_id}", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._writer.start()
+
+    def finish(self, timeout: float = 5.0) -> None:
+        """The connection is over: stop accepting frames, discard the queue, join the writer."""
+        self._stop_accepting()
+        if self._writer.ident is not None and self._writer is not threading.current_thread():
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                logger.warning("writer of connection %d did not stop within %.1f s", self.id, timeout)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Graceful close: frames already queued are written, then the close frame."""
+        with self._cond:
+            if not self._open:
+                return
+            self._open = False
+            self._push(_Close(code, reason))
+
+    def abort(self) -> None:
+        """Abrupt close: the TCP connection ends without a close frame (the client sees 1006)."""
+        self._stop_accepting()
+        self._transport.abort()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    # -- producing frames ----------------------------------------------------------------
+    def set_flags(self, flags: int) -> None:
+        """Replace the flag set (``conf`` replaces, §5); SEQ_ALL restarts the count at 1."""
+        with self._cond:
+            if flags & protocol.FLAG_SEQ_ALL and not self.flags & protocol.FLAG_SEQ_ALL:
+                self._seq = 0
+            self.flags = flags
+
+    def skip_sequence(self, count: int = 1) -> None:
+        """Fault injection: the next array frame's sequence number jumps by ``count``."""
+        with self._cond:
+            self._skip += count
+
+    def send_event(self, event: Dict[str, Any]) -> None:
+        """Queue an event object (events carry no sequence number or timestamp)."""
+        with self._cond:
+            if self._open and not self.silent:
+                self._push(wire.encode(event))
+
+    def send_raw(self, text: str) -> None:
+        """Queue ``text`` unchanged (fault injection)."""
+        with self._cond:
+            if self._open and not self.silent:
+                self._push(text)
+
+    def send_array(self, chan_id: int, body: List[Any], mts: Optional[int] = None, heartbeat: bool = False) -> None:
+        """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (§5.1).
+
+        With DEC_S the body's floats become strings. SEQ_ALL appends the connection's next
+        sequence number; TIMESTAMP then appends the server time, except on heartbeats.
+        (Whether the live server timestamps ``hb`` frames is unconfirmed; we assume not,
+        like its sample frames. ``cs`` frames get one: also unconfirmed, §12.)
+        A silenced connection still consumes sequence numbers, as if the frames were lost.
+        """
+        with self._cond:
+            if not self._open:
+                return
+            sub = self.subs.get(chan_id)
+            if sub is not None:
+                sub.last_traffic = time.monotonic()
+            flags = self.flags
+            frame = [chan_id]
+            frame.extend(wire.decimal_strings(body) if flags & protocol.FLAG_DEC_S else body)
+            if flags & protocol.FLAG_SEQ_ALL:
+                self._seq += 1 + self._skip
+                self._skip = 0
+                frame.append(self._seq)
+            if flags & protocol.FLAG_TIMESTAMP and not heartbeat:
+                frame.append(mts if mts is not None else now_ms())
+            if not self.silent:
+                self._push(wire.encode(frame))
+
+    def send_heartbeats(self, now: float, interval: float) -> float:
+        """Send ``hb`` on every channel idle for ``interval``; return when the next one is due."""
+        with self._cond:
+            due = now + interval
+            for chan_id, sub in list(self.subs.items()):
+                if sub.last_traffic + interval <= now:
+                    self.send_array(chan_id, [protocol.HEARTBEAT], heartbeat=True)
+                due = min(due, sub.last_traffic + interval)
+            return due
+
+    def _stop_accepting(self) -> None:
+        # _gone is set under the lock so the writer cannot miss it between check and wait.
+        with self._cond:
+            self._open = False
+            self._queue.clear()
+            self._gone.set()
+            self._cond.notify_all()
+
+    def _push(self, item: Union[str, _Close]) -> None:
+        # Called with the lock held.
+        if len(self._queue) >= self._max_pending:
+            logger.warning("connection %d has %d unsent frames; dropping it as too slow",
+                           self.id, len(self._queue))
+            self._stop_accepting()
+            self._transport.abort()
+            return
+        self._queue.append(item)
+        self._queued += 1
+        self._cond.notify_all()
+
+    # -- writing -------------------------------------------------------------------------
+    def wait_flushed(self, timeout: float) -> bool:
+        """Wait until every frame queued so far has been written (or the connection ended)."""
+        with self._cond:
+            target = self._queued
+            return self._cond.wait_for(lambda: self._written >= target or self._dead or not self._queue and not self._open,
+                                       timeout)
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._gone.is_set())
+                if not self._queue:
+                    break
+                item = self._queue.popleft()
+                delay = self.delay
+            if delay > 0 and self._gone.wait(delay):
+                break
+            try:
+                if isinstance(item, _Close):
+                    self._transport.close(item.code, item.reason)
+                else:
+                    self._transport.send(item)
+            except Exception as exc:  # the connection is gone; the handler thread cleans up
+                logger.debug("connection %d: send failed: %r", self.id, exc)
+                break
+            finally:
+                with self._cond:
+                    self._written += 1
+                    self._cond.notify_all()
+            if isinstance(item, _Close):
+                break
+        with self._cond:
+            self._dead = True
+            self._open = False
+            self._queue.clear()
+            self._cond.notify_all()
+
+
+def shutdown_socket(sock: socket.socket) -> None:
+    """End a TCP connection at once, without a WebSocket close frame or TLS close_notify.
+
+    ``shutdown`` (unlike ``close``) also wakes a thread blocked sending on the socket. The
+    plain ``socket.socket`` method is called on purpose, bypassing ``SSLSocket.shutdown``.
+    """
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
