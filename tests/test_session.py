@@ -1,0 +1,149 @@
+"""The parser alone, fed frames by hand: ordering cases that are hard to time against a live server."""
+import json
+
+import pytest
+
+from bfxsync import Config, errors
+from bfxsync._dispatch import Handlers
+from bfxsync.session import Session
+from bfxsync.specs import BookSpec, TickerSpec
+
+INFO = '{"event":"info","version":2,"serverId":"x","platform":{"status":1}}'
+
+
+class FakeConnection:
+    """Records what the session sends; always 'open'."""
+
+    def __init__(self):
+        self.sent = []
+        self.dropped = []
+        self.dials = 1
+
+    def send(self, text):
+        self.sent.append(json.loads(text))
+
+    def on_reader_thread(self):
+        return False
+
+    def mark_healthy(self):
+        pass
+
+    def drop(self, reason):
+        self.dropped.append(reason)
+
+
+@pytest.fixture
+def session():
+    s = Session("ws://test", Config(), Handlers())
+    s.connection = FakeConnection()
+    s.on_open()
+    s.on_frame(INFO)
+    s.on_frame('{"event":"conf","status":"OK","flags":131072}')
+    return s
+
+
+def ack(session, sub_id, chan_id, **fields):
+    session.on_frame(json.dumps({"event": "subscribed", "chanId": chan_id, "subId": sub_id, **fields}))
+
+
+def test_conf_is_one_frame_with_all_flags(session):
+    """The handshake sends one conf frame with the whole flag set (each conf replaces the last)."""
+    confs = [m for m in session.connection.sent if m.get("event") == "conf"]
+    assert confs == [{"event": "conf", "flags": 131072}]
+
+
+def test_checksum_before_snapshot_and_unknown_level(session):
+    """A cs before the snapshot is counted, not checked; deleting an unknown level is a no-op."""
+    book = session.subscribe(BookSpec("tBTCUSD"))
+    sub_id = session.connection.sent[-1]["subId"]
+    ack(session, sub_id, 5, channel="book")
+    session.on_frame("[5,\"cs\",123]")
+    assert session.stats()["checksum-unsynced"] == 1 and book.checks_failed == 0
+    session.on_frame("[5,[[100,1,1.5],[101,1,-2]]]")
+    assert book.synced
+    session.on_frame("[5,[99,0,1]]")
+    session.on_frame(f"[5,\"cs\",{book.checksum()}]")
+    assert book.checks_passed == 1
+
+
+def test_data_before_subscribed_is_counted(session):
+    """Frames for a chanId we were not told about are counted as unknown."""
+    session.on_frame("[77,[1,2,3]]")
+    assert session.stats()["unknown_channel"] == 1
+
+
+def test_bad_update_resyncs_via_unsubscribe(session):
+    """A malformed book update starts a resync: unsubscribe, then subscribe again after the confirmation."""
+    book = session.subscribe(BookSpec("tBTCUSD"))
+    ack(session, session.connection.sent[-1]["subId"], 5, channel="book")
+    session.on_frame("[5,[[100,1,1.5]]]")
+    session.on_frame("[5,[1,2]]")
+    assert session.connection.sent[-1] == {"event": "unsubscribe", "chanId": 5}
+    assert not book.synced and book.resyncs == 1
+    session.on_frame("[5,[100,1,1.5]]")  # in flight before the server saw the unsubscribe: dropped quietly
+    session.on_frame('{"event":"unsubscribed","status":"OK","chanId":5}')
+    again = session.connection.sent[-1]
+    assert again["event"] == "subscribe" and again["channel"] == "book"
+    ack(session, again["subId"], 6, channel="book")
+    session.on_frame("[6,[[100,1,1.5]]]")
+    assert book.synced and book.chan_id == 6 and session.stats().get("unknown_channel", 0) == 0
+
+
+def test_error_routed_by_sub_id(session):
+    """An error naming our subId fails exactly that subscription, with the server's code."""
+    first = session.subscribe(TickerSpec("tBTCUSD"))
+    second = session.subscribe(TickerSpec("tETHUSD"))
+    sub_id = session.connection.sent[-1]["subId"]
+    session.on_frame(json.dumps({"event": "error", "msg": "symbol: invalid", "code": 10300, "subId": sub_id,
+                                 "channel": "ticker", "symbol": "tETHUSD"}))
+    with pytest.raises(errors.SubscriptionError) as caught:
+        second.wait_subscribed(0.1)
+    assert caught.value.code == 10300
+    assert first.state.value == "pending"
+
+
+def test_error_without_sub_id_matched_by_fields(session):
+    """Without a subId, the echoed channel and fields find the pending request."""
+    sub = session.subscribe(BookSpec("tBTCUSD", prec="P1"))
+    session.on_frame(json.dumps({"event": "error", "msg": "subscribe: limit", "code": 10305, "channel": "book",
+                                 "symbol": "tBTCUSD", "prec": "P1", "len": "25"}))
+    assert sub.error is not None and sub.error.code == 10305
+
+
+def test_duplicate_error_adopts_existing_channel(session):
+    """10301 'subscribe: dup' carries the existing chanId: adopted as success."""
+    sub = session.subscribe(TickerSpec("tBTCUSD"))
+    session.on_frame(json.dumps({"event": "error", "msg": "subscribe: dup", "code": 10301, "chanId": 42,
+                                 "subId": session.connection.sent[-1]["subId"], "channel": "ticker"}))
+    assert sub.active and sub.chan_id == 42
+
+
+def test_unsubscribe_while_request_in_flight(session):
+    """Unsubscribing before the ack unsubscribes the channel as soon as the ack names it."""
+    sub = session.subscribe(TickerSpec("tBTCUSD"))
+    sub_id = session.connection.sent[-1]["subId"]
+    sub.unsubscribe()
+    ack(session, sub_id, 9, channel="ticker")
+    assert session.connection.sent[-1] == {"event": "unsubscribe", "chanId": 9}
+    session.on_frame('{"event":"unsubscribed","status":"OK","chanId":9}')
+    assert sub.state.value == "closed"
+
+
+def test_version_mismatch_is_fatal(session):
+    """A server speaking another version is refused with VersionMismatchError."""
+    closed = []
+    session.close = lambda timeout=5.0: closed.append(True)
+    session.on_frame('{"event":"info","version":3}')
+    assert closed
+    with pytest.raises(errors.VersionMismatchError):
+        session.wait_connected(0.1)
+
+
+def test_subscription_limit_is_local(session):
+    """Past the per-connection limit the request is refused locally, never sent as a doomed request."""
+    for i in range(25):
+        session.subscribe(TickerSpec(f"tQ{i:02d}USD"))
+    sent = len(session.connection.sent)
+    with pytest.raises(errors.SubscriptionError) as caught:
+        session.subscribe(TickerSpec("tZZZUSD"))
+    assert caught.value.code == 10305 and len(session.connection.sent) == sent
