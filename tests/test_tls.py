@@ -1,0 +1,49 @@
+"""wss:// end to end with certificate verification, against the emulator serving a test CA's certificate."""
+import ssl
+
+import pytest
+import trustme
+
+import bfxsync
+from bfxsync.emulator import Emulator
+from conftest import FAST, settle_books
+from test_client import Collector
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_emulator(ca, tmp_path):
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(certfile)
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(certfile, append=True)
+    cert.private_key_pem.write_to_path(keyfile)
+    with Emulator(seed=3, rate=40.0, heartbeat_interval=1.0, certfile=str(certfile), keyfile=str(keyfile)) as emu:
+        yield emu
+
+
+def test_wss_with_verified_certificate(ca, tls_emulator, make_client):
+    """Over wss:// with the CA trusted, books sync and verify exactly as over ws://."""
+    assert tls_emulator.url.startswith("wss://")
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    client = make_client(tls_emulator.url, bfxsync.Config(ssl_context=context, backoff=FAST.backoff))
+    book = client.subscribe_book("tBTCUSD").wait_synced(5)
+    raw = client.subscribe_book("fUSD", prec="R0").wait_synced(5)
+    assert settle_books(tls_emulator, [book, raw])
+    assert book.checks_failed == 0
+
+
+def test_wss_untrusted_certificate_is_refused(tls_emulator, make_client):
+    """Without the CA the handshake fails verification: reported, never connected."""
+    client = make_client(tls_emulator.url, bfxsync.Config(backoff=bfxsync.Backoff(initial=5, jitter=0)))
+    seen = Collector()
+    client.on_disconnected(seen)
+    assert seen.wait_for(timeout=5)
+    assert "CERTIFICATE_VERIFY_FAILED" in seen.items[0].reason
+    assert not client.connected
