@@ -14,6 +14,7 @@ from .errors import (
     AuthenticationError,
     BfxError,
     BfxTimeoutError,
+    CallbackError,
     ChecksumMismatchError,
     ConnectionClosedError,
     NotConnectedError,
@@ -63,7 +64,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError", "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec",
-    "BookSubscription", "BookSynced", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
+    "BookSubscription", "BookSynced", "CallbackError", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
     "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionClosedError",
     "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker", "FundingTrade", "Info",
     "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder", "RawFundingOffer",

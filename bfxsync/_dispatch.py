@@ -10,22 +10,13 @@ import logging
 import threading
 from typing import Any, Callable, Dict, List, Sequence, TypeVar
 
-from .errors import BfxError
+from .errors import CallbackError
 from .events import ErrorEvent
 
 logger = logging.getLogger("bfxsync")
 
 Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CallbackError(BfxError):
-    """A user callback raised; the original exception is the ``__cause__``."""
-
-    def __init__(self, handler: Handler, error: BaseException) -> None:
-        super().__init__(f"callback {getattr(handler, '__qualname__', handler)!r} raised {error!r}")
-        self.handler = handler
-        self.error = error
 
 
 class Handlers:

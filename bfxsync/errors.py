@@ -15,6 +15,15 @@ class BfxError(Exception):
     """Root of every bfxsync error."""
 
 
+class CallbackError(BfxError):
+    """A user callback raised. ``handler`` is the callback; the original exception is ``error`` (and ``__cause__``)."""
+
+    def __init__(self, handler: Any, error: BaseException) -> None:
+        super().__init__(f"callback {getattr(handler, '__qualname__', handler)!r} raised {error!r}")
+        self.handler = handler
+        self.error = error
+
+
 class NotConnectedError(BfxError):
     """An operation needs a live connection (or a started client) and there is none."""
 
