@@ -209,8 +209,9 @@ class Hub:
                             "code": 10100, "msg": "apikey: invalid"})
 
     def _known_pair(self, request: Mapping[str, Any]) -> Dict[str, str]:
+        # Only symbol channels echo pair/currency (candles and status are keyed differently).
         symbol = request.get("symbol")
-        if isinstance(symbol, str):
+        if request.get("channel") in (protocol.TICKER, protocol.TRADES, protocol.BOOK) and isinstance(symbol, str):
             for candidate in (symbol, "t" + symbol):
                 if candidate in self.market.symbols:
                     return pair_field(candidate)

@@ -87,10 +87,12 @@ class SymbolMarket:
         for bid in (True, False):
             for _ in range(depth):
                 self._add(bid)
-        for i in range(30):
+        mts = now_ms - 30 * 3000
+        for _ in range(30):
+            mts += rng.randint(0, 3000)
             price = self.mid + self.tick * rng.randint(-5, 5)
-            self.trades.append(Trade(ids.next_trade(), now_ms - (30 - i) * rng.randint(500, 3000),
-                                     self._random_amount() * rng.choice((1, -1)), price, self._period()))
+            self.trades.append(Trade(ids.next_trade(), mts, self._random_amount() * rng.choice((1, -1)),
+                                     price, self._period()))
 
     # -- queries -----------------------------------------------------------------------
     def view(self, prec: str, length: int) -> BookView:
@@ -159,7 +161,9 @@ class SymbolMarket:
 
     # -- helpers -----------------------------------------------------------------------
     def _side(self, bid: bool) -> List[Order]:
-        return [o for o in self.orders.values() if is_bid(o, self.funding) == bid]
+        # is_bid() inlined: this runs several times per tick over the whole book.
+        positive = bid != self.funding
+        return [o for o in self.orders.values() if (o.amount > 0) == positive]
 
     def _rank(self, order: Order) -> tuple:
         # Best first: highest bid, lowest ask; then time priority (lower ID first).
