@@ -11,12 +11,10 @@ from .backoff import Backoff
 from .client import Client
 from .config import Config
 from .errors import (
-    AuthenticationError,
     BfxError,
     BfxTimeoutError,
     CallbackError,
     ChecksumMismatchError,
-    ConnectionClosedError,
     NotConnectedError,
     ProtocolError,
     ServerError,
@@ -63,9 +61,9 @@ from .subscriptions import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AuthenticationError", "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec",
+    "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec",
     "BookSubscription", "BookSynced", "CallbackError", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
-    "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionClosedError",
+    "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected",
     "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker", "FundingTrade", "Info",
     "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder", "RawFundingOffer",
     "Reconnecting", "ServerError", "State", "StatusSpec", "StatusSubscription", "Subscribed", "Subscription",

@@ -28,15 +28,6 @@ class NotConnectedError(BfxError):
     """An operation needs a live connection (or a started client) and there is none."""
 
 
-class ConnectionClosedError(BfxError):
-    """The WebSocket connection closed; ``code`` and ``reason`` come from the close frame."""
-
-    def __init__(self, message: str, code: Optional[int] = None, reason: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-
-
 class BfxTimeoutError(BfxError, TimeoutError):
     """A synchronous wait ran out of time. Safe to retry."""
 
@@ -81,7 +72,3 @@ class ServerError(BfxError):
 
 class SubscriptionError(ServerError):
     """A subscribe or unsubscribe request was rejected (codes 10300, 10302, 10305, ...)."""
-
-
-class AuthenticationError(ServerError):
-    """Authentication failed (codes 10100-10114)."""
