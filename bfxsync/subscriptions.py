@@ -151,7 +151,7 @@ class Subscription:
         self.last_heartbeat = now
 
     def _on_checksum(self, value: int) -> None:
-        self._session.problem("checksum-not-book", f"cs frame on non-book channel {self.spec!r}")
+        self._session.problem("checksum_not_book", f"cs frame on non-book channel {self.spec!r}")
 
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
         raise NotImplementedError
@@ -220,7 +220,7 @@ class TradesSubscription(Subscription):
         elif tag in ("te", "fte") or (self.execution_updates and tag in ("tu", "ftu")):
             self._deliver((self._model.from_wire(payload),), False, tag, seq, mts)
         elif tag not in ("tu", "ftu"):
-            self._session.problem("unknown-tag", f"unknown trades tag {tag!r}")
+            self._session.problem("unknown_tag", f"unknown trades tag {tag!r}")
 
 
 class CandlesSubscription(Subscription):
@@ -376,7 +376,7 @@ class BookSubscription(Subscription):
     def _on_checksum(self, value: int) -> None:
         if not self.book.synced:
             # A cs before the snapshot, or while a resync is under way, has nothing to check.
-            self._session.problem("checksum-unsynced", f"cs frame for {self.spec!r} while the book is not synced")
+            self._session.problem("checksum_unsynced", f"cs frame for {self.spec!r} while the book is not synced")
             return
         local = self.book.checksum()
         if same_checksum(value, local):

@@ -58,7 +58,7 @@ def test_checksum_before_snapshot_and_unknown_level(session):
     sub_id = session.connection.sent[-1]["subId"]
     ack(session, sub_id, 5, channel="book")
     session.on_frame("[5,\"cs\",123]")
-    assert session.stats()["checksum-unsynced"] == 1 and book.checks_failed == 0
+    assert session.stats()["checksum_unsynced"] == 1 and book.checks_failed == 0
     session.on_frame("[5,[[100,1,1.5],[101,1,-2]]]")
     assert book.synced
     session.on_frame("[5,[99,0,1]]")

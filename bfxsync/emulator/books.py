@@ -130,21 +130,20 @@ def _window(ranked: List[tuple], length: int) -> Tuple[Keyed, ...]:
     return tuple((key, entry) for _, key, entry in ranked[:length])
 
 
-def delete_entry(key: Hashable, entry: Entry, bid: bool, funding: bool, raw: bool) -> Entry:
+def delete_entry(entry: Entry, bid: bool, funding: bool) -> Entry:
     """The wire entry removing ``key`` (§4.4, §4.5).
 
     The trailing ±1 names the side: trading 1 = bids, funding 1 = asks (amount-sign rule).
     """
+    # entry[0] is the ID on R0 books and the price/rate on P books; entry[1] the period
+    # on funding books. R0 funding [ID, PERIOD, 0, ±1]; P funding [RATE, PERIOD, 0, ±1].
     if funding:
-        side = -1 if bid else 1
-        # R0 funding [ID, PERIOD, 0, ±1]; P funding [RATE, PERIOD, 0, ±1].
-        return (entry[0], entry[1], 0, side)
-    side = 1 if bid else -1
+        return (entry[0], entry[1], 0, -1 if bid else 1)
     # R0 trading [ID, 0, ±1]; P trading [PRICE, 0, ±1].
-    return (key if raw else entry[0], 0, side)
+    return (entry[0], 0, 1 if bid else -1)
 
 
-def diff_views(old: BookView, new: BookView, funding: bool, raw: bool) -> List[Entry]:
+def diff_views(old: BookView, new: BookView, funding: bool) -> List[Entry]:
     """Updates turning ``old`` into ``new``: all deletes first, then adds and changes.
 
     Deletes go first so a client that caps its book at ``len`` never drops an add because
@@ -156,7 +155,7 @@ def diff_views(old: BookView, new: BookView, funding: bool, raw: bool) -> List[E
         after_map = dict(after)
         for key, entry in before:
             if key not in after_map:
-                deletes.append(delete_entry(key, entry, bid, funding, raw))
+                deletes.append(delete_entry(entry, bid, funding))
         before_map = dict(before)
         for key, entry in after:
             if before_map.get(key) != entry:
@@ -164,14 +163,15 @@ def diff_views(old: BookView, new: BookView, funding: bool, raw: bool) -> List[E
     return deletes + changes
 
 
-def checksum_pairs(side: Sequence[Keyed], raw: bool) -> List[Tuple[str, str]]:
-    """``(key, amount)`` text of the best 25 entries: price/rate for P books, ID for R0."""
-    return [
-        (number_text(entry[0]) if not raw else str(entry[0]), number_text(entry[-1]))
-        for _, entry in side[:CHECKSUM_DEPTH]
-    ]
+def checksum_pairs(side: Sequence[Keyed]) -> List[Tuple[str, str]]:
+    """``(key, amount)`` text of the best 25 entries, exactly as written on the wire.
+
+    ``entry[0]`` is the key the checksum wants: the price/rate on P books, the order/offer
+    ID on R0 books (§6.1); the amount is the last element, with its wire sign.
+    """
+    return [(number_text(entry[0]), number_text(entry[-1])) for _, entry in side[:CHECKSUM_DEPTH]]
 
 
-def view_checksum(view: BookView, raw: bool) -> int:
-    """The signed CRC-32 the server would send for ``view`` (§6.1), from the wire text."""
-    return book_checksum(checksum_pairs(view.bids, raw), checksum_pairs(view.asks, raw))
+def view_checksum(view: BookView) -> int:
+    """The signed CRC-32 the server would send for ``view`` (§6.1)."""
+    return book_checksum(checksum_pairs(view.bids), checksum_pairs(view.asks))

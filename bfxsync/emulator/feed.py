@@ -7,7 +7,7 @@ connection (so an ``unsubscribed`` ack is never followed by data for that chanId
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from bfxsync import protocol
 
@@ -93,8 +93,7 @@ def _publish_book(session: Session, sub: Subscription, market: Market, mts: int,
     if sub.freq == "F1" and now - sub.last_flush < f1_interval:
         return
     view = symbol.view(sub.prec, sub.length)
-    raw = sub.prec == "R0"
-    updates = diff_views(sub.view or EMPTY_VIEW, view, symbol.funding, raw)
+    updates = diff_views(sub.view or EMPTY_VIEW, view, symbol.funding)
     sub.view, sub.view_version = view, symbol.version
     if not updates:
         return
@@ -106,14 +105,14 @@ def _publish_book(session: Session, sub: Subscription, market: Market, mts: int,
         for update in updates:
             session.send_array(sub.chan_id, [update], mts)
     if flags & protocol.FLAG_CHECKSUM:
-        session.send_array(sub.chan_id, [protocol.CHECKSUM, view_checksum(view, raw)], mts)
+        session.send_array(sub.chan_id, [protocol.CHECKSUM, view_checksum(view)], mts)
 
 
 def checksum_of(market: Market, symbol: str, prec: str, length: int) -> int:
     """The checksum a book channel would send now (for the control API)."""
-    return view_checksum(market.symbols[symbol].view(prec, length), prec == "R0")
+    return view_checksum(market.symbols[symbol].view(prec, length))
 
 
-def book_entries(market: Market, symbol: str, prec: str, length: int) -> List[list]:
+def book_entries(market: Market, symbol: str, prec: str, length: int) -> Tuple[List[list], List[list]]:
     """``(bids, asks)`` wire entries, best first (for the control API)."""
     return market.symbols[symbol].view(prec, length).entries()

@@ -91,7 +91,7 @@ class SymbolMarket:
         for _ in range(30):
             mts += rng.randint(0, 3000)
             price = self.mid + self.tick * rng.randint(-5, 5)
-            self.trades.append(Trade(ids.next_trade(), mts, self._random_amount() * rng.choice((1, -1)),
+            self.trades.append(Trade(ids.next_trade(), mts, self.random_amount() * rng.choice((1, -1)),
                                      price, self._period()))
 
     # -- queries -----------------------------------------------------------------------
@@ -141,7 +141,7 @@ class SymbolMarket:
             side = self._side(rng.random() < 0.5)
             if side:
                 best = min(side, key=self._rank)
-                self._execute(best, min(abs(best.amount), self._random_amount()), now_ms)
+                self._execute(best, min(abs(best.amount), self.random_amount()), now_ms)
         for _ in range(rng.randint(1, 3)):
             op = rng.random()
             if op < 0.45:
@@ -169,7 +169,8 @@ class SymbolMarket:
         # Best first: highest bid, lowest ask; then time priority (lower ID first).
         return (-order.price if is_bid(order, self.funding) else order.price, order.id)
 
-    def _random_amount(self) -> Decimal:
+    def random_amount(self) -> Decimal:
+        """A positive order size: 15% of the time one of the awkward special values."""
         rng = self._rng
         if rng.random() < 0.15:
             return rng.choice(_SPECIAL_AMOUNTS)
@@ -197,7 +198,7 @@ class SymbolMarket:
         if side and rng.random() < 0.3:
             price = rng.choice(side).price
         sign = 1 if bid != self.funding else -1
-        order = Order(self._ids.next_order(), price, sign * self._random_amount(), self._period())
+        order = Order(self._ids.next_order(), price, sign * self.random_amount(), self._period())
         self.orders[order.id] = order
         self.version += 1
         return order
@@ -207,7 +208,7 @@ class SymbolMarket:
         self.version += 1
 
     def _modify(self, order: Order) -> None:
-        amount = self._random_amount().copy_sign(order.amount)
+        amount = self.random_amount().copy_sign(order.amount)
         price = order.price
         if self._rng.random() < 0.3:
             price = self._price(is_bid(order, self.funding))
@@ -303,7 +304,7 @@ class Market:
         symbol = rng.choice(self.derivatives() or trading)
         market = self.symbols[symbol]
         self._pos_id += rng.randint(1, 50)
-        amount = float(market._random_amount() * rng.choice((1, -1)))
+        amount = float(market.random_amount() * rng.choice((1, -1)))
         price = market.mid + market.tick * rng.randint(-30, 30)
         return ["pos", self._pos_id, now_ms, None, symbol, amount, float(price), None,
                 rng.randint(0, 1), rng.randint(0, 1), None, float(price + market.tick * 3)]

@@ -67,6 +67,7 @@ class Emulator:
 
     def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
         self.config = attrs.evolve(config or EmulatorConfig(), **overrides)
+        self._ssl_context = self.config.make_ssl_context()  # fails early on a bad cert/key
         self._hub = Hub(self.config)
         self._server: Optional[Server] = None
         self._threads: List[threading.Thread] = []
@@ -84,13 +85,17 @@ class Emulator:
                 raise RuntimeError("an Emulator can be started only once")
             self._started = True
         config = self.config
-        self._server = serve(
-            self._handle, config.host, config.port, ssl=config.make_ssl_context(),
-            compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
-            ping_interval=None,  # the real server sends no protocol pings (§1.4)
-            open_timeout=5, close_timeout=config.close_timeout,
-            logger=logging.getLogger(__name__ + ".websockets"),
-        )
+        try:
+            self._server = serve(
+                self._handle, config.host, config.port, ssl=self._ssl_context,
+                compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
+                ping_interval=None,  # the real server sends no protocol pings (§1.4)
+                open_timeout=5, close_timeout=config.close_timeout,
+                logger=logging.getLogger(__name__ + ".websockets"),
+            )
+        except BaseException:
+            self._stopped = True  # nothing to stop: the port could not be bound
+            raise
         self.port = self._server.socket.getsockname()[1]
         self._spawn("server", self._server.serve_forever)
         if config.rate > 0:
@@ -105,7 +110,7 @@ class Emulator:
         Idempotent.
         """
         with self._state_lock:
-            if not self._started or self._stopped:
+            if not self._started or self._stopped or self._server is None:
                 self._stopped = True
                 return
             self._stopped = True
@@ -120,7 +125,6 @@ class Emulator:
         if not hub.wait_until(lambda: hub.live_count() == 0, self.config.close_timeout + 0.5):
             for session in hub.live_sessions():
                 session.abort()
-        assert self._server is not None
         self._server.shutdown()
         for thread in self._threads:
             thread.join(_FLUSH_TIMEOUT)
@@ -137,7 +141,7 @@ class Emulator:
     @property
     def url(self) -> str:
         """``ws://HOST:PORT/ws/2`` (``wss://`` with TLS)."""
-        scheme = "wss" if self.config.make_ssl_context() is not None else "ws"
+        scheme = "wss" if self._ssl_context is not None else "ws"
         host = self.config.host
         if host in ("", "0.0.0.0", "::"):
             host = "localhost"
@@ -158,8 +162,12 @@ class Emulator:
         session = self._hub.open_session(_WebSocketTransport(connection))
         try:
             for message in connection:
-                if isinstance(message, str):
+                if not isinstance(message, str):
+                    continue  # the real server speaks text only
+                try:
                     self._hub.handle(session, message)
+                except Exception:  # an emulator bug: keep serving this connection
+                    logger.exception("connection %d: failed to handle %.200s", session.id, message)
         except ConnectionClosed:
             pass
         finally:
