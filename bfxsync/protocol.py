@@ -6,7 +6,7 @@ numbers in comments point into it.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping
 
 PUBLIC_URL = "wss://api-pub.bitfinex.com/ws/2"
 AUTH_URL = "wss://api.bitfinex.com/ws/2"
@@ -63,10 +63,32 @@ CANDLE_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "3h", "6h", "12h", "1D", "1
 
 _COMPACT = (",", ":")
 
-#: Decode a frame (prebuilt decoder: ``json.loads`` with options would build one per call).
-decode = json.JSONDecoder().decode
+
+
+def _fast_decoder(decoder: json.JSONDecoder) -> Callable[[str], Any]:
+    """A decode function that calls the C scanner directly.
+
+    ``JSONDecoder.decode`` runs two regex whitespace matches around the scan; server
+    frames carry no surrounding whitespace, so the scanner alone is enough. Anything
+    unusual (whitespace, trailing data, errors) falls back to the full decoder, which
+    also produces the proper ``JSONDecodeError``.
+    """
+    scan, full = decoder.scan_once, decoder.decode
+
+    def decode(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            return full(text)
+        return value if end == len(text) else full(text)
+
+    return decode
+
+
+#: Decode a frame (prebuilt: ``json.loads`` with options would build a decoder per call).
+decode = _fast_decoder(json.JSONDecoder())
 #: Decode a book frame keeping every float as its wire text, for the checksum (§6.2).
-decode_tokens = json.JSONDecoder(parse_float=str).decode
+decode_tokens = _fast_decoder(json.JSONDecoder(parse_float=str))
 
 
 def encode(message: Mapping[str, Any]) -> str:
