@@ -206,7 +206,7 @@ class OrderBook:
                 try:
                     result = read()
                 except (RuntimeError, KeyError, IndexError):  # the writer changed a dict/list under us
-                    result = None
+                    pass
                 else:
                     if self._version == before:
                         return result

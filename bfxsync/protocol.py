@@ -73,7 +73,7 @@ def _fast_decoder(decoder: json.JSONDecoder) -> Callable[[str], Any]:
     unusual (whitespace, trailing data, errors) falls back to the full decoder, which
     also produces the proper ``JSONDecodeError``.
     """
-    scan, full = decoder.scan_once, decoder.decode
+    scan, full = decoder.scan_once, decoder.decode  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
 
     def decode(text: str) -> Any:
         try:

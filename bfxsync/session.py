@@ -305,7 +305,7 @@ class Session:
         if type(event) is not dict:
             raise ProtocolError(f"frame is neither an event object nor a channel array: {event!r:.100}")
         kind = event.get("event")
-        handler = _EVENT_HANDLERS.get(kind)
+        handler = _EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
             self.problem("unknown_event", f"unknown event {kind!r}: {event!r:.200}")
             return
@@ -366,10 +366,15 @@ class Session:
         chan_id = int(event["chanId"])
         with self.lock:
             subscription = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
-            keep = subscription is not None and self.registry.activate(subscription, chan_id)
         if subscription is None:
             self.problem("unexpected_ack", f"ack for nothing we asked: {event!r:.200}")
-        elif keep:
+        else:
+            self._acknowledge(subscription, chan_id)
+
+    def _acknowledge(self, subscription: Subscription, chan_id: int) -> None:
+        with self.lock:
+            keep = self.registry.activate(subscription, chan_id)
+        if keep:
             subscription._on_ack(chan_id)
             self.dispatcher.emit("subscribed", Subscribed(subscription))
         else:  # unsubscribed while the request was in flight
@@ -402,25 +407,21 @@ class Session:
                 return
         with self.lock:
             subscription = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
-            adopt = subscription is not None and code == protocol.ERR_SUB_MULTI and "chanId" in event
-            if adopt:
-                # "already subscribed" names the existing channel: adopt it (§2.5).
-                keep = self.registry.activate(subscription, int(event["chanId"]))
-            elif subscription is not None:
-                self.registry.forget(subscription)
-        if adopt:
-            if keep:
-                subscription._on_ack(int(event["chanId"]))
-                self.dispatcher.emit("subscribed", Subscribed(subscription))
-            return
-        if subscription is not None:
-            error: ServerError = SubscriptionError(code, msg, event)
-            logger.warning("bfxsync: subscription %r rejected: %s", subscription.spec, error)
-            subscription._on_failed(error)
-        else:
+        if subscription is None:
             error = ServerError(code, msg, event)
             logger.warning("bfxsync: server error: %s", error)
-        self.dispatcher.emit("error", ErrorEvent(error, subscription))
+            self.dispatcher.emit("error", ErrorEvent(error))
+            return
+        if code == protocol.ERR_SUB_MULTI and "chanId" in event:
+            # "already subscribed" names the existing channel: adopt it (§2.5).
+            self._acknowledge(subscription, int(event["chanId"]))
+            return
+        with self.lock:
+            self.registry.forget(subscription)
+        rejection = SubscriptionError(code, msg, event)
+        logger.warning("bfxsync: subscription %r rejected: %s", subscription.spec, rejection)
+        subscription._on_failed(rejection)
+        self.dispatcher.emit("error", ErrorEvent(rejection, subscription))
 
     def _on_pong(self, event: Mapping[str, Any]) -> None:
         waiter = self._pings.get(event.get("cid"))  # type: ignore[arg-type]

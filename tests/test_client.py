@@ -5,7 +5,7 @@ import time
 import pytest
 
 import bfxsync
-from bfxsync import errors, events, models
+from bfxsync import errors, models
 from conftest import FAST, bfxsync_threads, settle_books, wait_until
 
 

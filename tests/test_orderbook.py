@@ -241,9 +241,9 @@ def test_concurrent_reads_see_consistent_books():
     def reader():
         while not stop.is_set():
             snap = book.snapshot()
-            bids = [(js_number_str(l.price), js_number_str(l.amount)) for l in snap.bids]
-            asks = [(js_number_str(l.price), js_number_str(l.amount)) for l in snap.asks]
-            if model_checksum([(float(a), float(b)) for a, b in bids], [(float(a), float(b)) for a, b in asks]) != snap.checksum:
+            bids = [(level.price, level.amount) for level in snap.bids]
+            asks = [(level.price, level.amount) for level in snap.asks]
+            if model_checksum(bids, asks) != snap.checksum:
                 bad.append(snap)
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
