@@ -1,0 +1,47 @@
+"""Follow the candles of a symbol: the history first, then the current candle as it changes.
+
+    python examples/candles.py tBTCUSD --timeframe 5m  # live Bitfinex, until Ctrl-C
+    python examples/candles.py --emulator --seconds 5  # offline, local emulator
+"""
+import argparse
+import contextlib
+import datetime
+import threading
+
+import bfxsync
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Follow the candles of one symbol.")
+    parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
+    parser.add_argument("--timeframe", default="1m", help="1m 5m 15m 30m 1h ... 1M (default: %(default)s)")
+    parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
+    parser.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    args = parser.parse_args()
+
+    with contextlib.ExitStack() as stack:
+        where = {}
+        if args.emulator:
+            from bfxsync.emulator import Emulator  # the optional extra: pip install 'bfxsync[emulator]'
+            where["url"] = stack.enter_context(Emulator()).url
+        client = stack.enter_context(bfxsync.Client(**where))
+
+        def show(message: bfxsync.ChannelMessage) -> None:
+            if message.snapshot:
+                print(f"--- {len(message.items)} {args.timeframe} candles of {args.symbol}; the last 3: ---")
+            # An update repeats the open candle's time while it changes; a new time starts a candle.
+            for c in message.items[-3:]:
+                start = datetime.datetime.fromtimestamp(c.mts / 1000, datetime.timezone.utc)
+                print(f"{start:%Y-%m-%d %H:%M}  open {c.open:g}  high {c.high:g}  low {c.low:g}  "
+                      f"close {c.close:g}  volume {c.volume:.4f}", flush=True)
+
+        client.subscribe_candles(args.symbol, args.timeframe, on_data=show)
+        if args.seconds is not None:
+            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
+            timer.daemon = True
+            timer.start()
+        client.run_forever()  # blocks until close() or Ctrl-C
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Ticker, trades, book and candles of two symbols on one connection, with client-level handlers.
+
+    python examples/multi_channel.py                          # live Bitfinex, until Ctrl-C
+    python examples/multi_channel.py --emulator --seconds 5   # offline, local emulator
+"""
+import argparse
+import contextlib
+import threading
+
+import bfxsync
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Four channels of two symbols on one connection.")
+    parser.add_argument("symbols", nargs="*", default=["tBTCUSD", "tETHUSD"], help="(default: tBTCUSD tETHUSD)")
+    parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
+    parser.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    args = parser.parse_args()
+
+    with contextlib.ExitStack() as stack:
+        where = {}
+        if args.emulator:
+            from bfxsync.emulator import Emulator  # the optional extra: pip install 'bfxsync[emulator]'
+            where["url"] = stack.enter_context(Emulator()).url
+        client = bfxsync.Client(**where)
+        books = {}  # symbol -> BookSubscription, read by the trades handler
+
+        # Client-level handlers get every subscription of their channel (message.subscription says
+        # which). Registered before start(), so no snapshot is missed; all run on the reader thread.
+        @client.on_ticker
+        def ticker(message: bfxsync.ChannelMessage) -> None:
+            print(f"[ticker ] {message.subscription.spec.symbol:8} last {message.item.last_price:g}", flush=True)
+
+        @client.on_trades
+        def trades(message: bfxsync.ChannelMessage) -> None:
+            book = books.get(message.subscription.spec.symbol)
+            mid = f"  (book mid {book.mid():g})" if book is not None and book.synced else ""
+            for trade in message.items[-1:] if message.snapshot else message.items:
+                print(f"[trade  ] {message.subscription.spec.symbol:8} {trade.amount:+g} @ {trade.price:g}{mid}", flush=True)
+
+        @client.on_candles
+        def candles(message: bfxsync.ChannelMessage) -> None:
+            c = message.items[-1]
+            print(f"[candle ] {message.subscription.spec.symbol:8} close {c.close:g} volume {c.volume:.3f}", flush=True)
+
+        client.on_book_synced(lambda event: print(f"[book   ] {event.subscription.spec.symbol:8} synced", flush=True))
+        client.on_error(lambda event: print(f"[error  ] {event.error}", flush=True))
+        client.on_disconnected(lambda event: print(f"[network] disconnected: {event.reason}", flush=True))
+
+        stack.enter_context(client)  # start() now, close() when the block ends
+        for symbol in args.symbols:
+            client.subscribe_ticker(symbol)
+            client.subscribe_trades(symbol)
+            client.subscribe_candles(symbol, "1m")
+            books[symbol] = client.subscribe_book(symbol)
+        if args.seconds is not None:
+            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
+            timer.daemon = True
+            timer.start()
+        client.run_forever()  # blocks until close() or Ctrl-C
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Print the recent trades of a symbol, then every new trade as it executes.
+
+    python examples/trades.py tBTCUSD                  # live Bitfinex, until Ctrl-C
+    python examples/trades.py --emulator --seconds 5   # offline, local emulator
+"""
+import argparse
+import contextlib
+import datetime
+import threading
+
+import bfxsync
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print the trades of one symbol.")
+    parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
+    parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
+    parser.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    args = parser.parse_args()
+
+    with contextlib.ExitStack() as stack:
+        where = {}
+        if args.emulator:
+            from bfxsync.emulator import Emulator  # the optional extra: pip install 'bfxsync[emulator]'
+            where["url"] = stack.enter_context(Emulator()).url
+        client = stack.enter_context(bfxsync.Client(**where))
+
+        def show(message: bfxsync.ChannelMessage) -> None:
+            # The snapshot carries the recent trades (oldest first), each later message one new trade.
+            if message.snapshot:
+                print(f"--- {len(message.items)} recent trades of {args.symbol} ---")
+            for trade in message.items:
+                when = datetime.datetime.fromtimestamp(trade.mts / 1000, datetime.timezone.utc)
+                side = "BUY " if trade.amount > 0 else "SELL"  # the taker's side
+                print(f"{when:%H:%M:%S}.{trade.mts % 1000:03d} {side} {abs(trade.amount):>14.8f} @ {trade.price:g}", flush=True)
+
+        client.subscribe_trades(args.symbol, on_data=show)
+        if args.seconds is not None:
+            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
+            timer.daemon = True
+            timer.start()
+        client.run_forever()  # blocks until close() or Ctrl-C
+
+
+if __name__ == "__main__":
+    main()
