@@ -1,0 +1,228 @@
+"""The ``bfxsync`` command end to end: real subprocesses against the embedded emulator (never the internet).
+
+Every command runs for a few seconds, so they are all started at once by a module
+fixture and each test only collects and checks its own process: the file takes about
+as long as the slowest command instead of the sum of all of them.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bfxsync import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
+TIMEOUT = 30.0
+RUN = ("--emulator", "--seconds", "3")
+
+
+def closed_port():
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def default_sigint():
+    # A shell's background job ignores SIGINT and children inherit that; Python then never
+    # installs its KeyboardInterrupt handler. Restore the default so Ctrl-C can be tested.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Processes:
+    """Subprocesses started together, collected one by one (each result cached)."""
+
+    def __init__(self):
+        self.procs, self.started, self.results = {}, {}, {}
+
+    def start(self, name, *args):
+        env = dict(os.environ, COLUMNS="200")  # rich wraps at 80 columns when it cannot ask a terminal
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        self.started[name] = time.monotonic()
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "bfxsync", *args], cwd=ROOT, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
+        )
+
+    def result(self, name):
+        """(returncode, stdout, stderr, seconds) of a finished process; a hung one is killed and fails the test."""
+        if name not in self.results:
+            proc = self.procs[name]
+            try:
+                out, err = proc.communicate(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"{name} did not finish within {TIMEOUT} s\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
+            self.results[name] = (proc.returncode, out, err, time.monotonic() - self.started[name])
+        return self.results[name]
+
+    def kill_all(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def runs():
+    procs = Processes()
+    try:
+        procs.start("ticker", "ticker", "tBTCUSD", *RUN)
+        procs.start("ticker_funding", "ticker", "fUSD", *RUN)
+        procs.start("trades", "trades", "tETHUSD", *RUN)
+        procs.start("candles", "candles", "tBTCUSD", "--timeframe", "5m", *RUN)
+        procs.start("book", "book", "tBTCUSD", *RUN)  # stdout is a pipe: one line a second
+        procs.start("book_ansi", "book", "tLTCBTC", "--depth", "5", "--display", "ansi", *RUN)
+        procs.start("book_rich", "book", "tETHUSD", "--depth", "5", "--display", "rich", *RUN)
+        procs.start("unreachable", "ticker", "tBTCUSD", "--url", f"ws://127.0.0.1:{closed_port()}", "--connect-timeout", "2")
+        procs.start("bad_symbol", "ticker", "btcusd", "--emulator")
+        procs.start("bad_prec", "book", "tBTCUSD", "--prec", "P9", "--emulator")
+        procs.start("rejected", "trades", "tNOSUCH", "--emulator")
+        procs.start("interrupted", "trades", "tBTCUSD", "--emulator")  # no --seconds: runs until SIGINT
+        yield procs
+    finally:
+        procs.kill_all()
+
+
+def data_lines(out, pattern):
+    return [line for line in out.splitlines() if re.search(pattern, line)]
+
+
+class TestLineCommands:
+    def test_ticker_prints_a_line_per_update(self, runs):
+        """ticker exits 0 after --seconds and prints bid, ask and last price lines."""
+        code, out, err, _ = runs.result("ticker")
+        assert code == 0, err
+        assert len(data_lines(out, r"^\d\d:\d\d:\d\d tBTCUSD  bid \d+(\.\d+)? x [\d.]+  ask \d+(\.\d+)? x [\d.]+  last \d")) >= 2
+        assert err == ""
+
+    def test_funding_ticker_shows_frr_and_periods(self, runs):
+        """A funding ticker line shows the FRR and the bid/ask periods, rates in fixed notation."""
+        code, out, err, _ = runs.result("ticker_funding")
+        assert code == 0, err
+        assert data_lines(out, r"fUSD  frr 0\.000\d+  bid 0\.000\d+ \d+d x ")
+        assert "e-0" not in out
+
+    def test_trades_prints_snapshot_then_live_trades(self, runs):
+        """trades prints the snapshot (marked) and then each live trade with side, amount and price."""
+        code, out, err, _ = runs.result("trades")
+        assert code == 0, err
+        trades = data_lines(out, r"^\d\d:\d\d:\d\d\.\d{3} tETHUSD (buy |sell) [\d.]+ @ \d+(\.\d+)?  id \d+")
+        assert any(line.endswith("(snapshot)") for line in trades)
+        assert any(not line.endswith("(snapshot)") for line in trades), "no live trade in 3 s"
+
+    def test_candles_summarise_the_snapshot_then_update(self, runs):
+        """candles prints one summary line for the snapshot, then full OHLCV lines."""
+        code, out, err, _ = runs.result("candles")
+        assert code == 0, err
+        assert re.search(r"^tBTCUSD 5m snapshot: \d+ candles from ", out, re.M)
+        assert data_lines(out, r"tBTCUSD 5m  open \d+  high \d+  low \d+  close \d+  volume [\d.]+$")
+
+
+class TestBook:
+    def test_lines_on_a_pipe_show_a_synced_verified_book(self, runs):
+        """On a pipe the book prints a status line a second; it ends synced, checksums passing, none failing."""
+        code, out, err, _ = runs.result("book")
+        assert code == 0, err
+        last = out.splitlines()[-1]
+        assert re.search(r"^tBTCUSD P0 len 25 \| bid \d+ x [\d.]+ \| ask \d+ x [\d.]+ \| spread \d+ \| synced \|", last), last
+        passed = int(re.search(r"checksums (\d+) ok, 0 failed", last).group(1))
+        assert passed > 0
+        assert re.search(r"resyncs \d+ \| reconnects 0 \| [\d.]+ updates/s$", last)
+
+    def test_ansi_display_redraws_a_table(self, runs):
+        """The plain display clears the screen per frame and draws both sides with the status line."""
+        code, out, err, _ = runs.result("book_ansi")
+        assert code == 0, err
+        assert out.count("\x1b[H\x1b[J") >= 2
+        frame = out.rsplit("\x1b[H\x1b[J", 1)[1]
+        assert "BIDS | ASKS" in frame and re.search(r"^\s+Price\s+Amount\s+Count \|", frame, re.M)
+        assert len(data_lines(frame, r"^\s+0\.00\d+\s+[\d.]+\s+\d+ \|\s+0\.00\d+\s+[\d.]+\s+\d+$")) == 5
+        assert "\nsynced | checksums" in frame
+
+    def test_rich_display_draws_a_table(self, runs):
+        """With rich the book is a table with bid and ask columns and the status line under it."""
+        code, out, err, _ = runs.result("book_rich")
+        assert code == 0, err
+        assert "Bid price" in out and "Ask count" in out
+        assert re.search(r"│\s+\d{4}(\.\d)?\s+│\s+[\d.]+\s+│\s+\d+\s+│\s+\d{4}", out)
+        assert re.search(r"^synced \| checksums \d+ ok, 0 failed", out, re.M)
+
+
+class TestFailures:
+    def test_unreachable_server_is_one_line_and_status_1(self, runs):
+        """A refused connection ends with status 1 and exactly one explanatory line on stderr, no traceback."""
+        code, out, err, seconds = runs.result("unreachable")
+        assert code == 1
+        assert out == ""
+        assert len(err.strip().splitlines()) == 1, err
+        assert re.match(r"bfxsync: cannot connect to ws://127\.0\.0\.1:\d+: .*refused", err), err
+        assert seconds < 15
+
+    def test_invalid_symbol_is_status_2(self, runs):
+        """A malformed symbol is rejected before connecting, in one line, with status 2."""
+        code, out, err, _ = runs.result("bad_symbol")
+        assert code == 2 and out == ""
+        assert err.startswith("bfxsync: invalid symbol 'btcusd'") and len(err.strip().splitlines()) == 1
+
+    def test_invalid_precision_is_status_2(self, runs):
+        """A bad --prec names the valid choices, with status 2."""
+        code, _, err, _ = runs.result("bad_prec")
+        assert code == 2
+        assert err.strip() == "bfxsync: invalid prec 'P9': expected one of P0, P1, P2, P3, P4, R0"
+
+    def test_symbol_the_server_rejects_is_status_2(self, runs):
+        """A well-formed symbol the server does not list is reported with the server's reason, status 2."""
+        code, _, err, _ = runs.result("rejected")
+        assert code == 2
+        assert re.fullmatch(r"bfxsync: the server rejected the trades subscription to tNOSUCH: .+ \(code 10300\)\n", err)
+
+    def test_ctrl_c_exits_cleanly(self, runs):
+        """SIGINT (Ctrl-C) while data flows: status 130, the client and emulator closed, no traceback."""
+        proc = runs.procs["interrupted"]
+        guard = threading.Timer(TIMEOUT, proc.kill)  # readline() below must not hang the suite
+        guard.start()
+        try:
+            first = proc.stdout.readline()
+        finally:
+            guard.cancel()
+        assert "tBTCUSD" in first
+        proc.send_signal(signal.SIGINT)
+        code, _, err, _ = runs.result("interrupted")
+        assert code in (0, 130)
+        assert "Traceback" not in err
+
+
+class TestInProcess:
+    def test_main_returns_status_2_for_bad_arguments(self, capsys):
+        """main() returns the status (the console script exits with it) and prints one line."""
+        assert cli.main(["candles", "tBTCUSD", "--timeframe", "2m", "--emulator"]) == 2
+        assert capsys.readouterr().err.startswith("bfxsync: invalid candle key 'trade:2m:tBTCUSD'")
+
+    def test_url_and_emulator_are_exclusive(self, capsys):
+        """--url and --emulator together are a usage error (argparse, status 2)."""
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["ticker", "tBTCUSD", "--emulator", "--url", "ws://127.0.0.1:1"])
+        assert exit_info.value.code == 2
+        assert "not allowed with argument" in capsys.readouterr().err
+
+    def test_bad_url_is_status_2(self, capsys):
+        """A URL that is not ws:// or wss:// is rejected before any connection attempt."""
+        assert cli.main(["ticker", "tBTCUSD", "--url", "http://example.invalid"]) == 2
+        assert "invalid WebSocket URL" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("value, text", [
+        (30000.0, "30000"), (8.2013e-06, "0.0000082013"), (9.9e-07, "0.00000099"), (0.5, "0.5"), (-1e-08, "-0.00000001"),
+    ])
+    def test_numbers_print_exactly_without_exponent(self, value, text):
+        """Prices print as the shortest exact decimal, never in exponent notation."""
+        assert cli._num(value) == text
