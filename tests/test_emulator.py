@@ -236,6 +236,11 @@ class TestAcks:
         assert [s[1:] for s in subs] == [
             (a, "ticker", {"symbol": "tBTCUSD"}),
             (b, "book", {"symbol": "tBTCUSD", "prec": "P1", "freq": "F0", "len": "100"})]
+        assert {s[0] for s in subs} == set(emu.connection_ids())
+        client.request(event="unsubscribe", chanId=a)
+        assert emu.wait_for_subscriptions(1, 2.0)
+        client.close()
+        assert emu.wait_for_subscriptions(0, 2.0) and emu.wait_for_connections(0, 2.0)
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -364,20 +369,38 @@ class TestStreams:
         assert payload[0][0] == "pos" and len(payload[0]) == 12
 
     def test_dec_s_sends_decimals_as_strings(self, client):
-        """With DEC_S, prices and amounts arrive as strings; counts stay numbers."""
+        """With DEC_S, prices and amounts arrive as JSON strings; counts, IDs and periods stay numbers."""
         client.request(event="conf", flags=DEC_S)
-        chan = client.subscribe(channel="book", symbol="tBTCUSD")["chanId"]
-        price, count, amount = client.recv_until(on_chan(chan))[-1][1][0]
-        assert isinstance(count, int)
-        raw = client.ws  # the parser kept float text as str anyway, so check the JSON types
-        assert client.request(event="unsubscribe", chanId=chan)["event"] == "unsubscribed"
-        chan = client.subscribe(channel="ticker", symbol="tETHUSD")["chanId"]
-        raw.settimeout(3)
-        while True:
-            frame = json.loads(raw.recv())
-            if isinstance(frame, list) and frame[0] == chan:
-                break
-        assert isinstance(frame[1][0], str) and frame[1][10] is None
+        client.send(event="subscribe", channel="book", symbol="fUSD", subId="book")
+        client.send(event="subscribe", channel="trades", symbol="tBTCUSD", subId="trades")
+        chans, frames = {}, {}
+        client.ws.settimeout(3)
+        while len(frames) < 2:
+            frame = json.loads(client.ws.recv())  # no parse_float: see the real JSON types
+            if isinstance(frame, dict):
+                chans[frame["subId"]] = frame["chanId"]
+            else:
+                frames.setdefault(frame[0], frame)  # the first frame after the ack: the snapshot
+        book, trades = chans["book"], chans["trades"]
+        rate, period, count, amount = frames[book][1][0]
+        assert isinstance(rate, str) and isinstance(amount, str) and type(period) is type(count) is int
+        trade_id, mts, amount, price = frames[trades][1][0]
+        assert type(trade_id) is type(mts) is int and isinstance(amount, str) and isinstance(price, str)
+
+    def test_f1_books_batch_updates(self, start):
+        """freq F1 books get one batch (plus its cs) per f1_interval, not one per tick."""
+        emu = start(rate=100.0, f1_interval=0.3)
+        client = start.connect(emu)
+        client.request(event="conf", flags=BULK | CS)
+        chan = client.subscribe(channel="book", symbol="tBTCUSD", freq="F1")["chanId"]
+        client.recv_until(on_chan(chan))  # snapshot
+        arrivals = []
+        for _ in range(3):
+            batch = client.recv_until(on_chan(chan), 2.0)[-1]
+            arrivals.append(time.monotonic())
+            assert isinstance(batch[1][0], list)
+            assert client.recv_until(on_chan(chan))[-1][1] == "cs"
+        assert min(b - a for a, b in zip(arrivals, arrivals[1:])) > 0.2
 
     def test_same_seed_same_market(self, start):
         """Two emulators with one seed produce the same books tick after tick."""
