@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         inbox: "queue.Queue[Any]" = queue.Queue()
         _report_connection_changes(client, inbox)
         if display is None:
-            subscription = _subscribe(client, spec, inbox.put, args.connect_timeout)
+            _subscribe(client, spec, inbox.put, args.connect_timeout)
             _print_lines(inbox, _formatter(spec, args), deadline)
         else:
             counter = _UpdateCounter()
