@@ -67,7 +67,10 @@ class Client:
         return ack
 
     def close(self):
-        self.ws.close(timeout=0.5)
+        try:
+            self.ws.close(timeout=0.5)
+        finally:
+            self.ws.shutdown()  # close() skips this when the server already went away
 
 
 def is_event(name):

@@ -95,7 +95,8 @@ def _book(request: Mapping[str, Any], symbol: str) -> Subscription:
     return Subscription("book", params, symbol=symbol, prec=prec, freq=freq, length=length)
 
 
-def parse_subscribe(request: Mapping[str, Any], symbols: Sequence[str], derivatives: Sequence[str]) -> Subscription:
+def parse_subscribe(request: Mapping[str, Any], symbols: Sequence[str],
+                    derivatives: Sequence[str]) -> Subscription:
     """Validate a ``subscribe`` request; raises :class:`SubscribeError` or :class:`NoReply`.
 
     The duplicate and limit checks need the connection's state and are done by the caller.

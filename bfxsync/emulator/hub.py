@@ -45,7 +45,8 @@ class Hub:
         self.paused = False  # guarded by market_lock
         self.platform_status = config.platform_status
         self.silent = False  # default for new connections
-        self.server_id = str(uuid.UUID(int=random.Random(f"server:{config.seed}").getrandbits(128), version=4))
+        server_bits = random.Random(f"server:{config.seed}").getrandbits(128)
+        self.server_id = str(uuid.UUID(int=server_bits, version=4))
         self._registry = threading.Condition()
         self._visible: Dict[int, Session] = {}  # counted by the control API
         self._live: Dict[int, Session] = {}  # every connection whose handler still runs
@@ -173,7 +174,8 @@ class Hub:
         try:
             request = json.loads(text)
         except ValueError:
-            session.send_event({"event": "error", "msg": "event: invalid", "code": protocol.ERR_UNKNOWN_EVENT})
+            session.send_event({"event": "error", "msg": "event: invalid",
+                                "code": protocol.ERR_UNKNOWN_EVENT})
             return
         if not isinstance(request, dict):
             # Arrays are inputs on channel 0, which need authentication (not emulated).
@@ -211,7 +213,8 @@ class Hub:
     def _known_pair(self, request: Mapping[str, Any]) -> Dict[str, str]:
         # Only symbol channels echo pair/currency (candles and status are keyed differently).
         symbol = request.get("symbol")
-        if request.get("channel") in (protocol.TICKER, protocol.TRADES, protocol.BOOK) and isinstance(symbol, str):
+        symbol_channel = request.get("channel") in (protocol.TICKER, protocol.TRADES, protocol.BOOK)
+        if symbol_channel and isinstance(symbol, str):
             for candidate in (symbol, "t" + symbol):
                 if candidate in self.market.symbols:
                     return pair_field(candidate)
@@ -222,7 +225,8 @@ class Hub:
             try:
                 sub = parse_subscribe(request, self.config.symbols, self.market.derivatives())
             except NoReply:
-                logger.debug("connection %d: no reply to %s (as observed live)", session.id, request.get("key"))
+                logger.debug("connection %d: no reply to %s (as observed live)",
+                             session.id, request.get("key"))
                 return
             except SubscribeError as exc:
                 session.send_event(error_frame(request, exc.msg, exc.code, **self._known_pair(request)))

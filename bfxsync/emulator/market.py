@@ -111,7 +111,8 @@ class SymbolMarket:
         ask_size = float(sum(abs(Decimal(repr(e[-1]))) for _, e in view.asks))
         change = self.last - self.open
         relative = float((change / self.open).quantize(Decimal("0.0001")))
-        daily = [float(change), relative, float(self.last), float(self.volume), float(self.high), float(self.low)]
+        daily = [float(change), relative, float(self.last), float(self.volume),
+                 float(self.high), float(self.low)]
         if self.funding:
             frr_available = float((self.size * 300).quantize(_EIGHT_DP))
             return ([float(self.mid), bid[0], bid[1], bid_size, ask[0], ask[1], ask_size]

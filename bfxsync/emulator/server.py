@@ -61,6 +61,10 @@ class Emulator:
         with Emulator(seed=1, rate=20.0, heartbeat_interval=1.0) as emu:
             client = connect(emu.url)
 
+    Control methods may be called from any thread (tests call them from the test thread
+    while clients read on theirs); none blocks longer than its timeout. Methods taking
+    ``conn`` act on one connection (an ID from :meth:`connection_ids`) or, with None, on all.
+
     Args:
         config: an :class:`EmulatorConfig`; keyword arguments override its fields.
     """

@@ -77,7 +77,8 @@ class Session:
         self._open = True  # accepting frames
         self._dead = False  # writer gone: nothing will be written any more
         self._gone = threading.Event()  # set when the connection ends; interrupts delays
-        self._writer = threading.Thread(target=self._write_loop, name=f"bfxsync-emulator-writer-{conn_id}", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                        name=f"bfxsync-emulator-writer-{conn_id}")
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -133,7 +134,8 @@ class Session:
             if self._open and not self.silent:
                 self._push(text)
 
-    def send_array(self, chan_id: int, body: List[Any], mts: Optional[int] = None, heartbeat: bool = False) -> None:
+    def send_array(self, chan_id: int, body: List[Any], mts: Optional[int] = None,
+                   heartbeat: bool = False) -> None:
         """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (§5.1).
 
         With DEC_S the body's floats become strings. SEQ_ALL appends the connection's next
@@ -195,8 +197,10 @@ class Session:
         """Wait until every frame queued so far has been written (or the connection ended)."""
         with self._cond:
             target = self._queued
-            return self._cond.wait_for(lambda: self._written >= target or self._dead or not self._queue and not self._open,
-                                       timeout)
+            def done() -> bool:
+                return self._written >= target or self._dead or (not self._open and not self._queue)
+
+            return self._cond.wait_for(done, timeout)
 
     def _write_loop(self) -> None:
         while True:
