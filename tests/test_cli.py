@@ -4,6 +4,7 @@ Every command runs for a few seconds, so they are all started at once by a modul
 fixture and each test only collects and checks its own process: the file takes about
 as long as the slowest command instead of the sum of all of them.
 """
+import importlib.util
 import os
 import re
 import signal
@@ -152,6 +153,9 @@ class TestBook:
     def test_rich_display_draws_a_table(self, runs):
         """With rich the book is a table with bid and ask columns and the status line under it."""
         code, out, err, _ = runs.result("book_rich")
+        if importlib.util.find_spec("rich") is None:  # the optional extra is missing: say so, status 2
+            assert code == 2 and "needs rich" in err
+            return
         assert code == 0, err
         assert "Bid price" in out and "Ask count" in out
         assert re.search(r"│\s+\d{4}(\.\d)?\s+│\s+[\d.]+\s+│\s+\d+\s+│\s+\d{4}", out)
