@@ -272,7 +272,7 @@ class Market:
             if market.new_trades:
                 self._fold_candles(market.symbol, market.new_trades)
         self.liquidations = []
-        if self._rng.random() < 0.03:
+        if self._rng.random() < 0.03 and any(s.startswith("t") for s in self.symbols):
             self.liquidations = [self._liquidation(now_ms)]
         if with_status:
             for symbol in self.derivatives():
