@@ -33,6 +33,10 @@ from .subscriptions import BookSubscription, Subscription, make_subscription
 
 logger = logging.getLogger(__name__)
 
+#: Counters always present in :meth:`Session.stats` (bad-input kinds are added as they occur).
+STAT_KEYS = ("disconnects", "reconnects", "sequence_gaps", "checks_passed", "checks_failed", "resyncs",
+             "callback_errors", "dials")
+
 
 
 class Session:
@@ -62,6 +66,8 @@ class Session:
         self._pings: Dict[int, Tuple[threading.Event, List[float]]] = {}
         self._last_keepalive = 0.0
         self._counts: Counter[str] = collections.Counter()
+        #: Why the last connection (or attempt) ended, or None.
+        self.last_disconnect: Optional[str] = None
 
     # -- public surface used by the client ----------------------------------------------
 
@@ -82,7 +88,8 @@ class Session:
         if not self._connected.wait(timeout):
             if self._fatal is not None:
                 raise self._fatal
-            raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s")
+            last = f" (last attempt: {self.last_disconnect})" if self.last_disconnect else ""
+            raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{last}")
 
     @property
     def connected(self) -> bool:
@@ -154,10 +161,18 @@ class Session:
             self._pings.pop(cid, None)
 
     def stats(self) -> Dict[str, Any]:
-        """Counters: frames, problems by kind, reconnects, sequence gaps, callback errors, subscriptions."""
+        """Counters: connection events, bad input by kind, book checksums, callback errors, subscriptions.
+
+        The keys in :data:`STAT_KEYS` are always present; problem kinds appear once seen.
+        """
         with self.lock:
             states = self.registry.state_counts()
-        stats: Dict[str, Any] = dict(self._counts)
+            books = [s for s in self.registry.wanted() if isinstance(s, BookSubscription)]
+        stats: Dict[str, Any] = dict.fromkeys(STAT_KEYS, 0)
+        stats.update(self._counts)
+        stats["checks_passed"] = sum(b.checks_passed for b in books)
+        stats["checks_failed"] = sum(b.checks_failed for b in books)
+        stats["resyncs"] = sum(b.resyncs for b in books)
         stats["callback_errors"] = self.dispatcher.callback_errors
         stats["dials"] = self.connection.dials
         stats["subscriptions"] = states
@@ -194,6 +209,7 @@ class Session:
         """The socket ended: every subscription waits for the replay of the next connection."""
         was_connected = self._connected.is_set()
         self._connected.clear()
+        self.last_disconnect = reason
         with self.lock:
             wanted, left = self.registry.detach_all()
         for subscription in wanted:

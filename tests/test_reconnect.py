@@ -1,6 +1,8 @@
 """Faults the client must heal by itself: drops, silent stalls, restart notices, checksum mismatches."""
 import threading
 
+import pytest
+
 import bfxsync
 from bfxsync.checksum import js_number_str
 from conftest import FAST, settle_books, wait_until
@@ -135,9 +137,9 @@ def test_unreachable_server_keeps_trying_and_reports(make_client):
     client = make_client("ws://127.0.0.1:9")  # nothing listens on the discard port here
     disconnected = Collector()
     client.on_disconnected(disconnected)
-    try:
-        client.wait_connected(0.5)
-    except TimeoutError:
-        pass
     assert disconnected.wait_for(timeout=5)
     assert "failed" in disconnected.items[0].reason and disconnected.items[0].will_reconnect
+    with pytest.raises(TimeoutError, match="last attempt: connect to 127.0.0.1:9 failed"):
+        client.wait_connected(0.2)
+    stats = client.stats()
+    assert stats["reconnects"] == 0 and stats["dials"] >= 1 and stats["checks_failed"] == 0
