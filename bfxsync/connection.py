@@ -239,6 +239,11 @@ class Connection:
         except Exception as err:  # noqa: BLE001 - run_forever should not raise; never let it kill the thread
             logger.exception("bfxsync: websocket-client failed")
             self._end = (f"websocket-client failed: {err!r}", None)
+        finally:
+            # After a close handshake websocket-client leaves the TCP socket open (its
+            # close() returns early once the close frame was sent), and the server then
+            # waits for our FIN. Close it ourselves.
+            sock.close()
 
     def _open_socket(self) -> socket.socket:
         """TCP (and TLS) connect with a timeout; websocket-client then does the HTTP upgrade on it.
