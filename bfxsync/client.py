@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 import attrs
@@ -95,12 +96,16 @@ class Client:
         self._session.wait_connected(timeout)
         return self
 
-    def run_forever(self) -> None:
-        """Block the calling thread until :meth:`close` is called (from a callback or another thread) or Ctrl-C."""
+    def run_forever(self, timeout: Optional[float] = None) -> None:
+        """Block the calling thread until :meth:`close` is called (from a callback or another thread), Ctrl-C,
+        or ``timeout`` seconds have passed; the client is closed when it returns."""
         self._require_started()
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while not self._closed.wait(0.5):  # a timed wait keeps Ctrl-C responsive on every platform
-                pass
+            # A timed wait keeps Ctrl-C responsive on every platform.
+            while not self._closed.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
         except KeyboardInterrupt:
             logger.info("bfxsync: interrupted; closing")
         finally:

@@ -6,7 +6,6 @@
 import argparse
 import contextlib
 import datetime
-import threading
 
 import bfxsync
 
@@ -36,11 +35,7 @@ def main() -> None:
                       f"close {c.close:g}  volume {c.volume:.4f}", flush=True)
 
         client.subscribe_candles(args.symbol, args.timeframe, on_data=show)
-        if args.seconds is not None:
-            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
-            timer.daemon = True
-            timer.start()
-        client.run_forever()  # blocks until close() or Ctrl-C
+        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
 
 
 if __name__ == "__main__":

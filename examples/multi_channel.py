@@ -5,7 +5,6 @@
 """
 import argparse
 import contextlib
-import threading
 
 import bfxsync
 
@@ -53,11 +52,7 @@ def main() -> None:
             client.subscribe_trades(symbol)
             client.subscribe_candles(symbol, "1m")
             books[symbol] = client.subscribe_book(symbol)
-        if args.seconds is not None:
-            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
-            timer.daemon = True
-            timer.start()
-        client.run_forever()  # blocks until close() or Ctrl-C
+        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@
 """
 import argparse
 import contextlib
-import threading
 
 import bfxsync
 
@@ -31,11 +30,7 @@ def main() -> None:
                   f"24h {t.daily_change_relative:+.2%}  volume {t.volume:.2f}", flush=True)
 
         client.subscribe_ticker(args.symbol, on_data=show)
-        if args.seconds is not None:
-            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
-            timer.daemon = True
-            timer.start()
-        client.run_forever()  # blocks until close() or Ctrl-C
+        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
 
 
 if __name__ == "__main__":

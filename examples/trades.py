@@ -6,7 +6,6 @@
 import argparse
 import contextlib
 import datetime
-import threading
 
 import bfxsync
 
@@ -35,11 +34,7 @@ def main() -> None:
                 print(f"{when:%H:%M:%S}.{trade.mts % 1000:03d} {side} {abs(trade.amount):>14.8f} @ {trade.price:g}", flush=True)
 
         client.subscribe_trades(args.symbol, on_data=show)
-        if args.seconds is not None:
-            timer = threading.Timer(args.seconds, client.close)  # close() makes run_forever() return
-            timer.daemon = True
-            timer.start()
-        client.run_forever()  # blocks until close() or Ctrl-C
+        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
 
 
 if __name__ == "__main__":
