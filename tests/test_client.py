@@ -62,6 +62,20 @@ class TestLifecycle:
                 call()
         assert client.subscriptions == []
 
+    def test_run_forever_timeout_closes(self, emulator):
+        """run_forever(timeout) returns after the timeout with the client closed and its threads joined."""
+        client = bfxsync.Client(emulator.url, FAST).start()
+        client.run_forever(0.3)
+        assert client.closed and not any(t.is_alive() for t in client.threads())
+
+    def test_close_from_a_callback(self, emulator):
+        """close() called inside a callback ends run_forever() and leaves no thread behind."""
+        client = bfxsync.Client(emulator.url, FAST).start()
+        client.subscribe_ticker("tBTCUSD", on_data=lambda message: client.close())
+        client.run_forever(10)
+        assert client.closed
+        assert wait_until(lambda: not any(t.is_alive() for t in client.threads()), timeout=5)
+
     def test_ping(self, emulator, make_client):
         """ping() returns the round trip of an application ping."""
         client = make_client(emulator.url)
