@@ -27,7 +27,8 @@ class Config:
         heartbeat_timeout: seconds without any frame after which the connection is
             considered dead and redialled (the server sends heartbeats every 15 s).
         keepalive_interval: seconds of silence after which the client sends an
-            application ``ping`` (keeps idle sockets open, §1.4, and proves liveness).
+            application ``ping`` (keeps idle sockets open, §1.4, and proves liveness);
+            ``None`` means a third of ``heartbeat_timeout``.
         reconnect: redial after a drop (with ``backoff``) instead of staying closed.
         backoff: reconnect pacing.
         max_connects_per_minute: cap on connection attempts (the server bans an IP for
@@ -43,13 +44,25 @@ class Config:
     bulk_updates: bool = False
     verify_funding_checksums: bool = False
     heartbeat_timeout: float = field(default=30.0, validator=gt(0))
-    keepalive_interval: float = field(default=10.0, validator=gt(0))
+    keepalive_interval: Optional[float] = field(default=None, validator=optional(gt(0)))
     reconnect: bool = True
     backoff: Backoff = field(factory=Backoff, validator=instance_of(Backoff))
     max_connects_per_minute: int = field(default=15, validator=ge(1))
     connect_timeout: float = field(default=10.0, validator=gt(0))
     ssl_context: Optional[ssl.SSLContext] = field(default=None, validator=optional(instance_of(ssl.SSLContext)))
     max_subscriptions: int = field(default=protocol.MAX_SUBSCRIPTIONS, validator=ge(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:
+            raise ValueError(
+                f"keepalive_interval ({self.keepalive_interval:g} s) must be shorter than heartbeat_timeout "
+                f"({self.heartbeat_timeout:g} s), or a quiet but healthy connection would be dropped"
+            )
+
+    @property
+    def keepalive(self) -> float:
+        """The effective keepalive interval in seconds."""
+        return self.keepalive_interval if self.keepalive_interval is not None else self.heartbeat_timeout / 3
 
     @property
     def flags(self) -> int:

@@ -305,14 +305,14 @@ class Connection:
 
     def _watch(self) -> None:
         config = self._config
-        period = min(1.0, config.keepalive_interval / 4, config.heartbeat_timeout / 4)
+        period = min(1.0, config.keepalive / 4, config.heartbeat_timeout / 4)
         while not self._stop.wait(period):
             if not self._open.is_set():
                 continue
             silent = time.monotonic() - self.last_received
             if silent >= config.heartbeat_timeout:
                 self.drop(f"no frame for {silent:.1f} s (heartbeat timeout {config.heartbeat_timeout:g} s)")
-            elif silent >= config.keepalive_interval:
+            elif silent >= config.keepalive:
                 try:
                     self._listener.on_idle(silent)
                 except Exception:  # noqa: BLE001 - the watchdog must survive anything

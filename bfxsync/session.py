@@ -232,7 +232,7 @@ class Session:
     def on_idle(self, silent_for: float) -> None:
         """Watchdog thread: a quiet socket gets an application ping (at most one per interval)."""
         now = time.monotonic()
-        if self._connected.is_set() and now - self._last_keepalive >= self.config.keepalive_interval:
+        if self._connected.is_set() and now - self._last_keepalive >= self.config.keepalive:
             self._last_keepalive = now
             self._send(protocol.encode_ping(next(self._ping_ids)))
 

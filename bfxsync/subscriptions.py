@@ -279,6 +279,7 @@ class BookSubscription(Subscription):
         self.checks_failed = 0
         self.resyncs = 0
         self._was_synced = False
+        self._mismatch_logged = False
 
     def wait_synced(self, timeout: float = 10.0) -> "BookSubscription":
         """Block until the book holds a fresh snapshot, and return ``self``.
@@ -351,6 +352,7 @@ class BookSubscription(Subscription):
             # bulk update or is empty (§5: BULK_UPDATES makes both shapes alike).
             self.book.apply_snapshot(payload)
             self._expect_snapshot = False
+            self._mismatch_logged = False
             self._synced.set()
             self._session.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
@@ -384,8 +386,11 @@ class BookSubscription(Subscription):
             return
         self.checks_failed += 1
         resync = not self.book.is_funding or self._session.config.verify_funding_checksums
-        logger.warning(
-            "bfxsync: checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
+        # Logged-only funding books would repeat the warning on every cs: warn once per snapshot.
+        level = logging.WARNING if resync or not self._mismatch_logged else logging.DEBUG
+        self._mismatch_logged = True
+        logger.log(
+            level, "bfxsync: checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
             value, local, "; resyncing" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
         )
         dispatcher = self._session.dispatcher
