@@ -48,8 +48,8 @@ from .models import (
 )
 from .orderbook import BookSnapshot, OrderBook
 from .specs import BookSpec, CandlesSpec, StatusSpec, TickerSpec, TradesSpec, candle_key
+from .book_subscription import BookSubscription
 from .subscriptions import (
-    BookSubscription,
     CandlesSubscription,
     State,
     StatusSubscription,

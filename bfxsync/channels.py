@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .specs import Spec
-from .subscriptions import State, Subscription
+from .book_subscription import BookSubscription
+from .specs import BookSpec, CandlesSpec, Spec, TickerSpec, TradesSpec
+from .subscriptions import (
+    CandlesSubscription, State, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
 
 
 class ChannelRegistry:
@@ -159,3 +165,16 @@ class ChannelRegistry:
         for subscription in self._wanted.values():
             counts[subscription.state.value] += 1
         return counts
+
+
+def new_subscription(spec: Spec, session: "Session", **options: Any) -> Subscription:
+    """The handle class that reads ``spec``'s channel."""
+    if isinstance(spec, BookSpec):
+        return BookSubscription(spec, session)
+    if isinstance(spec, TradesSpec):
+        return TradesSubscription(spec, session, **options)
+    if isinstance(spec, TickerSpec):
+        return TickerSubscription(spec, session)
+    if isinstance(spec, CandlesSpec):
+        return CandlesSubscription(spec, session)
+    return StatusSubscription(spec, session)

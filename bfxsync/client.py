@@ -20,8 +20,9 @@ from .config import Config
 from .errors import NotConnectedError
 from .session import Session
 from .specs import BookSpec, CandlesSpec, Spec, StatusSpec, TickerSpec, TradesSpec, candle_key
+from .book_subscription import BookSubscription
 from .subscriptions import (
-    BookSubscription, CandlesSubscription, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
+    CandlesSubscription, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
 )
 
 logger = logging.getLogger(__name__)

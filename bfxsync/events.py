@@ -12,7 +12,8 @@ from attrs import field, frozen
 from .errors import BfxError
 
 if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
-    from .subscriptions import BookSubscription, Subscription
+    from .book_subscription import BookSubscription
+    from .subscriptions import Subscription
 
 T = TypeVar("T")
 

@@ -21,7 +21,6 @@ from typing import Any, Counter, Dict, List, Mapping, Optional, Tuple
 
 from . import protocol
 from ._dispatch import Dispatcher, Handlers
-from .channels import ChannelRegistry
 from .config import Config
 from .connection import Connection
 from .errors import (
@@ -29,7 +28,9 @@ from .errors import (
 )
 from .events import Connected, Disconnected, ErrorEvent, Info, Reconnecting, Subscribed, Unsubscribed
 from .specs import Spec
-from .subscriptions import BookSubscription, Subscription, make_subscription
+from .book_subscription import BookSubscription
+from .channels import ChannelRegistry, new_subscription
+from .subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Session:
     def subscribe(self, spec: Spec, **options: Any) -> Subscription:
         """Return the subscription for ``spec``, creating and sending it if it is new."""
         with self.lock:
-            subscription, created = self.registry.get_or_add(spec, lambda: make_subscription(spec, self, **options))
+            subscription, created = self.registry.get_or_add(spec, lambda: new_subscription(spec, self, **options))
             if created and self.registry.wanted_count() > self.config.max_subscriptions:
                 self.registry.forget(subscription)
                 raise SubscriptionError(

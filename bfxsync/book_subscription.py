@@ -1,0 +1,177 @@
+"""BookSubscription: a ``book`` subscription that keeps a verified local order book.
+
+The book is rebuilt from every snapshot and checked against every ``cs`` frame; a
+mismatch (or a malformed update) drops it and resubscribes that one channel, without
+any action from the user. Methods starting with ``_on`` run on the reader thread.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+
+from . import protocol
+from .checksum import same_checksum
+from .errors import BfxTimeoutError, ChecksumMismatchError, SubscriptionError
+from .events import BookSynced, ChecksumMismatch, ErrorEvent
+from .orderbook import BookSnapshot, Level, OrderBook
+from .specs import BookSpec
+from .subscriptions import Subscription
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+logger = logging.getLogger(__name__)
+
+
+class BookSubscription(Subscription):
+    """``book``: keeps a local :class:`OrderBook`, verified against every ``cs`` checksum.
+
+    On a mismatch the book is dropped and rebuilt from a fresh snapshot (unsubscribe,
+    wait for ``unsubscribed``, subscribe again) without any action from the user.
+    Messages carry the levels of each snapshot or update; read the book itself for state.
+
+    Attributes:
+        book: the local book (safe to read from any thread).
+        checks_passed: checksums that matched.
+        checks_failed: checksums that did not.
+        resyncs: times the book was rebuilt after a mismatch or a bad frame.
+    """
+
+    spec: BookSpec
+    decode = staticmethod(protocol.decode_tokens)
+
+    def __init__(self, spec: BookSpec, session: "Session") -> None:
+        super().__init__(spec, session)
+        self.book = OrderBook(spec.symbol, spec.prec)
+        self._synced = threading.Event()
+        self._model = self.book._model  # noqa: SLF001 - same row -> level mapping as the book
+        self.checks_passed = 0
+        self.checks_failed = 0
+        self.resyncs = 0
+        self._was_synced = False
+        self._mismatch_logged = False
+
+    def wait_synced(self, timeout: float = 10.0) -> "BookSubscription":
+        """Block until the book holds a fresh snapshot, and return ``self``.
+
+        Raises:
+            SubscriptionError: the subscription was rejected.
+            BfxTimeoutError: not synced within ``timeout`` seconds.
+        """
+        self._session.refuse_reader_thread("wait_synced")
+        if not self._synced.wait(timeout):
+            if self._error is not None:
+                raise self._error
+            raise BfxTimeoutError(f"book {self.spec!r} not synced within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def synced(self) -> bool:
+        """True while the book holds a snapshot plus every update since."""
+        return self.book.synced
+
+    # Read API, forwarded so scripts can use the handle as the book.
+    def best_bid(self) -> Optional[Level]:
+        """The best bid (see :meth:`OrderBook.best_bid`)."""
+        return self.book.best_bid()
+
+    def best_ask(self) -> Optional[Level]:
+        """The best ask (see :meth:`OrderBook.best_ask`)."""
+        return self.book.best_ask()
+
+    def spread(self) -> Optional[float]:
+        """Best ask minus best bid."""
+        return self.book.spread()
+
+    def mid(self) -> Optional[float]:
+        """Midpoint of best bid and ask."""
+        return self.book.mid()
+
+    def top(self, n: int = 10) -> Tuple[Tuple[Level, ...], Tuple[Level, ...]]:
+        """The best ``n`` bids and asks."""
+        return self.book.top(n)
+
+    def snapshot(self) -> BookSnapshot:
+        """A consistent copy of the book with its checksum."""
+        return self.book.snapshot()
+
+    def checksum(self) -> int:
+        """The book's current checksum."""
+        return self.book.checksum()
+
+    # -- reader thread ----------------------------------------------------------------
+
+    def _on_detached(self) -> None:
+        super()._on_detached()
+        self._synced.clear()
+        self.book.invalidate()
+
+    def _on_failed(self, error: SubscriptionError) -> None:
+        super()._on_failed(error)
+        self._synced.set()  # wake wait_synced(), which raises the error
+
+    def _on_closed(self) -> None:
+        super()._on_closed()
+        self.book.invalidate()
+
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+        if self._expect_snapshot:
+            # The first payload after each ack is the snapshot even when it looks like a
+            # bulk update or is empty (§5: BULK_UPDATES makes both shapes alike).
+            self.book.apply_snapshot(payload)
+            self._expect_snapshot = False
+            self._mismatch_logged = False
+            self._synced.set()
+            self._session.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
+            self._was_synced = True
+            if self._wants_models():
+                self._deliver(tuple(map(self._model, payload)), True, tag, seq, mts)
+            return
+        if not self.book.synced:
+            return  # dropped after a mismatch; waiting for the resync's snapshot
+        if payload and type(payload[0]) is list:  # BULK_UPDATES batch
+            rows: List[Any] = payload
+            for row in rows:
+                self.book.apply_update(row)
+        else:
+            rows = [payload]
+            self.book.apply_update(payload)
+        if self._wants_models():
+            self._deliver(tuple(map(self._model, rows)), False, tag, seq, mts)
+
+    def _on_bad_update(self, error: Exception) -> None:
+        """A malformed update means the book lost data: rebuild it rather than drift."""
+        self._resync(f"bad update: {error}")
+
+    def _on_checksum(self, value: int) -> None:
+        if not self.book.synced:
+            # A cs before the snapshot, or while a resync is under way, has nothing to check.
+            self._session.problem("checksum_unsynced", f"cs frame for {self.spec!r} while the book is not synced")
+            return
+        local = self.book.checksum()
+        if same_checksum(value, local):
+            self.checks_passed += 1
+            return
+        self.checks_failed += 1
+        resync = not self.book.is_funding or self._session.config.verify_funding_checksums
+        # Logged-only funding books would repeat the warning on every cs: warn once per snapshot.
+        level = logging.WARNING if resync or not self._mismatch_logged else logging.DEBUG
+        self._mismatch_logged = True
+        logger.log(
+            level, "bfxsync: checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
+            value, local, "; resyncing" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
+        )
+        dispatcher = self._session.dispatcher
+        dispatcher.emit("checksum", ChecksumMismatch(self, value, local, resync))
+        dispatcher.emit("error", ErrorEvent(ChecksumMismatchError(self.spec.symbol, value, local), self))
+        if resync:
+            self._resync("checksum mismatch")
+
+    def _resync(self, reason: str) -> None:
+        self.resyncs += 1
+        self._synced.clear()
+        self.book.invalidate(clear=True)
+        self._session.resubscribe(self, reason)
