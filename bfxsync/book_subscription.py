@@ -109,6 +109,11 @@ class BookSubscription(Subscription):
         self._synced.clear()
         self.book.invalidate()
 
+    def _on_stale(self) -> None:
+        """Maintenance began: keep the rows for reference, but the book is no longer synced."""
+        self._synced.clear()
+        self.book.invalidate()
+
     def _on_failed(self, error: SubscriptionError) -> None:
         super()._on_failed(error)
         self._synced.set()  # wake wait_synced(), which raises the error

@@ -118,6 +118,11 @@ class Client:
         return self._session.connected
 
     @property
+    def maintenance(self) -> bool:
+        """True while the exchange announces maintenance (info 20060 until 20061); books are unsynced meanwhile."""
+        return self._session.maintenance
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closed.is_set()

@@ -67,6 +67,8 @@ class Session:
         self._pings: Dict[int, Tuple[threading.Event, List[float]]] = {}
         self._last_keepalive = 0.0
         self._counts: Counter[str] = collections.Counter()
+        #: True while the platform is in maintenance (info 20060 until 20061, or platform status 0).
+        self.maintenance = False
         #: Why the last connection (or attempt) ended, or None.
         self.last_disconnect: Optional[str] = None
 
@@ -338,8 +340,15 @@ class Session:
         self.dispatcher.emit("info", info)
         if code == protocol.INFO_RECONNECT:
             self.connection.drop("server asked clients to reconnect (info 20051)")
+        elif code == protocol.INFO_MAINTENANCE_START:
+            # The trading engine resyncs (up to ~2 min, §3.2): books cannot be trusted until it ends.
+            self.maintenance = True
+            for subscription in self.subscriptions():
+                if isinstance(subscription, BookSubscription):
+                    subscription._on_stale()
         elif code == protocol.INFO_MAINTENANCE_END:
             # Docs: after maintenance, resubscribe every channel to get fresh snapshots.
+            self.maintenance = False
             for subscription in self.subscriptions():
                 if subscription.active:
                     self.resubscribe(subscription, "maintenance ended (info 20061)")
@@ -356,6 +365,9 @@ class Session:
         self.connection.mark_healthy()
         platform = event.get("platform")
         status = platform.get("status") if isinstance(platform, dict) else None
+        self.maintenance = status == 0
+        if self.maintenance:
+            logger.warning("bfxsync: %s is in maintenance (platform status 0); books resync when it ends", self.url)
         if self.config.flags:
             self._send(protocol.encode_conf(self.config.flags))
         with self.lock:

@@ -143,3 +143,19 @@ def test_unreachable_server_keeps_trying_and_reports(make_client):
         client.wait_connected(0.2)
     stats = client.stats()
     assert stats["reconnects"] == 0 and stats["dials"] >= 1 and stats["checks_failed"] == 0
+
+
+def test_maintenance_marks_books_stale_then_resyncs(emulator, make_client):
+    """20060 marks every book unsynced; 20061 resubscribes them all and they match the emulator again."""
+    client = make_client(emulator.url)
+    synced = Collector()
+    client.on_book_synced(synced)
+    books = [client.subscribe_book("tBTCUSD").wait_synced(5), client.subscribe_book("fUSD", prec="R0").wait_synced(5)]
+    ticker = client.subscribe_ticker("tBTCUSD").wait_subscribed(5)
+    emulator.start_maintenance()
+    assert wait_until(lambda: client.maintenance and not any(b.synced for b in books))
+    emulator.end_maintenance()
+    assert wait_until(lambda: not client.maintenance and all(b.synced for b in books))
+    assert synced.wait_for(lambda i: sum(e.resync for e in i) >= 2)
+    assert settle_books(emulator, books)
+    assert ticker.wait_subscribed(5).active
