@@ -245,7 +245,12 @@ class Client:
         return self._handlers.add("subscribed", handler)
 
     def on_unsubscribed(self, handler: F) -> F:
-        """Call ``handler(Unsubscribed)`` when a subscription ends at the user's request."""
+        """Call ``handler(Unsubscribed)`` when a subscription ends at the user's request.
+
+        Runs on the reader thread once the server confirms; a subscription that never
+        reached the server (unsubscribed while disconnected) is reported at once, on the
+        thread that called ``unsubscribe()``.
+        """
         return self._handlers.add("unsubscribed", handler)
 
     def on_book_synced(self, handler: F) -> F:

@@ -26,18 +26,17 @@ from .connection import Connection
 from .errors import (
     BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, ServerError, SubscriptionError, VersionMismatchError,
 )
-from .events import Connected, Disconnected, ErrorEvent, Info, Reconnecting, Subscribed, Unsubscribed
-from .specs import Spec
 from .book_subscription import BookSubscription
 from .channels import ChannelRegistry, new_subscription
-from .subscriptions import Subscription
+from .events import Connected, Disconnected, ErrorEvent, Info, Reconnecting, Subscribed, Unsubscribed
+from .specs import Spec
+from .subscriptions import State, Subscription
 
 logger = logging.getLogger(__name__)
 
 #: Counters always present in :meth:`Session.stats` (bad-input kinds are added as they occur).
 STAT_KEYS = ("disconnects", "reconnects", "sequence_gaps", "checks_passed", "checks_failed", "resyncs",
              "callback_errors", "dials")
-
 
 
 class Session:
@@ -124,7 +123,7 @@ class Session:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop ``subscription`` (idempotent); the ack completes it on the reader thread."""
         with self.lock:
-            if subscription.state.value in ("closed", "failed"):
+            if subscription.state in (State.CLOSED, State.FAILED):
                 return
             chan_id = self.registry.begin_leave(subscription, again=False)
             in_flight = chan_id is None and self.registry.is_in_flight(subscription)
@@ -205,7 +204,8 @@ class Session:
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
             self._bad_frame("malformed", err, data)
         except Exception as err:  # noqa: BLE001 - a bug of ours must not kill the stream
-            logger.exception("bfxsync: failed to handle frame %.200r", data)
+            if not self._counts["internal"]:  # the traceback once; later ones are counted
+                logger.exception("bfxsync: failed to handle frame %.200r", data)
             self._bad_frame("internal", err, data)
 
     def on_closed(self, reason: str, code: Optional[int], will_reconnect: bool) -> None:
