@@ -159,3 +159,19 @@ def test_maintenance_marks_books_stale_then_resyncs(emulator, make_client):
     assert synced.wait_for(lambda i: sum(e.resync for e in i) >= 2)
     assert settle_books(emulator, books)
     assert ticker.wait_subscribed(5).active
+
+
+def test_429_handshake_waits_a_minute(emulator):
+    """A handshake refused with 429 (connection-rate ban) holds redialling off for at least 60 s."""
+    client = bfxsync.Client(emulator.url, FAST)
+    pauses, disconnected = Collector(), Collector()
+    client.on_reconnecting(pauses)
+    client.on_disconnected(disconnected)
+    with client:
+        client.wait_connected(5)
+        emulator.refuse_connections(429)
+        emulator.drop_connections()
+        assert pauses.wait_for(lambda i: any(p.delay >= 60 for p in i))
+        assert any("429" in d.reason for d in disconnected.items)
+        emulator.refuse_connections(None)
+    assert not any(t.is_alive() for t in client.threads())

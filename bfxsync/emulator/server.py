@@ -79,6 +79,7 @@ class Emulator:
         self._state_lock = threading.Lock()
         self._started = False
         self._stopped = False
+        self._refuse_status: Optional[int] = None
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -95,6 +96,7 @@ class Emulator:
                 compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
                 ping_interval=None,  # the real server sends no protocol pings (§1.4)
                 open_timeout=5, close_timeout=config.close_timeout,
+                process_request=self._process_request,
                 logger=logging.getLogger(__name__ + ".websockets"),
             )
         except BaseException:
@@ -159,6 +161,17 @@ class Emulator:
         thread.start()
 
     # -- threads -------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Any) -> Any:
+        """Refuse the upgrade while :meth:`refuse_connections` is in force (None lets it through)."""
+        status = self._refuse_status
+        if status is None:
+            return None
+        return connection.respond(status, "Too Many Requests\n" if status == 429 else "Refused\n")
+
+    def refuse_connections(self, status: Optional[int] = 429) -> None:
+        """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, §1.1); None accepts again."""
+        self._refuse_status = status
+
     def _handle(self, connection: ServerConnection) -> None:
         # Runs on a websockets handler thread, one per connection.
         if self._stop.is_set():
