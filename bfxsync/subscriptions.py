@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 from . import protocol
 from .errors import BfxTimeoutError, ProtocolError, SubscriptionError
@@ -222,19 +222,56 @@ class TradesSubscription(Subscription):
 
 
 class CandlesSubscription(Subscription):
-    """``candles``: a snapshot (oldest first), then updates of the current or a new candle."""
+    """``candles``: a snapshot (oldest first), then updates of the current or a new candle.
+
+    The handle also keeps the series: :meth:`candles` returns the snapshot merged with
+    every update since (an update with a known MTS replaces that candle, a new MTS adds
+    one), so a script can read the latest candles without writing a callback.
+    """
 
     spec: CandlesSpec
+
+    #: Candles kept beyond the snapshot's own length, oldest dropped first.
+    MIN_HISTORY = 240
+
+    def __init__(self, spec: CandlesSpec, session: "Session") -> None:
+        super().__init__(spec, session)
+        self._series: Dict[int, Candle] = {}
+        self._history = self.MIN_HISTORY
+
+    def candles(self, n: Optional[int] = None) -> Tuple[Candle, ...]:
+        """The series, oldest first; only the newest ``n`` if given. Safe from any thread."""
+        # list(dict.values()) runs in C without releasing the GIL: a consistent copy.
+        series = sorted(list(self._series.values()), key=_by_mts)
+        return tuple(series if n is None else series[-n:] if n > 0 else ())
+
+    @property
+    def latest(self) -> Optional[Candle]:
+        """The newest candle, or ``None`` before the snapshot."""
+        newest = self.candles(1)
+        return newest[0] if newest else None
 
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
         if payload and isinstance(payload[0], list):
             candles = tuple(Candle.from_wire(row) for row in reversed(payload))
+            self._history = max(self.MIN_HISTORY, len(candles))
+            self._series = {candle.mts: candle for candle in candles}  # rebinding: readers see old or new
             self._expect_snapshot = False
             self._deliver(candles, True, tag, seq, mts)
         elif not payload:
+            self._series = {}
             self._deliver((), self._take_snapshot_flag(), tag, seq, mts)
         else:
-            self._deliver((Candle.from_wire(payload),), False, tag, seq, mts)
+            candle = Candle.from_wire(payload)
+            series = self._series
+            series[candle.mts] = candle
+            if len(series) > self._history:  # only when a new candle opens: rare
+                del series[min(series)]
+            self._deliver((candle,), False, tag, seq, mts)
+
+
+def _by_mts(candle: Candle) -> int:
+    return candle.mts
 
 
 class StatusSubscription(Subscription):

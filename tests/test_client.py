@@ -131,6 +131,18 @@ class TestChannels:
         assert snapshot.snapshot and [c.mts for c in snapshot.items] == sorted(c.mts for c in snapshot.items)
         assert not got.items[1].snapshot and isinstance(got.items[1].item, models.Candle)
 
+    def test_candle_series_is_kept(self, emulator, make_client):
+        """The handle keeps the series: snapshot merged with updates, one candle per MTS, oldest first."""
+        got = Collector()
+        sub = make_client(emulator.url).subscribe_candles("tBTCUSD", "1m", on_data=got)
+        assert got.wait_for(lambda i: len(i) >= 3)
+        series = sub.candles()
+        mts = [c.mts for c in series]
+        assert mts == sorted(set(mts)) and len(series) >= len(got.items[0].items)
+        last_update = got.items[-1].item
+        assert sub.candles(1)[0].mts >= last_update.mts and sub.latest == sub.candles(1)[0]
+        assert sub.candles(0) == ()
+
     def test_derivatives_status(self, emulator, make_client):
         """deriv: keys deliver DerivativesStatus."""
         got = Collector()

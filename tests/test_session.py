@@ -147,3 +147,17 @@ def test_subscription_limit_is_local(session):
     with pytest.raises(errors.SubscriptionError) as caught:
         session.subscribe(TickerSpec("tZZZUSD"))
     assert caught.value.code == 10305 and len(session.connection.sent) == sent
+
+
+def test_candle_series_replaces_and_appends(session):
+    """An update with a known MTS replaces that candle; a new MTS appends; reads are oldest first."""
+    from bfxsync.specs import CandlesSpec
+
+    sub = session.subscribe(CandlesSpec("trade:1m:tBTCUSD"))
+    ack(session, session.connection.sent[-1]["subId"], 8, channel="candles")
+    session.on_frame("[8,[[180000,3,3.5,4,2,1],[120000,2,3,3,2,1],[60000,1,2,2,1,1]]]")
+    assert [c.mts for c in sub.candles()] == [60000, 120000, 180000]
+    session.on_frame("[8,[180000,3,9,9,2,5]]")
+    assert len(sub.candles()) == 3 and sub.latest.close == 9
+    session.on_frame("[8,[240000,9,9,9,9,0.5]]")
+    assert [c.mts for c in sub.candles(2)] == [180000, 240000]
