@@ -27,6 +27,7 @@ SIG_FIGS = {"P0": 5, "P1": 4, "P2": 3, "P3": 2, "P4": 1}
 
 Entry = Tuple  # the wire array of one level or order, as a tuple
 Keyed = Tuple[Hashable, Entry]
+Ranked = Tuple[tuple, Hashable, Entry]  # (sort rank, key, entry), before windowing
 
 
 @attrs.frozen
@@ -91,7 +92,8 @@ def build_view(orders: Iterable[Order], funding: bool, prec: str, length: int) -
 def _raw_view(orders: Iterable[Order], funding: bool, length: int) -> BookView:
     # R0: one entry per order; equal prices are ordered by ID ascending (§6.1), which is
     # what the checksum depends on.
-    bids, asks = [], []
+    bids: List[Ranked] = []
+    asks: List[Ranked] = []
     for order in orders:
         bid = is_bid(order, funding)
         price, amount = float(order.price), float(order.amount)
@@ -112,7 +114,8 @@ def _aggregated_view(orders: Iterable[Order], funding: bool, figures: int, lengt
         level = levels.setdefault((bid, price, order.period if funding else None), [0, Decimal(0)])
         level[0] += 1
         level[1] += order.amount
-    bids, asks = [], []
+    bids: List[Ranked] = []
+    asks: List[Ranked] = []
     for (bid, price, period), (count, total) in levels.items():
         p, amount = float(price), float(total)
         if funding:
@@ -125,7 +128,7 @@ def _aggregated_view(orders: Iterable[Order], funding: bool, figures: int, lengt
     return BookView(_window(bids, length), _window(asks, length))
 
 
-def _window(ranked: List[tuple], length: int) -> Tuple[Keyed, ...]:
+def _window(ranked: List[Ranked], length: int) -> Tuple[Keyed, ...]:
     ranked.sort(key=lambda item: item[0])
     return tuple((key, entry) for _, key, entry in ranked[:length])
 

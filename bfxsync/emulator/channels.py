@@ -6,7 +6,7 @@ Answers follow the reference: acks as §2.2 (defaults filled in, ``len`` as a st
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import attrs
 
@@ -18,6 +18,8 @@ from .candles import CandleKey, CandleKeyError, parse_candle_key
 __all__ = ["Subscription", "SubscribeError", "NoReply", "parse_subscribe", "ack_frame", "error_frame"]
 
 _LENGTHS = {str(n): n for n in protocol.BOOK_LENGTHS}
+
+_T = TypeVar("_T")
 
 
 class SubscribeError(Exception):
@@ -57,7 +59,27 @@ class Subscription:
 
     @property
     def identity(self) -> tuple:
+        """The channel plus its sorted params: two subscriptions with equal identity are duplicates."""
         return (self.channel,) + tuple(sorted(self.params.items()))
+
+    # parse_subscribe sets the optional fields per channel. These accessors give the feed
+    # plain values and raise a clear error if code reads a field its channel does not set.
+    def market_symbol(self) -> str:
+        """The symbol whose market feeds this channel (set for all but ``status`` ``liq:global``)."""
+        return self._required(self.symbol, "symbol")
+
+    def book_shape(self) -> Tuple[str, int]:
+        """``(prec, length)`` of a book channel, the arguments of ``SymbolMarket.view``."""
+        return self._required(self.prec, "prec"), self._required(self.length, "length")
+
+    def candle_key(self) -> CandleKey:
+        """The parsed key of a candles channel."""
+        return self._required(self.candle, "candle")
+
+    def _required(self, value: Optional[_T], name: str) -> _T:
+        if value is None:
+            raise ValueError(f"{self.channel} subscription {self.chan_id} has no {name}")
+        return value
 
     def pair_field(self) -> Dict[str, str]:
         """``pair``/``currency`` for symbol channels (acks and error echoes carry it)."""

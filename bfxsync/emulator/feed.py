@@ -28,17 +28,17 @@ def send_snapshot(session: Session, sub: Subscription, market: Market, mts: int)
     chan_id, channel = sub.chan_id, sub.channel
     sub.last_traffic = time.monotonic()
     if channel == protocol.TICKER:
-        session.send_array(chan_id, [market.symbols[sub.symbol].ticker()], mts)
+        session.send_array(chan_id, [market.symbols[sub.market_symbol()].ticker()], mts)
     elif channel == protocol.TRADES:
-        session.send_array(chan_id, [market.symbols[sub.symbol].trades_snapshot()], mts)
+        session.send_array(chan_id, [market.symbols[sub.market_symbol()].trades_snapshot()], mts)
     elif channel == protocol.BOOK:
-        symbol = market.symbols[sub.symbol]
-        sub.view = symbol.view(sub.prec, sub.length)
+        symbol = market.symbols[sub.market_symbol()]
+        sub.view = symbol.view(*sub.book_shape())
         sub.view_version = symbol.version
         sub.last_flush = time.monotonic()
         session.send_array(chan_id, [sub.view.snapshot()], mts)
     elif channel == protocol.CANDLES:
-        series = market.candle_series(sub.candle, mts)
+        series = market.candle_series(sub.candle_key(), mts)
         sub.candle_version = series.version
         session.send_array(chan_id, [series.snapshot()], mts)
     elif channel == protocol.STATUS and sub.symbol is not None:
@@ -59,12 +59,13 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
             if channel == protocol.BOOK:
                 _publish_book(session, sub, market, mts, now, f1_interval)
             elif channel == protocol.TICKER:
-                row = tickers.get(sub.symbol)
+                name = sub.market_symbol()
+                row = tickers.get(name)
                 if row is None:
-                    row = tickers[sub.symbol] = market.symbols[sub.symbol].ticker()
+                    row = tickers[name] = market.symbols[name].ticker()
                 session.send_array(sub.chan_id, [row], mts)
             elif channel == protocol.TRADES:
-                symbol = market.symbols[sub.symbol]
+                symbol = market.symbols[sub.market_symbol()]
                 executed, updated = ("fte", "ftu") if symbol.funding else ("te", "tu")
                 # Each trade goes out twice, at execution (te) and as an update (tu), §4.3.
                 for trade in symbol.new_trades:
@@ -72,7 +73,7 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
                     session.send_array(sub.chan_id, [executed, entry], mts)
                     session.send_array(sub.chan_id, [updated, entry], mts)
             elif channel == protocol.CANDLES:
-                series = market.candles[sub.candle.key]
+                series = market.candles[sub.candle_key().key]
                 if series.version != sub.candle_version:
                     sub.candle_version = series.version
                     session.send_array(sub.chan_id, [series.latest()], mts)
@@ -86,13 +87,13 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
 
 def _publish_book(session: Session, sub: Subscription, market: Market, mts: int, now: float,
                   f1_interval: float) -> None:
-    symbol = market.symbols[sub.symbol]
+    symbol = market.symbols[sub.market_symbol()]
     if symbol.version == sub.view_version:
         return
     # F1 books get the accumulated difference at most once per f1_interval.
     if sub.freq == "F1" and now - sub.last_flush < f1_interval:
         return
-    view = symbol.view(sub.prec, sub.length)
+    view = symbol.view(*sub.book_shape())
     updates = diff_views(sub.view or EMPTY_VIEW, view, symbol.funding)
     sub.view, sub.view_version = view, symbol.version
     if not updates:

@@ -95,14 +95,17 @@ class Hub:
         logger.debug("connection %d closed", session.id)
 
     def sessions(self) -> List[Session]:
+        """The connections still counted (not yet detached); a snapshot, safe to iterate."""
         with self._registry:
             return list(self._visible.values())
 
     def live_sessions(self) -> List[Session]:
+        """Every connection whose handler still runs, detached ones included (for shutdown)."""
         with self._registry:
             return list(self._live.values())
 
     def find(self, conn_id: int) -> Session:
+        """The open connection numbered ``conn_id`` (control API); KeyError if there is none."""
         with self._registry:
             try:
                 return self._visible[conn_id]
@@ -110,6 +113,7 @@ class Hub:
                 raise KeyError(f"no open connection {conn_id}") from None
 
     def notify(self) -> None:
+        """Wake the control API's waiters to re-check their predicates (after a (un)subscribe)."""
         with self._registry:
             self._registry.notify_all()
 
@@ -119,14 +123,17 @@ class Hub:
             return self._registry.wait_for(predicate, timeout)
 
     def connection_count(self) -> int:
+        """Number of counted connections (read by ``wait_until`` predicates)."""
         return len(self._visible)
 
     def subscription_count(self) -> int:
+        """Active subscriptions across all counted connections."""
         # Reads dict sizes without the connection locks: atomic in CPython, and waiters
         # re-check on every change anyway.
         return sum(len(s.subs) for s in list(self._visible.values()))
 
     def live_count(self) -> int:
+        """Number of connections whose handler still runs, detached ones included."""
         return len(self._live)
 
     def wait_flushed(self, timeout: float) -> bool:
@@ -148,6 +155,7 @@ class Hub:
             return True
 
     def step(self, count: int) -> None:
+        """Run ``count`` ticks now, even while paused (control API thread)."""
         with self.market_lock:
             for _ in range(count):
                 self._tick_locked()

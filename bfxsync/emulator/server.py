@@ -232,7 +232,7 @@ class Emulator:
 
     def subscriptions(self) -> List[Tuple[int, int, str, Dict[str, Any]]]:
         """``(connection_id, chan_id, channel, params)`` of every active subscription."""
-        result = []
+        result: List[Tuple[int, int, str, Dict[str, Any]]] = []
         for session in self._hub.sessions():
             with session.lock:
                 result.extend((session.id, sub.chan_id, sub.channel, dict(sub.params))

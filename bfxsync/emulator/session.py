@@ -31,11 +31,14 @@ logger = logging.getLogger(__name__)
 class Transport(Protocol):
     """What a session needs from its WebSocket (``server.py`` adapts websockets to it)."""
 
-    def send(self, text: str) -> None: ...
+    def send(self, text: str) -> None:
+        """Write one text frame (writer thread); may block, and raises once the connection is gone."""
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and ``reason`` (writer thread only)."""
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """End the TCP connection at once, without a close frame; callable from any thread."""
 
 
 def now_ms() -> int:
@@ -82,6 +85,7 @@ class Session:
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
+        """Start the writer thread (called once, by ``Hub.open_session``)."""
         self._writer.start()
 
     def finish(self, timeout: float = 5.0) -> None:
@@ -107,6 +111,7 @@ class Session:
 
     @property
     def is_open(self) -> bool:
+        """True until the connection stops accepting frames (closed, aborted or dropped)."""
         return self._open
 
     # -- producing frames ----------------------------------------------------------------
