@@ -56,16 +56,17 @@ class BookSubscription(Subscription):
         """Block until the book holds a fresh snapshot, and return ``self``.
 
         Raises:
-            SubscriptionError: the subscription was rejected.
+            SubscriptionError: the subscription was rejected or unsubscribed.
             BfxTimeoutError: not synced within ``timeout`` seconds.
+            NotConnectedError: the client was closed meanwhile.
         """
         self._session.refuse_reader_thread("wait_synced")
         if not self._synced.wait(timeout):
             if self._error is not None:
                 raise self._error
             raise BfxTimeoutError(f"book {self.spec!r} not synced within {timeout:g} s")
-        if self._error is not None:
-            raise self._error
+        if not self.book.synced:  # woken by a rejection, an unsubscribe or close()
+            self._raise_if_over()
         return self
 
     @property
@@ -121,6 +122,11 @@ class BookSubscription(Subscription):
     def _on_closed(self) -> None:
         super()._on_closed()
         self.book.invalidate()
+        self._synced.set()  # wake wait_synced(), which raises
+
+    def _wake(self) -> None:
+        super()._wake()
+        self._synced.set()
 
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
         if self._expect_snapshot:

@@ -88,8 +88,8 @@ class ChannelRegistry:
     def detach_all(self) -> Tuple[List[Subscription], List[Subscription]]:
         """The connection ended: ``(still wanted, finished leaving)``; nothing is active any more."""
         self.live = False
-        leaving = [sub for sub, again in self._leaving.values() if not again]
-        leaving += list(self._cancelled.values())
+        # Cancelled requests were reported closed when cancelled; only confirmed leavers remain.
+        leaving = [sub for sub, again in self._leaving.values() if not again and sub.state is not State.CLOSED]
         self.active.clear()
         self._pending.clear()
         self._leaving.clear()
@@ -132,7 +132,8 @@ class ChannelRegistry:
 
         ``again`` (a book resync) keeps it wanted and subscribes it anew once the server
         confirms; otherwise it is forgotten. A request still awaiting its ack is
-        remembered and unsubscribed when the ack comes.
+        remembered, and unsubscribed if an ack ever comes (the server leaves some
+        requests unanswered, §4.7, so the caller must not wait for one).
         """
         if not again:
             self.forget(subscription)
@@ -154,10 +155,6 @@ class ChannelRegistry:
     def is_leaving(self, chan_id: int) -> bool:
         """True for chanIds whose frames may still arrive after an unsubscribe (to drop quietly)."""
         return chan_id in self._leaving
-
-    def is_in_flight(self, subscription: Subscription) -> bool:
-        """True when the subscription was sent and not yet answered, or was cancelled meanwhile."""
-        return subscription in self._pending.values() or subscription in self._cancelled.values()
 
     def state_counts(self) -> Dict[str, int]:
         """Counts by subscription state, for ``Client.stats()``."""

@@ -81,6 +81,8 @@ class Session:
         """Close the connection for good and wake every waiter."""
         self.connection.close(timeout)
         self._connected.clear()
+        for subscription in self.subscriptions():
+            subscription._wake()
 
     def wait_connected(self, timeout: float) -> None:
         """Block until the server's ``info`` arrived and flags and subscriptions were sent."""
@@ -121,16 +123,16 @@ class Session:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop ``subscription`` (idempotent); the ack completes it on the reader thread."""
+        """Stop ``subscription`` (idempotent); an active one completes when the server confirms."""
         with self.lock:
             if subscription.state in (State.CLOSED, State.FAILED):
                 return
             chan_id = self.registry.begin_leave(subscription, again=False)
-            in_flight = chan_id is None and self.registry.is_in_flight(subscription)
         if chan_id is not None:
             self._send(protocol.encode_unsubscribe(chan_id))
-        elif not in_flight:
-            subscription._on_closed()  # never reached the server: nothing to undo there
+        else:
+            # Never acknowledged: over for the user now; a late ack is unsubscribed quietly.
+            subscription._on_closed()
             self.dispatcher.emit("unsubscribed", Unsubscribed(subscription))
 
     def resubscribe(self, subscription: Subscription, reason: str) -> None:
@@ -422,7 +424,7 @@ class Session:
         if again:
             if sub_id is not None:
                 self._send_subscribe(subscription, sub_id)
-        else:
+        elif subscription.state is not State.CLOSED:  # a cancelled request was reported already
             subscription._on_closed()
             self.dispatcher.emit("unsubscribed", Unsubscribed(subscription))
         return True

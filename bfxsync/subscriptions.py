@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 from . import protocol
-from .errors import BfxTimeoutError, ProtocolError, SubscriptionError
+from .errors import BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
 from .events import ChannelMessage
 from .models import (
     Candle, DerivativesStatus, FundingTicker, FundingTrade, Liquidation, Trade, TradingTicker,
@@ -103,16 +103,27 @@ class Subscription:
         Raises:
             SubscriptionError: the server rejected it (``code`` and ``msg`` say why), or it was unsubscribed.
             BfxTimeoutError: no acknowledgement within ``timeout`` seconds.
+            NotConnectedError: the client was closed meanwhile.
             RuntimeError: called from a callback, where waiting would block the very thread that reads the answer.
         """
         self._session.refuse_reader_thread("wait_subscribed")
         if not self._acked.wait(timeout):
             raise BfxTimeoutError(f"{self.spec!r} not acknowledged within {timeout:g} s")
+        self._raise_if_over()
+        return self
+
+    def _raise_if_over(self) -> None:
+        """After a wait woke up: raise if the subscription can no longer succeed."""
         if self._error is not None:
             raise self._error
         if self._state is State.CLOSED:
             raise SubscriptionError(None, "unsubscribed", self.spec.request())
-        return self
+        if self._session.connection.closed:
+            raise NotConnectedError("the client was closed")
+
+    def _wake(self) -> None:
+        """The client closed: release every waiter (they raise NotConnectedError)."""
+        self._acked.set()
 
     def unsubscribe(self) -> None:
         """Stop this subscription. It is not restored on reconnect. Idempotent."""

@@ -341,3 +341,38 @@ def test_heartbeats_are_consumed(emulator, make_client):
     assert wait_until(lambda: sub.heartbeats >= 1, timeout=5)
     assert sub.last_heartbeat is not None
     assert all(isinstance(item, models.Liquidation) for m in got.items for item in m.items)
+
+
+def test_waiters_released_by_close(emulator):
+    """A thread waiting for an answer is released by close() with NotConnectedError, not left to time out."""
+    client = bfxsync.Client(emulator.url, FAST).start()
+    client.wait_connected(5)
+    emulator.set_silent(True)
+    book = client.subscribe_book("tBTCUSD")
+    outcome = []
+
+    def wait():
+        try:
+            book.wait_synced(30)
+        except Exception as err:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(err)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    client.close()
+    waiter.join(5)
+    emulator.set_silent(False)
+    assert not waiter.is_alive() and isinstance(outcome[0], errors.NotConnectedError)
+
+
+def test_unsubscribe_releases_an_unanswered_wait(emulator, make_client):
+    """The server never answers some requests (deriv: keys of non-perpetuals, §4.7): unsubscribing releases the waiter."""
+    client = make_client(emulator.url)
+    sub = client.subscribe_status("deriv:tBTCUSD")
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(errors.SubscriptionError, sub.wait_subscribed, 30)))
+    waiter.start()
+    assert wait_until(lambda: len(emulator.subscriptions()) == 0 and client.connected)
+    sub.unsubscribe()
+    waiter.join(5)
+    assert not waiter.is_alive() and outcome and sub.state is bfxsync.State.CLOSED
