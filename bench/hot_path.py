@@ -34,6 +34,7 @@ class _Recorder:
     """Stands in for the socket: the session's sends go nowhere."""
 
     dials = 1
+    closed = False
 
     def send(self, text):
         self.last = json.loads(text)

@@ -59,6 +59,8 @@ class Session:
         #: The conf flags in force on the current connection (0 until the server confirms).
         self.flags = 0
         self._connected = threading.Event()
+        #: Notified when the connection state changes (connected, fatal error, closed).
+        self._wakeup = threading.Condition()
         self._ever_connected = False
         self._fatal: Optional[BfxError] = None
         self._last_seq: Optional[int] = None
@@ -81,19 +83,27 @@ class Session:
         """Close the connection for good and wake every waiter."""
         self.connection.close(timeout)
         self._connected.clear()
+        self._wake_waiters()
         for subscription in self.subscriptions():
             subscription._wake()
 
     def wait_connected(self, timeout: float) -> None:
         """Block until the server's ``info`` arrived and flags and subscriptions were sent."""
         self.refuse_reader_thread("wait_connected")
+        with self._wakeup:
+            self._wakeup.wait_for(lambda: self._connected.is_set() or self._fatal or self.connection.closed, timeout)
         if self._fatal is not None:
             raise self._fatal
-        if not self._connected.wait(timeout):
-            if self._fatal is not None:
-                raise self._fatal
-            last = f" (last attempt: {self.last_disconnect})" if self.last_disconnect else ""
-            raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{last}")
+        if self._connected.is_set():
+            return
+        if self.connection.closed:
+            raise NotConnectedError("the client was closed")
+        last = f" (last attempt: {self.last_disconnect})" if self.last_disconnect else ""
+        raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{last}")
+
+    def _wake_waiters(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
 
     @property
     def connected(self) -> bool:
@@ -361,6 +371,7 @@ class Session:
         if version != protocol.API_VERSION:
             self._fatal = VersionMismatchError(f"server speaks API version {version!r}, bfxsync speaks {protocol.API_VERSION}")
             logger.error("bfxsync: %s; closing", self._fatal)
+            self._wake_waiters()
             self.dispatcher.emit("error", ErrorEvent(self._fatal))
             self.close()  # on the reader thread: aborts the socket, the reader then ends
             return
@@ -379,6 +390,7 @@ class Session:
         reconnect = self._ever_connected
         self._ever_connected = True
         self._connected.set()
+        self._wake_waiters()
         if reconnect:
             self._counts["reconnects"] += 1
             logger.info("bfxsync: reconnected to %s; replaying %d subscriptions", self.url, len(plan))

@@ -376,3 +376,15 @@ def test_unsubscribe_releases_an_unanswered_wait(emulator, make_client):
     sub.unsubscribe()
     waiter.join(5)
     assert not waiter.is_alive() and outcome and sub.state is bfxsync.State.CLOSED
+
+
+def test_wait_connected_released_by_close():
+    """A thread in wait_connected() is released by close() with NotConnectedError."""
+    client = bfxsync.Client("ws://127.0.0.1:9", FAST).start()  # never connects
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(errors.NotConnectedError, client.wait_connected, 30)))
+    waiter.start()
+    time.sleep(0.2)  # let it block (the release is what is tested, not the timing)
+    client.close()
+    waiter.join(5)
+    assert not waiter.is_alive() and outcome

@@ -18,6 +18,7 @@ class FakeConnection:
         self.sent = []
         self.dropped = []
         self.dials = 1
+        self.closed = False
 
     def send(self, text):
         self.sent.append(json.loads(text))
