@@ -56,6 +56,55 @@ class Listener(Protocol):
         """Nothing arrived for ``keepalive_interval`` seconds (called on the watchdog thread)."""
 
 
+class _ReadAheadSocket:
+    """A socket whose ``recv`` reads up to 256 KiB at a time and hands it out in the small
+    pieces websocket-client asks for (2 header bytes, then the payload, per frame).
+
+    Without it every frame costs a ``select`` and two or three ``recv`` system calls.
+    ``pending()`` reports the bytes held here (plus TLS-buffered ones), which is what
+    websocket-client's SSL dispatcher checks before it blocks in ``select``; see
+    :class:`_App`. Everything else is the wrapped socket's.
+    """
+
+    _CHUNK = 262_144
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._offset = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._offset >= len(self._buffer):
+            data = self._sock.recv(max(size, self._CHUNK))
+            if len(data) <= size:
+                return data  # small reads (and EOF) need no bookkeeping
+            self._buffer, self._offset = data, 0
+        start = self._offset
+        self._offset = start + size
+        return self._buffer[start:start + size]
+
+    def pending(self) -> int:
+        held = len(self._buffer) - self._offset
+        pending = getattr(self._sock, "pending", None)  # TLS: bytes decrypted but not yet read
+        return max(held, 0) + (pending() if pending is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _App(websocket.WebSocketApp):
+    """``WebSocketApp`` that always uses the dispatcher which honours ``pending()``.
+
+    websocket-client picks its SSL dispatcher only for ``wss://``; with the read-ahead
+    socket a plain ``ws://`` connection can also hold bytes the kernel no longer
+    reports as readable, so it needs that dispatcher too.
+    """
+
+    def create_dispatcher(self, ping_timeout: Any, dispatcher: Any = None, is_ssl: bool = False,
+                          *args: Any, **kwargs: Any) -> Any:
+        return super().create_dispatcher(ping_timeout, dispatcher, True, *args, **kwargs)
+
+
 class Connection:
     """A self-healing WebSocket connection to ``url``.
 
@@ -218,9 +267,9 @@ class Connection:
         except (OSError, ssl.SSLError) as err:
             self._end = (f"connect to {self._host}:{self._port} failed: {err}", None)
             return
-        app = websocket.WebSocketApp(
+        app = _App(
             self.url,
-            socket=sock,
+            socket=_ReadAheadSocket(sock),
             on_open=self._on_open,
             on_message=self._on_message,
             on_ping=self._on_control,
