@@ -269,7 +269,7 @@ class Connection:
             return
         app = _App(
             self.url,
-            socket=_ReadAheadSocket(sock),
+            socket=_ReadAheadSocket(sock),  # type: ignore[arg-type]  # duck-typed socket
             on_open=self._on_open,
             on_message=self._on_message,
             on_ping=self._on_control,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bfxsync import cli
+from bfxsync import cli, cli_book
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
@@ -229,4 +229,4 @@ class TestInProcess:
     ])
     def test_numbers_print_exactly_without_exponent(self, value, text):
         """Prices print as the shortest exact decimal, never in exponent notation."""
-        assert cli._num(value) == text
+        assert cli_book.num_text(value) == text
