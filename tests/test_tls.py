@@ -47,3 +47,18 @@ def test_wss_untrusted_certificate_is_refused(tls_emulator, make_client):
     assert seen.wait_for(timeout=5)
     assert "CERTIFICATE_VERIFY_FAILED" in seen.items[0].reason
     assert not client.connected
+
+
+def test_wss_burst_keeps_books_exact(ca, tls_emulator, make_client):
+    """A burst of hundreds of ticks over TLS (read-ahead plus TLS-buffered bytes) leaves every book exact."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    client = make_client(tls_emulator.url, bfxsync.Config(ssl_context=context, backoff=FAST.backoff))
+    books = [client.subscribe_book("tBTCUSD", prec="R0", length=250).wait_synced(5),
+             client.subscribe_book("tETHUSD", length=250).wait_synced(5),
+             client.subscribe_book("fUSD", prec="P1", length=100).wait_synced(5)]
+    tls_emulator.pause()
+    assert tls_emulator.step(300)
+    tls_emulator.resume()
+    assert settle_books(tls_emulator, books)
+    assert sum(b.checks_passed for b in books) > 100 and not any(b.checks_failed for b in books)
