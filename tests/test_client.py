@@ -268,7 +268,7 @@ class TestHandles:
         assert sub.state is bfxsync.State.CLOSED and client.subscriptions == []
         assert wait_until(lambda: emulator.subscriptions() == [])
         count = len(got.items)
-        time.sleep(0.3)
+        client.ping(5)  # frames are ordered: anything still in flight arrives before the pong
         assert len(got.items) == count
         sub.unsubscribe()  # idempotent
 
