@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 from . import protocol
 from .checksum import same_checksum
@@ -138,20 +138,17 @@ class BookSubscription(Subscription):
             self._synced.set()
             self._session.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
-            if self._wants_models():
-                self._deliver(tuple(map(self._model, payload)), True, tag, seq, mts)
+            self._deliver(payload, True, tag, seq, mts, convert=self._model)
             return
         if not self.book.synced:
             return  # dropped after a mismatch; waiting for the resync's snapshot
         if payload and type(payload[0]) is list:  # BULK_UPDATES batch
-            rows: List[Any] = payload
-            for row in rows:
+            for row in payload:
                 self.book.apply_update(row)
+            self._deliver(payload, False, tag, seq, mts, convert=self._model)
         else:
-            rows = [payload]
             self.book.apply_update(payload)
-        if self._wants_models():
-            self._deliver(tuple(map(self._model, rows)), False, tag, seq, mts)
+            self._deliver((payload,), False, tag, seq, mts, convert=self._model)
 
     def _on_bad_update(self, error: Exception) -> None:
         """A malformed update means the book lost data: rebuild it rather than drift."""

@@ -165,18 +165,22 @@ class Subscription:
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
         raise NotImplementedError
 
-    def _deliver(self, items: Tuple[Any, ...], snapshot: bool, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _deliver(self, items: Sequence[Any], snapshot: bool, tag: Optional[str], seq: Optional[int],
+                 mts: Optional[int], convert: Optional[Callable[[Any], Any]] = None) -> None:
+        """Hand a message to this subscription's and the client's handlers, if there are any.
+
+        ``convert`` turns raw rows into models only when someone will see them, so a
+        book nobody listens to costs no model objects.
+        """
         client_handlers = self._session.handlers.get(self.channel)
         if self._handlers or client_handlers:
-            message = ChannelMessage(self, items, snapshot, tag, seq, mts)
+            models = tuple(map(convert, items)) if convert is not None else tuple(items)
+            message = ChannelMessage(self, models, snapshot, tag, seq, mts)
             dispatcher = self._session.dispatcher
             if self._handlers:
                 dispatcher.call(self._handlers, message)
             if client_handlers:
                 dispatcher.call(client_handlers, message)
-
-    def _wants_models(self) -> bool:
-        return bool(self._handlers or self._session.handlers.get(self.channel))
 
     def _take_snapshot_flag(self) -> bool:
         snapshot = self._expect_snapshot
