@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from decimal import Decimal
-from typing import Iterable, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 #: A number as decoded from a frame: an ``int``, or a float's original text.
 Token = Union[int, str]
@@ -88,8 +88,3 @@ def book_checksum(bids: Sequence[Tuple[Token, Token]], asks: Sequence[Tuple[Toke
 def same_checksum(server_value: int, local_value: int) -> bool:
     """Compare checksums whatever their signedness (some servers or proxies send unsigned)."""
     return (server_value & 0xFFFFFFFF) == (local_value & 0xFFFFFFFF)
-
-
-def tokens_of(pairs: Iterable[Tuple[Union[int, float], Union[int, float]]]) -> list:
-    """Turn numeric ``(key, amount)`` pairs into JavaScript text tokens (for tests and the emulator)."""
-    return [(js_number_str(k), js_number_str(a)) for k, a in pairs]

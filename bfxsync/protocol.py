@@ -31,23 +31,15 @@ INFO_MAINTENANCE_END = 20061
 
 # Error codes (§3.1).
 ERR_UNKNOWN_EVENT = 10000
-ERR_UNKNOWN_PAIR = 10001
 ERR_CONF_FAIL = 10050
 ERR_SUB_FAIL = 10300
 ERR_SUB_MULTI = 10301
-ERR_SUB_UNKNOWN = 10302
 ERR_SUB_LIMIT = 10305
 ERR_UNSUB_FAIL = 10400
 ERR_UNSUB_NOT = 10401
-ERR_BOOK_PRECISION = 10011
-ERR_BOOK_LENGTH = 10012
-ERR_READY = 11000
 
 #: Subscriptions one connection may hold (§10.1: sources disagree between 25 and 30; 25 is safe).
 MAX_SUBSCRIPTIONS = 25
-
-#: The server sends a heartbeat after 15 s without traffic on a channel (§1.4).
-HEARTBEAT_INTERVAL = 15.0
 
 # Channel names.
 TICKER = "ticker"
@@ -117,8 +109,3 @@ def encode_unsubscribe(chan_id: int) -> str:
 def encode_ping(cid: int) -> str:
     """An application ``ping``; the server answers ``pong`` with the same ``cid`` (§1.5)."""
     return encode({"event": "ping", "cid": cid})
-
-
-def trailing_count(flags: int) -> int:
-    """How many trailing elements (sequence number, timestamp) the flags append to array frames."""
-    return (1 if flags & FLAG_SEQ_ALL else 0) + (1 if flags & FLAG_TIMESTAMP else 0)
