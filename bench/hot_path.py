@@ -23,24 +23,28 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bfxsync import Config  # noqa: E402
-from bfxsync._dispatch import Handlers  # noqa: E402
-from bfxsync.session import Session  # noqa: E402
+from bfxsync._engine.dispatch import Handlers  # noqa: E402
+from bfxsync._engine.pool import Pool  # noqa: E402
+from bfxsync._engine.runtime import Runtime  # noqa: E402
 from bfxsync.specs import BookSpec  # noqa: E402
 
 CHAN = 17001
 
 
 class _Recorder:
-    """Stands in for the socket: the session's sends go nowhere."""
+    """Stands in for the connection: the link's sends go nowhere."""
 
     dials = 1
-    closed = False
+    stopped = False
+    is_open = True
+    frames = 0
+    opened_at = None
 
     def send(self, text):
         self.last = json.loads(text)
 
-    def on_reader_thread(self):
-        return False
+    def thread(self):
+        return "not started"
 
     def mark_healthy(self):
         pass
@@ -80,20 +84,22 @@ def run_floor(data):
 
 
 def run_bfxsync(data):
-    session = Session("ws://bench", Config(), Handlers())
-    session.connection = _Recorder()
-    session.on_frame(b'{"event":"info","version":2,"platform":{"status":1}}')
-    session.on_frame(b'{"event":"conf","status":"OK","flags":131072}')
-    book = session.subscribe(BookSpec("tBTCUSD"))
-    session.on_frame(json.dumps({"event": "subscribed", "channel": "book", "chanId": CHAN,
-                                 "subId": session.connection.last["subId"]}).encode())
-    session.on_frame(SNAPSHOT)
-    feed = session.on_frame
+    pool = Pool("ws://bench", Runtime(Config(), Handlers(), on_end=lambda: None), wake=lambda delay: None)
+    pool._started = True
+    link = pool._new_link()
+    link.connection = recorder = _Recorder()
+    link.on_frame(b'{"event":"info","version":2,"platform":{"status":1}}')
+    link.on_frame(b'{"event":"conf","status":"OK","flags":131072}')
+    book = pool.subscribe(BookSpec("tBTCUSD"), {})
+    link.on_frame(json.dumps({"event": "subscribed", "channel": "book", "chanId": CHAN,
+                              "subId": recorder.last["subId"]}).encode())
+    link.on_frame(SNAPSHOT)
+    feed = link.on_frame
     t0 = time.perf_counter()
     for raw in data:
         feed(raw)
     elapsed = time.perf_counter() - t0
-    assert book.synced and not session.stats().get("malformed"), session.stats()
+    assert book.synced and not pool.stats().get("malformed"), pool.stats()
     return elapsed
 
 

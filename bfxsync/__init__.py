@@ -14,10 +14,12 @@ from .errors import (
     BfxError,
     BfxTimeoutError,
     CallbackError,
+    CallbackThreadError,
     ChecksumMismatchError,
     NotConnectedError,
     ProtocolError,
     ServerError,
+    SubscriptionClosedError,
     SubscriptionError,
     VersionMismatchError,
 )
@@ -26,10 +28,12 @@ from .events import (
     ChannelMessage,
     ChecksumMismatch,
     Connected,
+    ConnectionInfo,
     Disconnected,
     ErrorEvent,
     Info,
     Reconnecting,
+    Recovery,
     Subscribed,
     Unsubscribed,
 )
@@ -48,8 +52,8 @@ from .models import (
 )
 from .orderbook import BookSnapshot, OrderBook
 from .specs import BookSpec, CandlesSpec, StatusSpec, TickerSpec, TradesSpec, candle_key
-from .book_subscription import BookSubscription
 from .subscriptions import (
+    BookSubscription,
     CandlesSubscription,
     State,
     StatusSubscription,
@@ -62,12 +66,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec",
-    "BookSubscription", "BookSynced", "CallbackError", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
-    "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected",
+    "BookSubscription", "BookSynced", "CallbackError", "CallbackThreadError", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
+    "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionInfo",
     "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker", "FundingTrade", "Info",
     "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder", "RawFundingOffer",
-    "Reconnecting", "ServerError", "State", "StatusSpec", "StatusSubscription", "Subscribed", "Subscription",
-    "SubscriptionError", "TickerSpec", "TickerSubscription", "Trade", "TradesSpec", "TradesSubscription",
+    "Reconnecting", "Recovery", "ServerError", "State", "StatusSpec", "StatusSubscription", "Subscribed", "Subscription",
+    "SubscriptionClosedError", "SubscriptionError", "TickerSpec", "TickerSubscription", "Trade", "TradesSpec", "TradesSubscription",
     "TradingTicker", "Unsubscribed", "VersionMismatchError", "candle_key", "__version__",
 ]
 

@@ -15,7 +15,7 @@ class Backoff:
 
     ``jitter`` is the fraction of the delay that is randomised, so several clients (or
     shards) dropped together do not redial in lock-step and trip the server's
-    connection-rate ban (reference §10.2).
+    connection-rate ban (docs: requirements-and-limitations).
     """
 
     initial: float = field(default=1.0, validator=ge(0))
@@ -30,7 +30,7 @@ class Backoff:
 
 
 class ConnectRateLimit:
-    """At most ``limit`` connection attempts in any ``window`` seconds (§10.2: api-pub allows 15-20 a minute).
+    """At most ``limit`` connection attempts in any ``window`` seconds (the docs allow 15-20 a minute on api-pub).
 
     ``wait_time(now)`` says how long to hold off; ``record(now)`` notes an attempt.
     Times come from ``time.monotonic()``.
@@ -55,5 +55,5 @@ class ConnectRateLimit:
 
 
 def retry_after(status_code: Optional[int]) -> float:
-    """Minimum wait after a refused handshake: HTTP 429 means a 60 s IP ban (§1.1)."""
+    """Minimum wait after a refused handshake: HTTP 429 means a 60 s IP ban (docs: requirements-and-limitations)."""
     return 60.0 if status_code == 429 else 0.0

@@ -1,9 +1,11 @@
 """Client: the facade scripts use. Start it, subscribe, register callbacks, close it.
 
-Threading model: one reader thread per connection runs every callback, in frame order.
-Callbacks must be quick and must not call the blocking helpers (``wait_*``, ``ping``),
-which raise ``RuntimeError`` there instead of deadlocking. Everything else (subscribing,
-unsubscribing, reading books) is safe from any thread, callbacks included.
+Threading model: each connection has one reader thread that runs the callbacks of the
+subscriptions it carries, in frame order; one scheduler thread does the housekeeping
+for all of them. Callbacks must be quick and must not call the blocking helpers
+(``wait_*``, ``ping``, ``run_forever``), which raise ``CallbackThreadError`` there
+instead of deadlocking. Everything else (subscribing, unsubscribing, reading books,
+``close()``) is safe from any thread, callbacks included.
 """
 from __future__ import annotations
 
@@ -11,21 +13,25 @@ import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+from urllib.parse import urlsplit
 
 import attrs
 
 from . import protocol
-from ._dispatch import Handlers
+from ._engine.dispatch import Handlers
+from ._engine.pool import Pool
+from ._engine.runtime import Runtime
+from ._engine.scheduler import Scheduler
+from ._engine.threads import on_bfxsync_thread, poll
 from .config import Config
-from .errors import NotConnectedError
-from .session import Session
+from .errors import BfxTimeoutError, NotConnectedError
+from .events import ConnectionInfo
 from .specs import BookSpec, CandlesSpec, Spec, StatusSpec, TickerSpec, TradesSpec, candle_key
-from .book_subscription import BookSubscription
 from .subscriptions import (
-    CandlesSubscription, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
+    BookSubscription, CandlesSubscription, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("bfxsync")
 
 F = TypeVar("F", bound=Callable[..., Any])
 DataHandler = Optional[Callable[[Any], Any]]
@@ -33,6 +39,9 @@ DataHandler = Optional[Callable[[Any], Any]]
 
 class Client:
     """A synchronous client for the public Bitfinex WebSocket API v2.
+
+    Subscriptions are spread over as many connections as they need
+    (``max_subscriptions`` each); the client hides them.
 
     Args:
         url: endpoint; the public one by default (``bfxsync.emulator`` serves a local one).
@@ -49,36 +58,58 @@ class Client:
         config = config or Config()
         if options:
             config = attrs.evolve(config, **options)
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
         self.config = config
         self._handlers = Handlers()
-        self._session = Session(url, config, self._handlers)
+        self._runtime = Runtime(config, self._handlers, on_end=self._stop_engine)
+        self._scheduler = Scheduler(lambda now: self._pool.sweep(now))
+        self._pool = Pool(url, self._runtime, self._scheduler.wake)
+        self._start_lock = threading.Lock()
         self._started = False
-        self._closed = threading.Event()
 
     @property
     def url(self) -> str:
         """The endpoint."""
-        return self._session.url
+        return self._pool.url
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed.is_set() else "connected" if self.connected else "started" if self._started else "new"
+        state = "closed" if self.closed else "connected" if self.connected else "started" if self._started else "new"
         return f"<bfxsync.Client {self.url} {state}>"
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> "Client":
         """Connect in the background (returns at once; see :meth:`wait_connected`)."""
-        if self._closed.is_set():
-            raise RuntimeError("a closed client cannot be started again; create a new one")
-        if not self._started:
+        with self._start_lock:
+            if self._runtime.ended.is_set():
+                raise NotConnectedError("a closed client cannot be started again; create a new one")
+            if self._started:
+                return self
             self._started = True
-            self._session.start()
+        self._scheduler.start()
+        self._pool.start()
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Disconnect, stop reconnecting and join every thread the client started. Idempotent."""
-        self._closed.set()
-        self._session.close(timeout)
+        """Disconnect, stop reconnecting and join every thread the client started. Idempotent.
+
+        Safe from any thread. From a callback it cannot join the thread it runs on: the
+        threads then end as soon as the callback returns (and ``run_forever`` returns
+        only after they have).
+        """
+        self._runtime.end()
+        if on_bfxsync_thread():
+            return
+        deadline = time.monotonic() + timeout
+        self._pool.join(deadline)
+        self._scheduler.join(max(0.0, deadline - time.monotonic()))
+
+    def _stop_engine(self) -> None:
+        """Called once when the client ends, on whichever thread ended it."""
+        self._pool.stop()
+        self._scheduler.stop()
 
     def __enter__(self) -> "Client":
         return self.start()
@@ -87,63 +118,107 @@ class Client:
         self.close()
 
     def wait_connected(self, timeout: float = 10.0) -> "Client":
-        """Block until connected (the server's ``info`` arrived, flags and subscriptions were sent).
+        """Block until every connection is connected (the server's ``info`` arrived, flags and subscriptions went out).
 
         Raises:
-            BfxTimeoutError: not connected within ``timeout`` seconds (the client keeps trying).
-            VersionMismatchError: the server speaks another API version.
+            BfxTimeoutError: not connected within ``timeout`` seconds (the client keeps
+                trying; the message names the last connection failure).
+            VersionMismatchError: the server speaks another API version (the client has ended).
+            NotConnectedError: the client has ended.
+            CallbackThreadError: called from a callback.
         """
-        self._require_started()
-        self._session.wait_connected(timeout)
+        self._pool.refuse_wait("wait_connected")
+        ready = poll(lambda: self._runtime.ended.is_set() or self._pool.connected(), timeout)
+        ended = self._pool.end_error()
+        if ended is not None:
+            raise ended
+        if not ready:
+            raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{self._pool.failure_hint()}")
         return self
 
     def run_forever(self, timeout: Optional[float] = None) -> None:
-        """Block the calling thread until :meth:`close` is called (from a callback or another thread), Ctrl-C,
-        or ``timeout`` seconds have passed; the client is closed when it returns."""
-        self._require_started()
+        """Block until :meth:`close` (from a callback or another thread), Ctrl-C, or ``timeout`` seconds.
+
+        The client is closed and its threads joined when this returns. Ctrl-C (even
+        twice in a row) ends it quietly. If the client ended because of a fatal problem
+        (another API version, a lost connection with ``reconnect=False``, a callback that
+        raised ``SystemExit``), that error is raised.
+        """
+        self._pool.refuse_wait("run_forever")
         deadline = None if timeout is None else time.monotonic() + timeout
+        ended = self._runtime.ended
+        interrupted = False
         try:
-            # A timed wait keeps Ctrl-C responsive on every platform.
-            while not self._closed.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-        except KeyboardInterrupt:
-            logger.info("bfxsync: interrupted; closing")
+            try:
+                # poll() sleeps instead of waiting on a Condition, which a second Ctrl-C could corrupt.
+                poll(lambda: ended.is_set() or (deadline is not None and time.monotonic() >= deadline),
+                     float("inf"))
+            except KeyboardInterrupt:
+                interrupted = True
         finally:
-            self.close()
+            while True:
+                try:
+                    self.close()
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+        if interrupted:
+            logger.info("bfxsync: interrupted; closed")
+        elif self._runtime.fatal is not None:
+            raise self._runtime.fatal
 
     @property
     def connected(self) -> bool:
-        """True while connected and past the handshake."""
-        return self._session.connected
+        """True while every connection is connected and past the handshake."""
+        return self._pool.connected()
 
     @property
     def maintenance(self) -> bool:
         """True while the exchange announces maintenance (info 20060 until 20061); books are unsynced meanwhile."""
-        return self._session.maintenance
+        return self._pool.maintenance()
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed.is_set()
+        """True once the client has ended: :meth:`close` was called, or a fatal problem stopped it."""
+        return self._runtime.ended.is_set()
+
+    @property
+    def fatal_error(self) -> Optional[Exception]:
+        """What stopped the client, when it was not :meth:`close`."""
+        return self._runtime.fatal
 
     def ping(self, timeout: float = 5.0) -> float:
-        """Round-trip time of an application ``ping`` in seconds."""
-        self._require_started()
-        return self._session.ping(timeout)
+        """Round-trip time of an application ``ping`` on the first connection, in seconds."""
+        self._pool.refuse_wait("ping")
+        ended = self._pool.end_error()
+        if ended is not None:
+            raise ended
+        return self._pool.links()[0].ping(timeout)
 
     def stats(self) -> Dict[str, Any]:
-        """Counters: bad frames by kind, reconnects, sequence gaps, callback errors, subscriptions by state."""
-        return self._session.stats()
+        """Counters for the whole client: connection events, bad frames by kind, stalls and timeouts,
+        book checksums, callback errors, subscriptions by state, and the number of connections.
+
+        Per-connection figures: :meth:`connections`.
+        """
+        return self._pool.stats()
+
+    def connections(self) -> List[ConnectionInfo]:
+        """Every open connection: number, url, state, subscriptions, last frame age and its own counters."""
+        return self._pool.connections()
 
     def threads(self) -> List[threading.Thread]:
-        """The threads the client runs (reader and watchdog)."""
-        return list(self._session.connection.threads())
+        """The threads the client started: one reader per connection and the scheduler."""
+        threads = self._pool.threads()
+        scheduler = self._scheduler.thread()
+        if scheduler is not None:
+            threads.append(scheduler)
+        return threads
 
     def _require_started(self) -> None:
         if not self._started:
             raise NotConnectedError("call start() first, or use the client as a context manager")
-        if self._closed.is_set():
+        if self.closed:
             raise NotConnectedError("the client is closed")
 
     # -- subscribing --------------------------------------------------------------------
@@ -153,9 +228,10 @@ class Client:
 
         Returns at once; the handle's ``wait_subscribed()`` waits for the server's answer.
         ``on_data(message)`` runs on the reader thread for every snapshot and update.
+        Asking again with different options (``execution_updates``) raises ``ValueError``.
         """
         self._require_started()
-        subscription = self._session.subscribe(spec, **options)
+        subscription = self._pool.subscribe(spec, options)
         if on_data is not None:
             subscription.on_data(on_data)
         return subscription
@@ -196,7 +272,7 @@ class Client:
     @property
     def subscriptions(self) -> List[Subscription]:
         """Every subscription the client holds (active or waiting for a connection)."""
-        return self._session.subscriptions()
+        return self._pool.subscriptions()
 
     # -- client-wide callbacks (each works as a decorator; all run on the reader thread) --
 
@@ -245,7 +321,8 @@ class Client:
         return self._handlers.add("subscribed", handler)
 
     def on_unsubscribed(self, handler: F) -> F:
-        """Call ``handler(Unsubscribed)`` when a subscription ends at the user's request.
+        """Call ``handler(Unsubscribed)`` when a subscription ends at the user's request (only then:
+        reconnects and resyncs do not unsubscribe anything).
 
         Runs on the reader thread once the server confirms; a subscription that never
         reached the server (unsubscribed while disconnected) is reported at once, on the
@@ -260,3 +337,15 @@ class Client:
     def on_checksum_mismatch(self, handler: F) -> F:
         """Call ``handler(ChecksumMismatch)`` when a book disagrees with the server's checksum."""
         return self._handlers.add("checksum", handler)
+
+    def on_recovery(self, handler: F) -> F:
+        """Call ``handler(Recovery)`` when the client repairs something by itself (a silent channel
+        resubscribed, an unanswered request or handshake redialled, an unconfirmed unsubscribe given up)."""
+        return self._handlers.add("recovery", handler)
+
+    def remove_callback(self, handler: Callable[[Any], Any]) -> bool:
+        """Unregister ``handler`` from every client-wide callback it was registered for; True if it was.
+
+        Per-subscription handlers are removed with ``subscription.remove_callback(handler)``.
+        """
+        return self._handlers.remove(handler)

@@ -17,25 +17,39 @@ class Config:
 
     Attributes:
         checksums: ask for ``cs`` frames (``OB_CHECKSUM``) and verify every book against them.
-        sequence: ask for sequence numbers (``SEQ_ALL``); gaps are counted and logged.
+        sequence: ask for sequence numbers (``SEQ_ALL``); a gap means lost frames, so it is
+            counted, reported to ``on_error`` and the connection is redialled (every
+            subscription on it is rebuilt).
         timestamps: ask for server timestamps (``TIMESTAMP``), exposed as ``ChannelMessage.mts``.
         bulk_updates: ask for book updates in batches (``BULK_UPDATES``).
         verify_funding_checksums: resync funding books on a checksum mismatch. Off by
             default because the server's funding-book ordering is undocumented and the
-            official clients skip the check (reference §6.6); mismatches are still counted
-            and logged.
+            official clients skip the check; mismatches are still counted and logged.
         heartbeat_timeout: seconds without any frame after which the connection is
             considered dead and redialled (the server sends heartbeats every 15 s).
         keepalive_interval: seconds of silence after which the client sends an
-            application ``ping`` (keeps idle sockets open, §1.4, and proves liveness);
+            application ``ping`` (keeps idle sockets open and proves liveness);
             ``None`` means a third of ``heartbeat_timeout``.
         reconnect: redial after a drop (with ``backoff``) instead of staying closed.
         backoff: reconnect pacing.
-        max_connects_per_minute: cap on connection attempts (the server bans an IP for
-            60 s past 15-20 a minute, §10.2).
-        connect_timeout: seconds allowed for the TCP/TLS/WebSocket handshake.
+        max_connects_per_minute: cap on connection attempts of the whole client, every
+            connection together (the exchange bans an IP for 60 s past 15-20 a minute).
+        connect_timeout: seconds allowed for the TCP/TLS/WebSocket handshake and for the
+            server's ``info`` frame after it.
         ssl_context: TLS settings for ``wss://`` URLs (default: system trust store).
-        max_subscriptions: subscriptions allowed on one connection (§10.1).
+        max_subscriptions: subscriptions per connection; more open further connections
+            (the documentation says 25 per connection).
+        subscribe_rate: subscribe requests sent per second, client-wide, after a burst
+            of ``subscribe_burst``.
+        subscribe_burst: subscribe requests that may leave at once.
+        request_timeout: seconds a subscribe or unsubscribe may go unanswered; then the
+            subscription fails with ``SubscriptionError`` (the server ignores some invalid
+            requests) or the channel is treated as gone (unsubscribe, and ``on_recovery``
+            says so).
+        channel_timeout: seconds a subscribed channel may go without data or heartbeat
+            (the server sends one every 15 s) before it is resubscribed alone.
+        idle_connection_grace: seconds an extra connection stays open with no
+            subscriptions before it is closed.
     """
 
     checksums: bool = True
@@ -51,6 +65,11 @@ class Config:
     connect_timeout: float = field(default=10.0, validator=gt(0))
     ssl_context: Optional[ssl.SSLContext] = field(default=None, validator=optional(instance_of(ssl.SSLContext)))
     max_subscriptions: int = field(default=protocol.MAX_SUBSCRIPTIONS, validator=ge(1))
+    subscribe_rate: float = field(default=30.0, validator=gt(0))
+    subscribe_burst: int = field(default=30, validator=ge(1))
+    request_timeout: float = field(default=15.0, validator=gt(0))
+    channel_timeout: float = field(default=2 * protocol.HEARTBEAT_INTERVAL + 5.0, validator=gt(0))
+    idle_connection_grace: float = field(default=10.0, validator=ge(0))
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:

@@ -1,6 +1,7 @@
 """The bfxsync exception hierarchy.
 
-Every error raised by bfxsync derives from :class:`BfxError`. Builtins are mixed in
+Every error bfxsync raises while it runs derives from :class:`BfxError`; invalid
+arguments are refused at call time with ``ValueError``/``TypeError``. Builtins are mixed in
 (``BfxTimeoutError`` is also a ``TimeoutError``, ``ProtocolError`` a ``ValueError``) so
 code that already catches the builtin keeps working. Errors that happen on the reader
 thread are never raised there; they are delivered to ``on_error`` handlers as
@@ -25,7 +26,18 @@ class CallbackError(BfxError):
 
 
 class NotConnectedError(BfxError):
-    """An operation needs a live connection (or a started client) and there is none."""
+    """An operation needs a live connection (or a started client) and there is none.
+
+    Also raised by waits once the client has ended (closed, or stopped by a fatal problem).
+    """
+
+
+class CallbackThreadError(BfxError, RuntimeError):
+    """A blocking helper (``wait_*``, ``ping``, ``run_forever``) was called on a bfxsync thread.
+
+    Waiting there would block the very thread that delivers the answer; hand the work to
+    your own thread or queue instead.
+    """
 
 
 class BfxTimeoutError(BfxError, TimeoutError):
@@ -64,7 +76,7 @@ class ServerError(BfxError):
     """
 
     def __init__(self, code: Optional[int], msg: str, request: Optional[Mapping[str, Any]] = None) -> None:
-        super().__init__(f"server error {code}: {msg}")
+        super().__init__(f"server error {code}: {msg}" if code is not None else msg)
         self.code = code
         self.msg = msg
         self.request = dict(request or {})
@@ -72,3 +84,10 @@ class ServerError(BfxError):
 
 class SubscriptionError(ServerError):
     """A subscribe or unsubscribe request was rejected (codes 10300, 10302, 10305, ...)."""
+
+
+class SubscriptionClosedError(SubscriptionError):
+    """A wait on a subscription that was unsubscribed (by the user) before it could succeed."""
+
+    def __init__(self, msg: str, request: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(None, msg, request)

@@ -12,8 +12,7 @@ from attrs import field, frozen
 from .errors import BfxError
 
 if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
-    from .book_subscription import BookSubscription
-    from .subscriptions import Subscription
+    from .subscriptions import BookSubscription, Subscription
 
 T = TypeVar("T")
 
@@ -33,23 +32,26 @@ class Connected:
     server_id: Optional[str]
     platform_status: Optional[int]
     reconnect: bool
+    connection: Optional[int] = None
 
 
 @frozen
 class Disconnected:
-    """The connection ended. ``will_reconnect`` tells whether the client will dial again."""
+    """A connection ended. ``will_reconnect`` tells whether it will dial again; ``connection`` numbers it."""
 
     reason: str
     code: Optional[int]
     will_reconnect: bool
+    connection: Optional[int] = None
 
 
 @frozen
 class Reconnecting:
-    """The client waits ``delay`` seconds before connection attempt number ``attempt``."""
+    """A connection waits about ``delay`` seconds before its attempt number ``attempt``."""
 
     attempt: int
     delay: float
+    connection: Optional[int] = None
 
 
 @frozen
@@ -59,6 +61,47 @@ class Info:
     code: Optional[int]
     msg: str
     raw: Mapping[str, Any] = field(repr=False)
+
+
+@frozen
+class Recovery:
+    """The client repaired something by itself, without any action from the user.
+
+    Attributes:
+        kind: ``"resubscribe"`` (a channel fell silent and is subscribed afresh),
+            ``"redial"`` (the server completed the upgrade but sent no ``info``, so the
+            connection is dialled again) or ``"unsubscribe_timeout"`` (an unsubscribe was
+            never confirmed; the channel is treated as gone).
+        reason: what was seen.
+        subscription: the subscription concerned, if one.
+        connection: the number of the connection concerned.
+    """
+
+    kind: str
+    reason: str
+    subscription: Optional["Subscription"] = None
+    connection: Optional[int] = None
+
+
+@frozen
+class ConnectionInfo:
+    """One connection of a client, as listed by ``Client.connections()``.
+
+    Attributes:
+        number: the connection's number (its reader thread is ``bfxsync-reader-<number>``).
+        url: the endpoint.
+        state: ``"connected"``, ``"connecting"`` (dialling, or waiting to redial) or ``"closed"``.
+        subscriptions: subscriptions placed on it.
+        last_frame_age: seconds since it last received anything (measured about once a second).
+        stats: its own counters (disconnects, reconnects, stalls, timeouts, bad input by kind).
+    """
+
+    number: int
+    url: str
+    state: str
+    subscriptions: int
+    last_frame_age: float
+    stats: Mapping[str, Any] = field(repr=False)
 
 
 @frozen

@@ -1,8 +1,8 @@
-"""Frozen models of public channel payloads (reference §4).
+"""Frozen models of public channel payloads (https://docs.bitfinex.com/docs/ws-public).
 
 Each model has a ``from_wire(row)`` named constructor that unpacks the documented
 positions explicitly, tolerates extra trailing fields (Bitfinex appends fields without a
-version bump, §1.2) and raises :class:`~bfxsync.errors.ProtocolError` when a field is
+version bump, as the docs warn) and raises :class:`~bfxsync.errors.ProtocolError` when a field is
 missing or has the wrong type. Numbers may arrive as floats, ints or (book channels,
 ``DEC_S``) decimal strings; the models always hold ``float`` / ``int``.
 """
@@ -62,7 +62,7 @@ class TradingTicker:
 
 @frozen
 class FundingTicker:
-    """Ticker of a funding currency (``fUSD``); field order follows the docs (§12)."""
+    """Ticker of a funding currency (``fUSD``); field order follows the docs (ws-public-ticker)."""
 
     frr: float
     bid: float
@@ -150,7 +150,7 @@ class FundingBookLevel:
 
     @property
     def is_bid(self) -> bool:
-        """True for the bid (borrow) side: funding books invert the sign (§4.4)."""
+        """True for the bid (borrow) side: funding books invert the sign (docs: ws-public-books)."""
         return self.amount < 0
 
     @classmethod
@@ -234,7 +234,7 @@ class DerivativesStatus:
 
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "DerivativesStatus":
-        """Build from the 23-field WS payload (REST indices minus one, §4.7)."""
+        """Build from the 23-field WS payload (REST indices minus one, docs: ws-public-status)."""
         return _build(cls, row, 18, lambda: cls(
             int(row[0]), _opt(row[2]), _opt(row[3]), _opt(row[5]), _opt_int(row[7]), _opt(row[8]),
             _opt(row[9]), _opt(row[11]), _opt(row[14]), _opt(row[17]),

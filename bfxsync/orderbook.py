@@ -1,4 +1,7 @@
-"""Local order books kept from snapshots and updates, verified by checksum (reference §4.4-4.5, §6).
+"""Local order books kept from snapshots and updates, verified by checksum.
+
+Shapes and checksum: https://docs.bitfinex.com/reference/ws-public-books,
+ws-public-raw-books and https://docs.bitfinex.com/docs/ws-websocket-checksum.
 
 One :class:`OrderBook` covers the four kinds a ``book`` subscription can have:
 
@@ -14,7 +17,7 @@ R0 fund       [OFFER_ID, PERIOD, RATE,  offer id         RATE == 0
 
 Trading bids have positive amounts; funding books invert the sign (bids are negative).
 Rows are stored exactly as decoded from the frame, floats still as their wire text, so
-the checksum is built from the server's own number text (§6.2).
+the checksum is built from the server's own number text.
 
 Threading: the book is written by one thread (the connection's reader) and may be read
 from any thread. Writes take no lock (they are on the receive hot path); instead every
@@ -30,7 +33,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from attrs import frozen
 
-from .checksum import book_checksum, CHECKSUM_DEPTH
+from .protocol.checksum import CHECKSUM_DEPTH, book_checksum
+from .protocol.constants import is_funding
 from .errors import ProtocolError
 from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 
@@ -90,14 +94,14 @@ class OrderBook:
 
     Sort keys make "ascending" mean "best first" on both sides: bids are keyed by the
     negated price/rate. Within one price, raw books order by id (the server's order,
-    §6.1); funding levels at one rate order by period ascending (observed on the live
-    server, §6.6; the server's tie-break is undocumented).
+    docs); funding levels at one rate order by period ascending (observed on the live
+    server; the server's tie-break is undocumented).
     """
 
     def __init__(self, symbol: str, precision: str = "P0") -> None:
         self.symbol = symbol
         self.precision = precision
-        self.is_funding = symbol.startswith("f")
+        self.is_funding = is_funding(symbol)
         self.is_raw = precision == "R0"
         self._width = 4 if self.is_funding else 3
         self._amount_index = self._width - 1
@@ -269,7 +273,7 @@ class OrderBook:
         return None if best is None else (best[0] + best[1]) / 2
 
     def checksum(self) -> int:
-        """The signed CRC-32 the server would send for the current state (§6.1)."""
+        """The signed CRC-32 the server would send for the current state (docs: ws-websocket-checksum)."""
         return self._read(self._checksum)
 
     def _checksum(self) -> int:

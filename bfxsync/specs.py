@@ -44,9 +44,12 @@ def _one_of(choices: Tuple[Any, ...]) -> Any:
 
 
 def _length(value: Union[int, str]) -> int:
+    # int(25.5) would quietly give 25: only whole numbers (or their text) are lengths.
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"invalid len {value!r}: expected one of {protocol.BOOK_LENGTHS}")
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise ValueError(f"invalid len {value!r}: expected one of {protocol.BOOK_LENGTHS}") from None
 
 
@@ -57,7 +60,7 @@ def _candle_key(instance: Any, attribute: Any, key: str) -> None:
         problem = "expected trade:TIMEFRAME:SYMBOL, e.g. trade:1m:tBTCUSD or trade:1m:fUSD:p30"
     elif match["tf"] not in protocol.CANDLE_TIMEFRAMES:
         problem = f"time frame must be one of {' '.join(protocol.CANDLE_TIMEFRAMES)}"
-    elif match["symbol"].startswith("f"):
+    elif protocol.is_funding(match["symbol"]):
         if not _FUNDING.match(match["symbol"]):
             problem = "bad funding currency"
         elif match["period"] is None and match["aggr"] is None:

@@ -71,7 +71,7 @@ def settle_books(emu, subs, timeout=10.0):
 
 def bfxsync_threads():
     """Threads started by bfxsync clients."""
-    return [t for t in threading.enumerate() if t.name.startswith(("bfxsync-reader-", "bfxsync-watchdog-"))]
+    return [t for t in threading.enumerate() if t.name.startswith(("bfxsync-reader-", "bfxsync-scheduler-"))]
 
 
 def pytest_configure(config):

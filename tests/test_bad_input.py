@@ -64,5 +64,5 @@ def test_invalid_utf8_bytes_are_malformed(emulator, make_client):
     """Frames are decoded once; invalid UTF-8 counts as malformed (validated by the decoder)."""
     client = make_client(emulator.url)
     client.wait_connected(5)
-    client._session.on_frame(b"[1,\xff\xfe]")  # the parser entry point, as the reader thread calls it
+    client._pool.links()[0].on_frame(b"[1,\xff\xfe]")  # the parser entry point, as the reader thread calls it
     assert client.stats()["malformed"] == 1

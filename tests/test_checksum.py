@@ -5,7 +5,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from bfxsync.checksum import book_checksum, checksum_text, js_number_str, same_checksum, signed_crc32
+from bfxsync.protocol.checksum import book_checksum, checksum_text, js_number_str, same_checksum, signed_crc32
 from bfxsync.orderbook import OrderBook
 from bfxsync.protocol import decode_tokens
 

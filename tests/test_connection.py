@@ -1,7 +1,7 @@
 """The connection's read-ahead socket: byte-exact pieces, pending() accounting, EOF."""
 import socket
 
-from bfxsync.connection import _ReadAheadSocket
+from bfxsync._engine.transport import _ReadAheadSocket
 
 
 def test_read_ahead_serves_exact_pieces():

@@ -5,7 +5,7 @@ import zlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bfxsync.checksum import js_number_str
+from bfxsync.protocol.checksum import js_number_str
 from bfxsync.errors import ProtocolError
 from bfxsync.models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 from bfxsync.orderbook import OrderBook

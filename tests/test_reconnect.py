@@ -4,7 +4,7 @@ import threading
 import pytest
 
 import bfxsync
-from bfxsync.checksum import js_number_str
+from bfxsync.protocol.checksum import js_number_str
 from conftest import FAST, settle_books, wait_until
 from test_client import Collector
 
@@ -139,7 +139,7 @@ def test_unreachable_server_keeps_trying_and_reports(make_client):
     client.on_disconnected(disconnected)
     assert disconnected.wait_for(timeout=5)
     assert "failed" in disconnected.items[0].reason and disconnected.items[0].will_reconnect
-    with pytest.raises(TimeoutError, match="last attempt: connect to 127.0.0.1:9 failed"):
+    with pytest.raises(TimeoutError, match="last connection failure: connect to 127.0.0.1:9 failed"):
         client.wait_connected(0.2)
     stats = client.stats()
     assert stats["reconnects"] == 0 and stats["dials"] >= 1 and stats["checks_failed"] == 0

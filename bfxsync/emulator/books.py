@@ -16,7 +16,7 @@ from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import attrs
 
-from bfxsync.checksum import CHECKSUM_DEPTH, book_checksum
+from bfxsync.protocol.checksum import CHECKSUM_DEPTH, book_checksum
 
 from .wire import number_text
 

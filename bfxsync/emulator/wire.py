@@ -13,7 +13,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Callable, List
 
-from bfxsync.checksum import js_number_str
+from bfxsync.protocol.checksum import js_number_str
 
 __all__ = ["encode", "number_text", "decimal_strings"]
 

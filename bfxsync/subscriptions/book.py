@@ -1,25 +1,24 @@
 """BookSubscription: a ``book`` subscription that keeps a verified local order book.
 
-The book is rebuilt from every snapshot and checked against every ``cs`` frame; a
-mismatch (or a malformed update) drops it and resubscribes that one channel, without
-any action from the user. Methods starting with ``_on`` run on the reader thread.
+The book is rebuilt from every snapshot and checked against every ``cs`` frame
+(https://docs.bitfinex.com/docs/ws-websocket-checksum). On a mismatch (or a malformed
+update) the handle clears the book and returns a verdict; the link that carries it then
+resubscribes that one channel, with back-off if it keeps failing. Methods starting with
+``_on`` run on the reader thread.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
-from . import protocol
-from .checksum import same_checksum
-from .errors import BfxTimeoutError, ChecksumMismatchError, SubscriptionError
-from .events import BookSynced, ChecksumMismatch, ErrorEvent
-from .orderbook import BookSnapshot, Level, OrderBook
-from .specs import BookSpec
-from .subscriptions import Subscription
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+from ..errors import BfxTimeoutError, ChecksumMismatchError, SubscriptionError
+from ..events import BookSynced, ChecksumMismatch
+from ..orderbook import BookSnapshot, Level, OrderBook
+from ..protocol import codec
+from ..protocol.checksum import same_checksum
+from ..specs import BookSpec
+from .base import Owner, Subscription, wait
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,8 @@ class BookSubscription(Subscription):
     """``book``: keeps a local :class:`OrderBook`, verified against every ``cs`` checksum.
 
     On a mismatch the book is dropped and rebuilt from a fresh snapshot (unsubscribe,
-    wait for ``unsubscribed``, subscribe again) without any action from the user.
+    wait for ``unsubscribed``, subscribe again) without any action from the user; a
+    book that keeps failing is rebuilt with growing pauses.
     Messages carry the levels of each snapshot or update; read the book itself for state.
 
     Attributes:
@@ -39,16 +39,17 @@ class BookSubscription(Subscription):
     """
 
     spec: BookSpec
-    decode = staticmethod(protocol.decode_tokens)
+    decode = staticmethod(codec.decode_tokens)
 
-    def __init__(self, spec: BookSpec, session: "Session") -> None:
-        super().__init__(spec, session)
+    def __init__(self, spec: BookSpec, owner: Owner) -> None:
+        super().__init__(spec, owner)
         self.book = OrderBook(spec.symbol, spec.prec)
         self._synced = threading.Event()
         self._model = self.book._model  # noqa: SLF001 - same row -> level mapping as the book
         self.checks_passed = 0
         self.checks_failed = 0
         self.resyncs = 0
+        self.checks_skipped = 0
         self._was_synced = False
         self._mismatch_logged = False
 
@@ -56,15 +57,18 @@ class BookSubscription(Subscription):
         """Block until the book holds a fresh snapshot, and return ``self``.
 
         Raises:
-            SubscriptionError: the subscription was rejected or unsubscribed.
-            BfxTimeoutError: not synced within ``timeout`` seconds.
-            NotConnectedError: the client was closed meanwhile.
+            SubscriptionError: the subscription was rejected.
+            SubscriptionClosedError: it was unsubscribed meanwhile.
+            BfxTimeoutError: not synced within ``timeout`` seconds (the message names the
+                last connection failure, if any).
+            NotConnectedError: the client ended meanwhile.
+            CallbackThreadError: called from a callback.
         """
-        self._session.refuse_reader_thread("wait_synced")
-        if not self._synced.wait(timeout):
+        self._owner.refuse_wait("wait_synced")
+        if not wait(self._synced, timeout):
             if self._error is not None:
                 raise self._error
-            raise BfxTimeoutError(f"book {self.spec!r} not synced within {timeout:g} s")
+            raise BfxTimeoutError(f"book {self.spec!r} not synced within {timeout:g} s{self._owner.failure_hint()}")
         if not self.book.synced:  # woken by a rejection, an unsubscribe or close()
             self._raise_if_over()
         return self
@@ -103,6 +107,10 @@ class BookSubscription(Subscription):
         """The book's current checksum."""
         return self.book.checksum()
 
+    def counters(self) -> Mapping[str, int]:
+        """Checksum results and rebuilds, added up by ``Client.stats()``."""
+        return {"checks_passed": self.checks_passed, "checks_failed": self.checks_failed, "resyncs": self.resyncs}
+
     # -- reader thread ----------------------------------------------------------------
 
     def _on_detached(self) -> None:
@@ -131,17 +139,17 @@ class BookSubscription(Subscription):
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
         if self._expect_snapshot:
             # The first payload after each ack is the snapshot even when it looks like a
-            # bulk update or is empty (§5: BULK_UPDATES makes both shapes alike).
+            # bulk update or is empty (BULK_UPDATES makes both shapes alike).
             self.book.apply_snapshot(payload)
             self._expect_snapshot = False
             self._mismatch_logged = False
             self._synced.set()
-            self._session.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
+            self._owner.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
             self._deliver(payload, True, tag, seq, mts, convert=self._model)
             return
         if not self.book.synced:
-            return  # dropped after a mismatch; waiting for the resync's snapshot
+            return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
         if payload and type(payload[0]) is list:  # BULK_UPDATES batch
             for row in payload:
                 self.book.apply_update(row)
@@ -150,36 +158,40 @@ class BookSubscription(Subscription):
             self.book.apply_update(payload)
             self._deliver((payload,), False, tag, seq, mts, convert=self._model)
 
-    def _on_bad_update(self, error: Exception) -> None:
-        """A malformed update means the book lost data: rebuild it rather than drift."""
-        self._resync(f"bad update: {error}")
-
-    def _on_checksum(self, value: int) -> None:
+    def _on_checksum(self, value: int) -> Optional[str]:
         if not self.book.synced:
-            # A cs before the snapshot, or while a resync is under way, has nothing to check.
-            self._session.problem("checksum_unsynced", f"cs frame for {self.spec!r} while the book is not synced")
-            return
+            if self._expect_snapshot:  # a cs between the ack and the snapshot breaks the protocol
+                self._owner.problem("checksum_unsynced", f"cs frame for {self.spec!r} before its snapshot")
+            else:  # stale in maintenance, or dropped and waiting for the resync: nothing to check
+                self.checks_skipped += 1
+            return None
         local = self.book.checksum()
         if same_checksum(value, local):
             self.checks_passed += 1
-            return
+            return None
         self.checks_failed += 1
-        resync = not self.book.is_funding or self._session.config.verify_funding_checksums
+        resync = not self.book.is_funding or self._owner.config.verify_funding_checksums
         # Logged-only funding books would repeat the warning on every cs: warn once per snapshot.
         level = logging.WARNING if resync or not self._mismatch_logged else logging.DEBUG
         self._mismatch_logged = True
         logger.log(
             level, "bfxsync: checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
-            value, local, "; resyncing" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
+            value, local, "" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
         )
-        dispatcher = self._session.dispatcher
+        dispatcher = self._owner.dispatcher
         dispatcher.emit("checksum", ChecksumMismatch(self, value, local, resync))
-        dispatcher.emit("error", ErrorEvent(ChecksumMismatchError(self.spec.symbol, value, local), self))
-        if resync:
-            self._resync("checksum mismatch")
+        dispatcher.report(ChecksumMismatchError(self.spec.symbol, value, local), self)
+        if not resync:
+            return None
+        self._drop_book()
+        return "checksum mismatch"
 
-    def _resync(self, reason: str) -> None:
+    def _on_bad_data(self, error: Exception) -> Optional[str]:
+        """A malformed update means the book lost data: drop it and ask the link to resubscribe."""
+        self._drop_book()
+        return f"bad update: {error}"
+
+    def _drop_book(self) -> None:
         self.resyncs += 1
         self._synced.clear()
         self.book.invalidate(clear=True)
-        self._session.resubscribe(self, reason)

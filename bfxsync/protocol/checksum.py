@@ -1,4 +1,4 @@
-"""Order-book checksums (reference §6) and JavaScript number text.
+"""Order-book checksums (https://docs.bitfinex.com/docs/ws-websocket-checksum) and JavaScript number text.
 
 The server computes its CRC-32 over the numbers' JavaScript text (``30000``, ``1e-8``,
 ``0.0000082``), which Python's float formatting does not reproduce. bfxsync therefore

@@ -1,30 +1,34 @@
-"""The parser alone, fed frames by hand: ordering cases that are hard to time against a live server."""
+"""A link's parser alone, fed frames by hand: ordering cases that are hard to time against a live server."""
 import json
 
 import pytest
 
 from bfxsync import Config, errors
-from bfxsync._dispatch import Handlers
-from bfxsync.session import Session
+from bfxsync._engine.dispatch import Handlers
+from bfxsync._engine.pool import Pool
+from bfxsync._engine.runtime import Runtime
 from bfxsync.specs import BookSpec, TickerSpec
 
 INFO = '{"event":"info","version":2,"serverId":"x","platform":{"status":1}}'
 
 
 class FakeConnection:
-    """Records what the session sends; always 'open'."""
+    """Records what the link sends; always 'open'."""
 
     def __init__(self):
         self.sent = []
         self.dropped = []
         self.dials = 1
-        self.closed = False
+        self.stopped = False
+        self.is_open = True
+        self.frames = 0
+        self.opened_at = None
 
     def send(self, text):
         self.sent.append(json.loads(text))
 
-    def on_reader_thread(self):
-        return False
+    def thread(self):
+        return "not started by the pool"
 
     def mark_healthy(self):
         pass
@@ -32,12 +36,36 @@ class FakeConnection:
     def drop(self, reason):
         self.dropped.append(reason)
 
+    def stop(self):
+        self.stopped = True
+
+
+class Harness:
+    """One pool with one link whose connection is fake; frames go straight into the link's parser."""
+
+    def __init__(self):
+        self.ended = []
+        self.runtime = Runtime(Config(), Handlers(), on_end=lambda: self.ended.append(True))
+        self.handlers = self.runtime.dispatcher.handlers
+        self.pool = Pool("ws://test", self.runtime, wake=lambda delay: None)
+        self.pool._started = True
+        self.link = self.pool._new_link()
+        self.link.connection = self.connection = FakeConnection()
+
+    def subscribe(self, spec):
+        return self.pool.subscribe(spec, {})
+
+    def on_frame(self, text):
+        self.link.on_frame(text)
+
+    def stats(self):
+        return self.pool.stats()
+
 
 @pytest.fixture
 def session():
-    s = Session("ws://test", Config(), Handlers())
-    s.connection = FakeConnection()
-    s.on_open()
+    s = Harness()
+    s.link.on_open()
     s.on_frame(INFO)
     s.on_frame('{"event":"conf","status":"OK","flags":131072}')
     return s
@@ -135,23 +163,23 @@ def test_unsubscribe_while_request_in_flight(session):
 
 
 def test_version_mismatch_is_fatal(session):
-    """A server speaking another version is refused with VersionMismatchError."""
-    closed = []
-    session.close = lambda timeout=5.0: closed.append(True)
+    """A server speaking another version ends the whole client with VersionMismatchError."""
     session.on_frame('{"event":"info","version":3}')
-    assert closed
-    with pytest.raises(errors.VersionMismatchError):
-        session.wait_connected(0.1)
+    assert session.ended and isinstance(session.runtime.fatal, errors.VersionMismatchError)
+    assert isinstance(session.pool.end_error(), errors.VersionMismatchError)
 
 
-def test_subscription_limit_is_local(session):
-    """Past the per-connection limit the request is refused locally, never sent as a doomed request."""
+def test_subscription_limit_opens_another_link(session):
+    """Past the per-connection limit the pool places the request on a new link, never on the full one."""
     for i in range(25):
         session.subscribe(TickerSpec(f"tQ{i:02d}USD"))
     sent = len(session.connection.sent)
-    with pytest.raises(errors.SubscriptionError) as caught:
-        session.subscribe(TickerSpec("tZZZUSD"))
-    assert caught.value.code == 10305 and len(session.connection.sent) == sent
+    extra = session.subscribe(TickerSpec("tZZZUSD"))
+    try:
+        assert len(session.connection.sent) == sent and len(session.pool.links()) == 2
+        assert session.pool._where[extra] is session.pool.links()[1]
+    finally:
+        session.pool.stop()
 
 
 def test_candle_series_replaces_and_appends(session):

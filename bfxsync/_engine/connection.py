@@ -1,0 +1,331 @@
+"""One WebSocket connection: its socket, its reader thread and its redial loop.
+
+The connection knows nothing about channels. It dials TCP (and TLS) itself, hands the
+socket to an injected :class:`~bfxsync._engine.transport.Transport`, and reports every
+frame and every open/close to a :class:`Listener` (the link that speaks the protocol).
+It redials by itself: ``while not stopped: pace -> dial -> read until the socket ends ->
+back off``. Liveness (keepalive pings, silent sockets) is the scheduler's job; it calls
+:meth:`drop` when a socket must be abandoned.
+
+Stopping is prompt whatever the server does: the socket is kept from the moment it is
+created, so :meth:`stop` can shut it down under a blocked TCP connect, TLS handshake,
+HTTP upgrade or read, even when the server ignores the close frame.
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Optional, Protocol, Tuple
+from urllib.parse import urlsplit
+
+import websocket
+
+from ..backoff import retry_after
+from ..config import Config
+from ..errors import NotConnectedError
+from .pacing import ConnectPacer
+from .threads import mark_bfxsync_thread
+from .transport import Transport, TransportFactory, WebSocketAppTransport
+
+logger = logging.getLogger("bfxsync")
+
+_numbers = itertools.count(1)
+
+#: Seconds ``join`` waits for the server to answer our close frame before shutting the socket.
+CLOSE_GRACE = 0.5
+
+
+class Listener(Protocol):
+    """What a connection reports to. Every method runs on the reader thread."""
+
+    def on_open(self) -> None:
+        """The WebSocket handshake completed."""
+
+    def on_frame(self, data: Any) -> None:
+        """A text frame arrived."""
+
+    def on_closed(self, reason: str, code: Optional[int], will_reconnect: bool) -> None:
+        """The socket ended (or a dial failed)."""
+
+    def on_reconnecting(self, attempt: int, delay: float) -> None:
+        """The loop will dial again after about ``delay`` seconds."""
+
+    def on_crashed(self, error: BaseException) -> None:
+        """The reader loop itself failed (a bug): the connection cannot go on."""
+
+
+class Connection:
+    """A self-healing WebSocket connection to ``url``.
+
+    Args:
+        url: ``ws://`` or ``wss://`` endpoint.
+        config: client options (timeouts, back-off, TLS).
+        listener: receives frames and state changes.
+        pacer: the client-wide gate every dial passes.
+        transport_factory: builds the transport of each dial.
+    """
+
+    def __init__(self, url: str, config: Config, listener: Listener, pacer: ConnectPacer,
+                 transport_factory: TransportFactory = WebSocketAppTransport) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
+        self.url = url
+        self.number = next(_numbers)
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "wss" else 80)
+        self._secure = parts.scheme == "wss"
+        self._config = config
+        self._listener = listener
+        self._pacer = pacer
+        self._factory = transport_factory
+        self._stop = threading.Event()
+        self._open = threading.Event()
+        self._lock = threading.Lock()
+        self._reader: Optional[threading.Thread] = None
+        self._sock: Optional[socket.socket] = None
+        self._transport: Optional[Transport] = None
+        self._healthy = False
+        self._end: Tuple[str, Optional[int]] = ("closed", None)
+        self._refused_status: Optional[int] = None
+        #: Connection attempts made, successful or not.
+        self.dials = 0
+        #: Frames of any kind received (data, events, control); the scheduler watches it move.
+        self.frames = 0
+        #: ``time.monotonic()`` of the last socket open, or None.
+        self.opened_at: Optional[float] = None
+
+    # -- lifecycle (any thread) -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reader thread (once)."""
+        with self._lock:
+            if self._reader is not None:
+                raise RuntimeError("connection already started")
+            self._reader = threading.Thread(target=self._run, name=f"bfxsync-reader-{self.number}", daemon=True)
+        self._reader.start()
+
+    def stop(self) -> None:
+        """Stop for good without waiting: a close frame now, the socket shut down by :meth:`join`.
+
+        On the reader thread itself (a callback closing the client) the socket is shut at
+        once; the reader then ends as soon as that callback returns.
+        """
+        self._stop.set()
+        transport = self._transport
+        if transport is not None and self._open.is_set():
+            transport.send_close()
+        if self.on_reader_thread():
+            self._shutdown()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the reader to end (after :meth:`stop`), shutting the socket if the server dawdles."""
+        reader = self._reader
+        if reader is None or reader is threading.current_thread():
+            return
+        deadline = time.monotonic() + timeout
+        reader.join(min(CLOSE_GRACE, timeout))
+        while reader.is_alive() and time.monotonic() < deadline:
+            self._shutdown()  # again each round: a new socket may have been made meanwhile
+            reader.join(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    @property
+    def is_open(self) -> bool:
+        """True while a socket is open (the WebSocket handshake is done and it has not ended)."""
+        return self._open.is_set()
+
+    def alive(self) -> bool:
+        """True while the reader thread runs."""
+        return self._reader is not None and self._reader.is_alive()
+
+    def on_reader_thread(self) -> bool:
+        """True when called from this connection's reader thread."""
+        return threading.current_thread() is self._reader
+
+    def thread(self) -> Optional[threading.Thread]:
+        """The reader thread, once started."""
+        return self._reader
+
+    # -- used by the link -----------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        """Send one text frame from any thread; :class:`NotConnectedError` when no socket is open."""
+        transport = self._transport
+        if transport is None or not self._open.is_set():
+            raise NotConnectedError("not connected to the server (the client reconnects by itself; wait_connected() waits for it)")
+        transport.send(text)
+
+    def mark_healthy(self) -> None:
+        """The server spoke the protocol on this socket: the next redial starts the back-off afresh."""
+        self._healthy = True
+
+    def drop(self, reason: str) -> None:
+        """Abandon the current socket so the loop redials (restart notice, stall, sequence gap)."""
+        if self._open.is_set() or self._sock is not None:
+            logger.warning("bfxsync: dropping connection %d to %s: %s", self.number, self.url, reason)
+            self._end = (reason, None)
+            self._shutdown()
+
+    # -- reader thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        mark_bfxsync_thread()
+        try:
+            self._loop()
+        except BaseException as err:  # noqa: BLE001 - never a silently dead reader
+            self._open.clear()
+            self._listener.on_crashed(err)
+
+    def _loop(self) -> None:
+        backoff = self._config.backoff
+        attempt = 0
+        while not self._stop.is_set():
+            if not self._pacer.acquire(self._stop):
+                break
+            self._dial()
+            self._open.clear()
+            will_reconnect = self._config.reconnect and not self._stop.is_set()
+            reason, code = self._end
+            self._listener.on_closed(reason, code, will_reconnect)
+            if not will_reconnect:
+                break
+            if self._healthy:
+                attempt = 0
+            hold = retry_after(self._refused_status)
+            if hold:
+                self._pacer.hold_off(hold)  # the ban is per IP: every connection of the client waits
+            delay = backoff.delay(attempt)
+            attempt += 1
+            self._listener.on_reconnecting(attempt, max(delay, hold, self._pacer.wait_time()))
+            if self._stop.wait(delay):
+                break
+
+    def _dial(self) -> None:
+        """One connection attempt, read until it ends. Records why it ended in ``self._end``."""
+        self.dials += 1
+        self._healthy = False
+        self._refused_status = None
+        self._end = ("closed", None)
+        try:
+            sock = self._open_socket()
+        except (OSError, ssl.SSLError) as err:
+            self._end = (f"connect to {self._host}:{self._port} failed: {err}", None)
+            self._sock = None
+            return
+        if sock is None:  # stopped while connecting
+            return
+        transport = self._factory(self.url)
+        self._transport = transport
+        try:
+            if not self._stop.is_set():
+                transport.run(sock, self)
+        except Exception as err:  # noqa: BLE001 - the transport should not raise; never let it kill the thread
+            logger.exception("bfxsync: the transport failed")
+            self._end = (f"transport failed: {err!r}", None)
+        finally:
+            # After a close handshake websocket-client leaves the TCP socket open; close it ourselves.
+            self._sock = None
+            sock.close()
+
+    def _open_socket(self) -> Optional[socket.socket]:
+        """TCP (and TLS) connect with a timeout, interruptible by :meth:`stop`; None if stopped."""
+        timeout = self._config.connect_timeout
+        deadline = time.monotonic() + timeout
+        infos = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM)
+        last: Optional[OSError] = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            self._sock = sock
+            try:
+                if not self._connect(sock, address, deadline):
+                    sock.close()
+                    return None
+                sock.settimeout(timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._secure:
+                    context = self._config.ssl_context or ssl.create_default_context()
+                    sock = context.wrap_socket(sock, server_hostname=self._host, do_handshake_on_connect=False)
+                    self._sock = sock  # the raw socket is detached now: stop() must see this one
+                    sock.do_handshake()
+                return sock
+            except OSError as err:
+                sock.close()
+                last = err
+        raise last or OSError(f"no address for {self._host}")
+
+    def _connect(self, sock: socket.socket, address: Any, deadline: float) -> bool:
+        """Non-blocking connect polled in short slices, so stop() is never stuck behind a dropped SYN."""
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OSError(code, os.strerror(code))
+        while code != 0:
+            if self._stop.is_set():
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out")
+            _, writable, failed = select.select([], [sock], [sock], min(0.1, remaining))
+            if writable or failed:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                break
+        sock.setblocking(True)
+        return True
+
+    def _shutdown(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                # The base-class method: SSLSocket.shutdown would also drop its TLS object under the reader.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected (yet or any more)
+
+    # -- TransportListener (reader thread) --------------------------------------------
+
+    def on_open(self) -> None:
+        self.frames += 1
+        if self._stop.is_set():
+            self._shutdown()
+            return
+        self.opened_at = time.monotonic()
+        self._open.set()
+        self._listener.on_open()
+
+    def on_message(self, data: Any) -> None:
+        self.frames += 1
+        self._listener.on_frame(data)
+
+    def on_control(self) -> None:
+        self.frames += 1
+
+    def on_error(self, error: Exception) -> None:
+        status = getattr(error, "status_code", None)
+        if isinstance(error, websocket.WebSocketBadStatusException):
+            self._refused_status = status
+            self._end = (f"handshake refused with HTTP {status}", None)
+        elif self._end[0] == "closed":
+            self._end = (f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, None)
+        if not isinstance(error, (websocket.WebSocketConnectionClosedException, OSError,
+                                  websocket.WebSocketBadStatusException)):
+            logger.debug("bfxsync: websocket error on %s: %r", self.url, error)
+
+    def on_close(self, code: Optional[int], reason: Optional[str]) -> None:
+        if code is not None:
+            self._end = (f"closed by server: {code} {reason or ''}".rstrip(), code)
+        elif self._stop.is_set():
+            self._end = ("closed by client", None)

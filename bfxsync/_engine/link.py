@@ -1,0 +1,554 @@
+"""Link: the protocol spoken on one connection.
+
+Every frame of the connection goes through :meth:`Link.on_frame`. Array frames
+(channel data) are the hot path: the chanId is sliced from the text, the subscription
+looked up without a lock, the frame decoded once (book channels keep float tokens as
+text for the checksum) and handed to the handle. Object frames (events) drive the
+handshake: ``info`` -> ``conf`` + replay of every subscription held here, acks,
+errors, unsubscribe confirmations, pongs (message shapes:
+https://docs.bitfinex.com/docs/ws-general).
+
+Liveness and every timeout are decided by :mod:`bfxsync._engine.supervision`; the
+scheduler calls :meth:`Link.sweep`, which carries the decisions out. Problems in incoming data (malformed frames, unknown
+chanIds, wrong shapes) are counted, logged once per kind, and never end the reader.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Counter, Deque, Dict, List, Mapping, Optional, Tuple
+
+from .. import protocol
+from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, ServerError, SubscriptionError, \
+    VersionMismatchError
+from ..events import Connected, Disconnected, Info, Reconnecting, Recovery, Subscribed, Unsubscribed
+from ..protocol import codec
+from ..subscriptions.base import State, Subscription
+from .connection import Connection
+from .pacing import ConnectPacer, SendPacer
+from .registry import ChannelRegistry
+from .runtime import Runtime
+from .supervision import Supervision
+from .threads import wait_event
+from .transport import TransportFactory
+
+logger = logging.getLogger("bfxsync")
+
+#: Counters always present in a link's stats (bad-input kinds are added as they occur).
+STAT_KEYS = ("disconnects", "reconnects", "sequence_gaps", "dials", "channel_stalls", "request_timeouts",
+             "handshake_timeouts", "resubscribes")
+
+
+def _decode(decode: Callable[[str], Any], text: str) -> Any:
+    """Decode a frame; undecodable text (bad JSON, absurd nesting) is bad input, not our bug."""
+    try:
+        return decode(text)
+    except (ValueError, RecursionError) as err:
+        raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
+
+
+def _at(message: List[Any], index: int) -> Any:
+    return message[index] if len(message) > index else None
+
+
+def _chan_id(event: Mapping[str, Any]) -> int:
+    value = event.get("chanId")
+    if type(value) is not int:
+        raise ProtocolError(f"{event.get('event')} event without an integer chanId: {event!r:.200}")
+    return value
+
+
+class Link:
+    """One connection's protocol state: handshake, parser, chanId registry, pings, counters.
+
+    Args:
+        url: the endpoint.
+        runtime: client-wide options, dispatcher and end state.
+        pacer: the client-wide connection pacer.
+        send_pacer: the client-wide subscribe pacer.
+        wake: asks the scheduler to run again within the given seconds.
+        transport_factory: the transport each dial uses.
+    """
+
+    def __init__(self, url: str, runtime: Runtime, pacer: ConnectPacer, send_pacer: SendPacer,
+                 wake: Callable[[float], None], transport_factory: TransportFactory) -> None:
+        self.url = url
+        self.config = runtime.config
+        self._runtime = runtime
+        self._dispatcher = runtime.dispatcher
+        self.registry = ChannelRegistry()
+        self.connection = Connection(url, runtime.config, self, pacer, transport_factory)
+        self.number = self.connection.number
+        self._send_pacer = send_pacer
+        self.wake = wake
+        #: The conf flags in force on the current connection (0 until the server confirms).
+        self.flags = 0
+        self._last_seq: Optional[int] = None
+        self._connected = threading.Event()
+        self._ever_connected = False
+        #: True while the platform is in maintenance (info 20060 until 20061, or platform status 0).
+        self.maintenance = False
+        #: Why the last connection (or attempt) ended, or None.
+        self.last_disconnect: Optional[str] = None
+        self.counts: Counter[str] = collections.Counter()
+        self._ping_ids = itertools.count(1)
+        self._pings: Dict[int, Tuple[threading.Event, List[float]]] = {}
+        self._outbox: Deque[Subscription] = collections.deque()
+        self.supervision = Supervision(runtime.config, time.monotonic())
+
+    def __repr__(self) -> str:
+        return f"<Link {self.number} {self.url} {'connected' if self.connected else 'not connected'}>"
+
+    # -- owner's interface (any thread) --------------------------------------------------
+
+    def start(self) -> None:
+        """Start dialling."""
+        self.connection.start()
+
+    def stop(self) -> None:
+        """Stop for good without waiting, and release every waiter."""
+        self.connection.stop()
+        self._connected.clear()
+        self._fail_pings()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected and past the ``info`` handshake."""
+        return self._connected.is_set()
+
+    def load(self) -> int:
+        """Channels this link holds or has not yet seen leave (what the server's limit counts)."""
+        return len(self.registry.wanted()) + self.registry.lingering
+
+    def add(self, subscription: Subscription) -> None:
+        """Carry ``subscription`` here; it is sent at once if connected (paced), else on connect."""
+        if self.registry.add(subscription):
+            self.send_subscribe(subscription)
+
+    def remove(self, subscription: Subscription) -> None:
+        """Stop carrying ``subscription`` (the user unsubscribed); it completes when the server confirms."""
+        chan_id, _ = self.registry.remove(subscription)
+        self.supervision.forget(subscription)
+        if chan_id is not None:
+            self.send(codec.encode_unsubscribe(chan_id))
+        elif subscription.state is not State.CLOSED:
+            # Never acknowledged: over for the user now; a late ack is unsubscribed quietly.
+            subscription._on_closed()
+            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+
+    def ping(self, timeout: float) -> float:
+        """Send a ``ping`` and return the round trip in seconds once the ``pong`` arrives."""
+        cid = next(self._ping_ids)
+        waiter: Tuple[threading.Event, List[float]] = (threading.Event(), [])
+        self._pings[cid] = waiter  # registered before the request goes out
+        started = time.monotonic()
+        try:
+            self.connection.send(codec.encode_ping(cid))
+            if not wait_event(waiter[0], timeout):
+                raise BfxTimeoutError(f"no pong within {timeout:g} s")
+            if not waiter[1]:
+                raise NotConnectedError("the connection ended before the pong arrived")
+            return waiter[1][0] - started
+        finally:
+            self._pings.pop(cid, None)
+
+    def stats(self) -> Dict[str, Any]:
+        """This connection's counters."""
+        stats: Dict[str, Any] = dict.fromkeys(STAT_KEYS, 0)
+        stats.update(self.counts)
+        stats["dials"] = self.connection.dials
+        return stats
+
+    def sweep(self, now: float) -> None:
+        """Scheduler thread: keepalive, silent sockets and channels, unanswered requests, paused resyncs."""
+        connection = self.connection
+        if connection.stopped:
+            return
+        drop, keepalive = self.supervision.socket_verdict(
+            now, connection.frames, connection.is_open, self.connected, connection.opened_at)
+        if drop is not None:
+            if not self.connected:
+                self.counts["handshake_timeouts"] += 1
+                self.recovered("redial", drop)
+            connection.drop(drop)
+            return
+        if keepalive:
+            self.send(codec.encode_ping(next(self._ping_ids)))
+        if not self.connected:
+            return
+        unanswered, given_up = self.registry.expired(now, self.config.request_timeout)
+        for subscription in unanswered:
+            # The server ignores some invalid requests (an unknown deriv: key gets no reply at
+            # all), so an unanswered subscribe fails visibly instead of being retried for ever.
+            self.counts["request_timeouts"] += 1
+            rejection = SubscriptionError(None, f"no answer to the subscribe request within "
+                                                f"{self.config.request_timeout:g} s (the server ignores some invalid "
+                                                "requests, such as unknown deriv: keys)", subscription.spec.request())
+            logger.warning("bfxsync: subscription %r failed: %s", subscription.spec, rejection)
+            subscription._on_failed(rejection)
+            self._dispatcher.report(rejection, subscription)
+        for chan_id, subscription, again in given_up:
+            self.counts["request_timeouts"] += 1
+            self.recovered("unsubscribe_timeout", f"chanId {chan_id} was never confirmed unsubscribed; "
+                           "treated as gone", subscription)
+            self.after_leave(subscription, again)
+        active = [subscription for _, subscription in self.registry.active_items()]
+        for subscription in self.supervision.silent_channels(now, active):
+            reason = f"no data or heartbeat for {self.config.channel_timeout:g} s"
+            self.counts["channel_stalls"] += 1
+            logger.warning("bfxsync: %r went silent (%s); resubscribing it", subscription.spec, reason)
+            self.recovered("resubscribe", reason, subscription)
+            self.resync(subscription, reason)
+        for subscription in self.supervision.due_resubscribes(now):
+            self._outbox.append(subscription)
+        self.drain()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        """Send, or leave it to the replay of the next connection if this one just dropped."""
+        try:
+            self.connection.send(text)
+        except NotConnectedError:
+            logger.debug("bfxsync: not sent (disconnected; replayed on reconnect): %.200s", text)
+
+    def send_subscribe(self, subscription: Subscription) -> None:
+        """Queue a subscribe request; requests leave at the client-wide subscribe rate."""
+        self._outbox.append(subscription)
+        self.drain()
+
+    def drain(self) -> None:
+        """Send queued subscribe requests while the pacer allows; the scheduler retries the rest."""
+        while self._outbox:
+            wait = self._send_pacer.take()
+            if wait:
+                self.wake(wait)
+                return
+            try:
+                subscription = self._outbox.popleft()
+            except IndexError:  # another thread drained it meanwhile
+                return
+            sub_id = self.registry.begin_send(subscription)
+            if sub_id is not None:
+                self.send(codec.encode_subscribe(subscription.channel, subscription.spec.request(), sub_id))
+
+    def rejoin(self, subscription: Subscription) -> None:
+        """Unsubscribe an active channel so it can be subscribed afresh once the server confirms."""
+        chan_id = self.registry.rejoin(subscription)
+        subscription._on_detached()
+        if chan_id is not None:
+            self.send(codec.encode_unsubscribe(chan_id))
+
+    def resync(self, subscription: Subscription, reason: str) -> None:
+        """Rebuild one channel from a fresh snapshot (after a pause if it keeps failing)."""
+        self.counts["resubscribes"] += 1
+        self.supervision.resync(subscription, reason, time.monotonic())
+        self.rejoin(subscription)
+
+    def after_leave(self, subscription: Subscription, again: bool) -> None:
+        """A channel is gone from the server (confirmed or given up): subscribe again, or report it over."""
+        if again:
+            pause = self.supervision.ready_to_resubscribe(subscription, time.monotonic())
+            if pause is None:
+                self.send_subscribe(subscription)
+            else:
+                self.wake(pause)
+        elif subscription.state is not State.CLOSED:  # a cancelled request was reported already
+            subscription._on_closed()
+            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+
+    def recovered(self, kind: str, reason: str, subscription: Optional[Subscription] = None) -> None:
+        """Tell the user the client repaired something by itself."""
+        self._dispatcher.emit("recovery", Recovery(kind, reason, subscription, self.number))
+
+    def problem(self, kind: str, message: str) -> None:
+        """Count a problem with incoming data; log the first of each kind as a warning."""
+        self.counts[kind] += 1
+        if self.counts[kind] == 1:
+            logger.warning("bfxsync: %s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)
+
+    def _fail_pings(self) -> None:
+        for event, _ in list(self._pings.values()):
+            event.set()  # no time recorded: ping() raises NotConnectedError
+
+    # -- connection Listener: reader thread -----------------------------------------------
+
+    def on_open(self) -> None:
+        """A socket opened: flags reset until the server confirms ours (each connection starts bare)."""
+        self.flags = 0
+        self._last_seq = None
+
+    def on_frame(self, data: Any) -> None:
+        """The one parser. Never raises: the reader thread has to survive any input."""
+        try:
+            text = data.decode("utf-8") if type(data) is bytes else data
+            if text[:1] == "[":
+                self._on_array(text)
+            else:
+                self._on_event(_decode(codec.decode, text))
+        except (ProtocolError, UnicodeDecodeError) as err:
+            self._bad_frame("malformed", err, data)
+        except Exception as err:  # noqa: BLE001 - a bug of ours must not kill the stream
+            if not self.counts["internal"]:  # the traceback once; later ones are counted
+                logger.exception("bfxsync: internal error handling frame %.200r", data)
+            self._bad_frame("internal", err, data)
+
+    def on_closed(self, reason: str, code: Optional[int], will_reconnect: bool) -> None:
+        """The socket ended: every subscription here waits for the replay of the next connection."""
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        self.last_disconnect = reason
+        self._outbox.clear()
+        self._fail_pings()
+        wanted, left = self.registry.detach_all()
+        self.supervision.reset()
+        for subscription in wanted:
+            subscription._on_detached()
+        for subscription in left:
+            subscription._on_closed()
+            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+        if was_connected:
+            self.counts["disconnects"] += 1
+            level = logging.WARNING if will_reconnect else logging.INFO
+            logger.log(level, "bfxsync: connection %d to %s ended: %s", self.number, self.url, reason)
+        else:
+            logger.info("bfxsync: connection attempt %d to %s ended: %s", self.number, self.url, reason)
+        self._dispatcher.emit("disconnected", Disconnected(reason, code, will_reconnect, self.number))
+        if not will_reconnect and not self.connection.stopped:
+            self._runtime.end(NotConnectedError(f"the connection to {self.url} ended ({reason}) and reconnect is off"))
+
+    def on_reconnecting(self, attempt: int, delay: float) -> None:
+        """Tell the user how long this connection waits before dialling again."""
+        self._dispatcher.emit("reconnecting", Reconnecting(attempt, delay, self.number))
+
+    def on_crashed(self, error: BaseException) -> None:
+        """The reader loop failed: end the client visibly rather than leave a dead connection."""
+        logger.error("bfxsync: reader of connection %d failed", self.number, exc_info=error)
+        self._runtime.end(BfxError(f"the reader of connection {self.number} failed: {error!r}"))
+
+    # -- array frames: the hot path ---------------------------------------------------------
+
+    def _on_array(self, text: str) -> None:
+        try:
+            chan_id = int(text[1:text.index(",")])
+        except ValueError:
+            raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}") from None
+        subscription = self.registry.active.get(chan_id)
+        if subscription is None:
+            self._on_stray(chan_id, text)
+            return
+        subscription.received += 1
+        message = _decode(subscription.decode, text)
+        if len(message) < 2:
+            raise ProtocolError(f"channel frame without payload: {text[:100]!r}")
+        second = message[1]
+        flags = self.flags
+        if type(second) is list:
+            payload, tag, rest = second, None, 2
+        elif second == protocol.HEARTBEAT:
+            if flags & protocol.FLAG_SEQ_ALL:
+                self._check_sequence(_at(message, 2))
+            subscription._on_heartbeat(time.monotonic())
+            return
+        elif second == protocol.CHECKSUM:
+            if flags & protocol.FLAG_SEQ_ALL:
+                self._check_sequence(_at(message, 3))
+            value = _at(message, 2)
+            if type(value) is not int:
+                raise ProtocolError(f"checksum is not an integer: {text[:100]!r}")
+            reason = subscription._on_checksum(value)
+            if reason is not None:
+                self.resync(subscription, reason)
+            return
+        elif type(second) is str and len(message) > 2:
+            payload, tag, rest = message[2], second, 3
+        else:
+            raise ProtocolError(f"unexpected element after the chanId: {second!r:.100}")
+        seq = mts = None
+        if flags & (protocol.FLAG_SEQ_ALL | protocol.FLAG_TIMESTAMP):
+            seq, mts = self._trailing(message, rest, flags)
+        try:
+            subscription._on_payload(payload, tag, seq, mts)
+        except ProtocolError as err:
+            self.problem("bad_payload", f"bad payload on {subscription.spec!r}: {err}")
+            self._dispatcher.report(err, subscription)
+            reason = subscription._on_bad_data(err)
+            if reason is not None:
+                self.resync(subscription, reason)
+
+    def _trailing(self, message: List[Any], rest: int, flags: int) -> Tuple[Optional[int], Optional[int]]:
+        """Read the sequence number and/or timestamp the flags append, by flag, not by guessing."""
+        seq = mts = None
+        if flags & protocol.FLAG_SEQ_ALL:
+            seq = _at(message, rest)
+            self._check_sequence(seq)
+            rest += 1
+        if flags & protocol.FLAG_TIMESTAMP and len(message) > rest:
+            mts = message[rest]
+        return seq, mts
+
+    def _check_sequence(self, seq: Any) -> None:
+        """SEQ_ALL numbers every frame of the connection; a gap means a lost frame, so rebuild everything."""
+        if type(seq) is not int:
+            raise ProtocolError(f"missing or non-integer sequence number: {seq!r:.50}")
+        last = self._last_seq
+        self._last_seq = seq
+        if last is not None and seq != last + 1:
+            self.counts["sequence_gaps"] += 1
+            self._dispatcher.report(ProtocolError(f"sequence gap: {last} then {seq}"))
+            self.connection.drop(f"sequence gap ({last} then {seq}): frames were lost")
+
+    def _on_stray(self, chan_id: int, text: str) -> None:
+        """A frame for a chanId that is not active: normal right after an unsubscribe, else counted."""
+        if self.flags & protocol.FLAG_SEQ_ALL:
+            message = _decode(codec.decode, text)  # its sequence number still counts
+            index = 3 if type(_at(message, 1)) is str and message[1] != protocol.HEARTBEAT else 2
+            self._check_sequence(_at(message, index))
+        if chan_id == 0:
+            self.problem("account_frame", "frame on channel 0 (account stream) without authentication support")
+        elif not self.registry.is_leaving(chan_id):
+            self.problem("unknown_channel", f"frame for unknown chanId {chan_id}: {text[:120]}")
+
+    def _bad_frame(self, kind: str, error: Exception, data: Any) -> None:
+        raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        self.problem(kind, f"{kind} frame ({error}): {raw[:200]!r}")
+        failure = error if isinstance(error, BfxError) else ProtocolError(f"{kind} frame: {error}", raw=raw[:500])
+        self._dispatcher.report(failure)
+
+    # -- event frames ----------------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        if type(event) is not dict:
+            raise ProtocolError(f"frame is neither an event object nor a channel array: {event!r:.100}")
+        kind = event.get("event")
+        handler = _EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self.problem("unknown_event", f"unknown event {kind!r}: {event!r:.200}")
+            return
+        handler(self, event)
+
+    def _on_info(self, event: Mapping[str, Any]) -> None:
+        if "version" in event:
+            self._on_hello(event)
+            return
+        code = event.get("code")
+        info = Info(code if type(code) is int else None, str(event.get("msg", "")), event)
+        logger.info("bfxsync: info %s: %s", code, info.msg)
+        self._dispatcher.emit("info", info)
+        if code == protocol.INFO_RECONNECT:
+            self.connection.drop("server asked clients to reconnect (info 20051)")
+        elif code == protocol.INFO_MAINTENANCE_START:
+            # The trading engine resyncs (up to ~2 min): books cannot be trusted until it ends.
+            self.maintenance = True
+            for subscription in self.registry.wanted():
+                subscription._on_stale()
+        elif code == protocol.INFO_MAINTENANCE_END:
+            # Docs: after maintenance, resubscribe every channel to get fresh snapshots.
+            self.maintenance = False
+            for _, subscription in self.registry.active_items():
+                self.rejoin(subscription)
+
+    def _on_hello(self, event: Mapping[str, Any]) -> None:
+        """The first frame of a connection: check the version, then send conf and every subscription."""
+        version = event.get("version")
+        if version != protocol.API_VERSION:
+            self._runtime.end(VersionMismatchError(
+                f"{self.url} speaks API version {version!r}, bfxsync speaks {protocol.API_VERSION}"))
+            return
+        self.connection.mark_healthy()
+        platform = event.get("platform")
+        status = platform.get("status") if isinstance(platform, dict) else None
+        self.maintenance = status == 0
+        if self.maintenance:
+            logger.warning("bfxsync: %s is in maintenance (platform status 0); books resync when it ends", self.url)
+        if self.config.flags:
+            self.send(codec.encode_conf(self.config.flags))
+        plan = self.registry.replay()
+        self._outbox.extend(plan)
+        self.drain()
+        reconnect = self._ever_connected
+        self._ever_connected = True
+        self._connected.set()
+        if reconnect:
+            self.counts["reconnects"] += 1
+            logger.info("bfxsync: connection %d reconnected to %s; replaying %d subscriptions", self.number, self.url,
+                        len(plan))
+        self._dispatcher.emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
+
+    def _on_conf(self, event: Mapping[str, Any]) -> None:
+        if event.get("status") == "OK":
+            flags = event.get("flags", self.config.flags)
+            self.flags = flags if type(flags) is int else self.config.flags
+            return
+        self.flags = 0
+        error = ServerError(event.get("code", protocol.ERR_CONF_FAIL), str(event.get("msg", "conf failed")), event)
+        logger.error("bfxsync: the server refused conf flags %d: %s", self.config.flags, error)
+        self._dispatcher.report(error)
+
+    def _on_subscribed(self, event: Mapping[str, Any]) -> None:
+        chan_id = _chan_id(event)
+        subscription, _ = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
+        if subscription is None:
+            self.problem("unexpected_ack", f"ack for nothing we asked: {event!r:.200}")
+        else:
+            self._acknowledge(subscription, chan_id)
+
+    def _acknowledge(self, subscription: Subscription, chan_id: int) -> None:
+        if self.registry.activate(subscription, chan_id):
+            subscription._on_ack(chan_id)
+            self.supervision.watch(subscription, time.monotonic())
+            self._dispatcher.emit("subscribed", Subscribed(subscription))
+        else:  # unsubscribed while the request was in flight
+            self.send(codec.encode_unsubscribe(chan_id))
+
+    def _on_unsubscribed(self, event: Mapping[str, Any]) -> None:
+        self._finish_leave(_chan_id(event))
+
+    def _finish_leave(self, chan_id: int) -> bool:
+        found = self.registry.finish_leave(chan_id)
+        if found is None:
+            return False
+        self.after_leave(*found)
+        return True
+
+    def _on_error(self, event: Mapping[str, Any]) -> None:
+        code = event.get("code")
+        msg = str(event.get("msg", ""))
+        if code in (protocol.ERR_UNSUB_FAIL, protocol.ERR_UNSUB_NOT) and type(event.get("chanId")) is int:
+            # The server does not know the channel: our side of it is over either way.
+            if self._finish_leave(event["chanId"]):
+                return
+        subscription, cancelled = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
+        if subscription is None or cancelled:
+            error = ServerError(code, msg, event)
+            logger.warning("bfxsync: server error: %s", error)
+            self._dispatcher.report(error)
+            return
+        if code == protocol.ERR_SUB_MULTI and type(event.get("chanId")) is int:
+            # "already subscribed" names the existing channel: adopt it.
+            self._acknowledge(subscription, event["chanId"])
+            return
+        self.registry.forget(subscription)
+        rejection = SubscriptionError(code, msg, event)
+        logger.warning("bfxsync: subscription %r rejected: %s", subscription.spec, rejection)
+        subscription._on_failed(rejection)
+        self._dispatcher.report(rejection, subscription)
+
+    def _on_pong(self, event: Mapping[str, Any]) -> None:
+        waiter = self._pings.get(event.get("cid"))  # type: ignore[arg-type]
+        if waiter is not None:
+            waiter[1].append(time.monotonic())
+            waiter[0].set()
+
+
+_EVENT_HANDLERS: Dict[str, Callable[[Link, Mapping[str, Any]], None]] = {
+    "info": Link._on_info,
+    "conf": Link._on_conf,
+    "subscribed": Link._on_subscribed,
+    "unsubscribed": Link._on_unsubscribed,
+    "error": Link._on_error,
+    "pong": Link._on_pong,
+}
