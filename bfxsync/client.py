@@ -10,6 +10,7 @@ instead of deadlocking. Everything else (subscribing, unsubscribing, reading boo
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
@@ -100,6 +101,7 @@ class Client:
         only after they have).
         """
         self._runtime.end()
+        self._stop_engine()  # again: an interrupted earlier close() may have ended before stopping anything
         if on_bfxsync_thread():
             return
         deadline = time.monotonic() + timeout
@@ -147,22 +149,20 @@ class Client:
         self._pool.refuse_wait("run_forever")
         deadline = None if timeout is None else time.monotonic() + timeout
         ended = self._runtime.ended
-        interrupted = False
-        try:
+        with _InterruptsAsFlag() as interrupts:
             try:
-                # poll() sleeps instead of waiting on a Condition, which a second Ctrl-C could corrupt.
-                poll(lambda: ended.is_set() or (deadline is not None and time.monotonic() >= deadline),
+                poll(lambda: ended.is_set() or interrupts.seen or (deadline is not None and time.monotonic() >= deadline),
                      float("inf"))
-            except KeyboardInterrupt:
-                interrupted = True
-        finally:
-            while True:
-                try:
-                    self.close()
-                    break
-                except KeyboardInterrupt:
-                    interrupted = True
-        if interrupted:
+            except KeyboardInterrupt:  # not on the main thread, or someone else's SIGINT handler raised it
+                interrupts.seen = True
+            finally:
+                while True:
+                    try:
+                        self.close()
+                        break
+                    except KeyboardInterrupt:
+                        interrupts.seen = True
+        if interrupts.seen:
             logger.info("bfxsync: interrupted; closed")
         elif self._runtime.fatal is not None:
             raise self._runtime.fatal
@@ -349,3 +349,32 @@ class Client:
         Per-subscription handlers are removed with ``subscription.remove_callback(handler)``.
         """
         return self._handlers.remove(handler)
+
+
+class _InterruptsAsFlag:
+    """While ``run_forever`` waits on the main thread, Ctrl-C sets a flag instead of raising.
+
+    A ``KeyboardInterrupt`` can land anywhere, including inside a lock's bookkeeping or
+    half-way through ``close()``; a second Ctrl-C soon after the first (an impatient user,
+    ``timeout -s INT``) then left threads running or a lock broken. With Python's default
+    handler replaced for the duration, both interrupts just ask for the close, which
+    then runs undisturbed. A handler the application installed itself is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_InterruptsAsFlag":
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.seen = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
