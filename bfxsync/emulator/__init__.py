@@ -16,4 +16,4 @@ from __future__ import annotations
 from .config import DEFAULT_SYMBOLS, EmulatorConfig
 from .server import Emulator
 
-__all__ = ["Emulator", "EmulatorConfig", "DEFAULT_SYMBOLS"]
+__all__ = ["DEFAULT_SYMBOLS", "Emulator", "EmulatorConfig"]

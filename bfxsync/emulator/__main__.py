@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from typing import List, Optional
 
 from .config import EmulatorConfig
 from .server import Emulator
@@ -28,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, serve until Ctrl-C and return the exit status (0)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import ssl
 from decimal import Decimal
-from typing import Optional, Tuple
 
 import attrs
 
-__all__ = ["EmulatorConfig", "SymbolSpec", "DEFAULT_SYMBOLS", "symbol_spec"]
+__all__ = ["DEFAULT_SYMBOLS", "EmulatorConfig", "SymbolSpec", "symbol_spec"]
 
 #: Symbols served by default; anything else is answered with ``symbol: invalid``.
-DEFAULT_SYMBOLS: Tuple[str, ...] = (
+DEFAULT_SYMBOLS: tuple[str, ...] = (
     "tBTCUSD",
     "tETHUSD",
     "tLTCBTC",
@@ -40,14 +39,14 @@ class SymbolSpec:
 # 1e-5 in fixed notation (tSHIB:USD 0.0000082013), rates below 1e-6 that JavaScript writes
 # in exponent notation (fBTC 9.9e-7), and tiny amounts (1e-8, 0.0000082, see market.py).
 _SPECS = {
-    "tBTCUSD": SymbolSpec(Decimal("30000"), Decimal("1"), Decimal("1")),
-    "tETHUSD": SymbolSpec(Decimal("2000"), Decimal("0.1"), Decimal("10")),
-    "tLTCBTC": SymbolSpec(Decimal("0.0025"), Decimal("0.0000001"), Decimal("50")),
-    "tSHIB:USD": SymbolSpec(Decimal("0.0000082"), Decimal("0.0000000001"), Decimal("100000")),
-    "tBTCF0:USTF0": SymbolSpec(Decimal("30010"), Decimal("1"), Decimal("1")),
-    "tETHF0:USTF0": SymbolSpec(Decimal("2001"), Decimal("0.1"), Decimal("10")),
-    "fUSD": SymbolSpec(Decimal("0.0002"), Decimal("0.00000001"), Decimal("10000")),
-    "fBTC": SymbolSpec(Decimal("0.00000105"), Decimal("0.000000001"), Decimal("5")),
+    "tBTCUSD": SymbolSpec(Decimal(30000), Decimal(1), Decimal(1)),
+    "tETHUSD": SymbolSpec(Decimal(2000), Decimal("0.1"), Decimal(10)),
+    "tLTCBTC": SymbolSpec(Decimal("0.0025"), Decimal("0.0000001"), Decimal(50)),
+    "tSHIB:USD": SymbolSpec(Decimal("0.0000082"), Decimal("0.0000000001"), Decimal(100000)),
+    "tBTCF0:USTF0": SymbolSpec(Decimal(30010), Decimal(1), Decimal(1)),
+    "tETHF0:USTF0": SymbolSpec(Decimal(2001), Decimal("0.1"), Decimal(10)),
+    "fUSD": SymbolSpec(Decimal("0.0002"), Decimal("0.00000001"), Decimal(10000)),
+    "fBTC": SymbolSpec(Decimal("0.00000105"), Decimal("0.000000001"), Decimal(5)),
 }
 
 
@@ -57,11 +56,11 @@ def symbol_spec(symbol: str) -> SymbolSpec:
     if spec is not None:
         return spec
     if symbol.startswith("f"):
-        return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal("1000"))
-    return SymbolSpec(Decimal("100"), Decimal("0.01"), Decimal("10"))
+        return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal(1000))
+    return SymbolSpec(Decimal(100), Decimal("0.01"), Decimal(10))
 
 
-def _check_symbols(instance: object, attribute: attrs.Attribute, value: Tuple[str, ...]) -> None:
+def _check_symbols(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
     for symbol in value:
         if not isinstance(symbol, str) or len(symbol) < 2 or symbol[0] not in "tf":
             raise ValueError(f"symbols must start with 't' (trading) or 'f' (funding): {symbol!r}")
@@ -96,18 +95,18 @@ class EmulatorConfig:
     f1_interval: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
     status_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_subscriptions: int = attrs.field(default=25, validator=attrs.validators.ge(0))
-    symbols: Tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
+    symbols: tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
     version: int = 2
     platform_status: int = 1
-    certfile: Optional[str] = None
-    keyfile: Optional[str] = None
-    ssl_context: Optional[ssl.SSLContext] = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    ssl_context: ssl.SSLContext | None = None
     path: str = "/ws/2"
     book_depth: int = attrs.field(default=200, validator=attrs.validators.ge(30))
     close_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
 
-    def make_ssl_context(self) -> Optional[ssl.SSLContext]:
+    def make_ssl_context(self) -> ssl.SSLContext | None:
         """The server-side TLS context, or None for plain ``ws://``."""
         if self.ssl_context is not None:
             return self.ssl_context

@@ -7,7 +7,7 @@ connection (so an ``unsubscribed`` ack is never followed by data for that chanId
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any
 
 from bfxsync import protocol
 
@@ -16,7 +16,7 @@ from .channels import Subscription
 from .market import Market
 from .session import Session
 
-__all__ = ["send_snapshot", "publish_tick"]
+__all__ = ["publish_tick", "send_snapshot"]
 
 
 def send_snapshot(session: Session, sub: Subscription, market: Market, mts: int) -> None:
@@ -46,7 +46,7 @@ def send_snapshot(session: Session, sub: Subscription, market: Market, mts: int)
 
 
 def publish_tick(session: Session, market: Market, mts: int, f1_interval: float, status_fresh: bool,
-                 tickers: Optional[Dict[str, list]] = None) -> None:
+                 tickers: dict[str, list[Any]] | None = None) -> None:
     """Queue one tick's frames for every subscription of ``session``.
 
     ``tickers`` caches ticker rows across connections within the tick.
@@ -114,6 +114,6 @@ def checksum_of(market: Market, symbol: str, prec: str, length: int) -> int:
     return view_checksum(market.symbols[symbol].view(prec, length))
 
 
-def book_entries(market: Market, symbol: str, prec: str, length: int) -> Tuple[List[list], List[list]]:
+def book_entries(market: Market, symbol: str, prec: str, length: int) -> tuple[list[list[Any]], list[list[Any]]]:
     """``(bids, asks)`` wire entries, best first (for the control API)."""
     return market.symbols[symbol].view(prec, length).entries()

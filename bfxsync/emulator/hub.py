@@ -20,12 +20,20 @@ import random
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bfxsync import protocol
 
 from . import feed
-from .channels import NoReply, SubscribeError, ack_frame, error_frame, pair_field, parse_subscribe
+from .channels import (
+    NoReply,
+    SubscribeError,
+    ack_frame,
+    error_frame,
+    pair_field,
+    parse_subscribe,
+)
 from .config import EmulatorConfig
 from .market import Market
 from .session import Session, Transport, now_ms
@@ -48,15 +56,15 @@ class Hub:
         server_bits = random.Random(f"server:{config.seed}").getrandbits(128)
         self.server_id = str(uuid.UUID(int=server_bits, version=4))
         self._registry = threading.Condition()
-        self._visible: Dict[int, Session] = {}  # counted by the control API
-        self._live: Dict[int, Session] = {}  # every connection whose handler still runs
+        self._visible: dict[int, Session] = {}  # counted by the control API
+        self._live: dict[int, Session] = {}  # every connection whose handler still runs
         self._conn_ids = itertools.count(1)
         # chanIds are unique across the emulator and large, like the real ones (§2.3).
         self._chan_rng = random.Random(f"chan:{config.seed}")
         self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
         rate = config.rate if config.rate > 0 else 10.0
         self._status_every = max(1, round(config.status_interval * rate))
-        self._handlers: Dict[str, Callable[[Session, Dict[str, Any]], None]] = {
+        self._handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = {
             "conf": self._on_conf,
             "ping": self._on_ping,
             "subscribe": self._on_subscribe,
@@ -94,12 +102,12 @@ class Hub:
             self._registry.notify_all()
         logger.debug("connection %d closed", session.id)
 
-    def sessions(self) -> List[Session]:
+    def sessions(self) -> list[Session]:
         """The connections still counted (not yet detached); a snapshot, safe to iterate."""
         with self._registry:
             return list(self._visible.values())
 
-    def live_sessions(self) -> List[Session]:
+    def live_sessions(self) -> list[Session]:
         """Every connection whose handler still runs, detached ones included (for shutdown)."""
         with self._registry:
             return list(self._live.values())
@@ -164,7 +172,7 @@ class Hub:
         mts = now_ms()
         status_fresh = (self.market.ticks + 1) % self._status_every == 0
         self.market.tick(mts, status_fresh)
-        tickers: Dict[str, list] = {}
+        tickers: dict[str, list[Any]] = {}
         for session in self.sessions():
             feed.publish_tick(session, self.market, mts, self.config.f1_interval, status_fresh, tickers)
 
@@ -197,7 +205,7 @@ class Hub:
             return
         handler(session, request)
 
-    def _on_conf(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_conf(self, session: Session, request: dict[str, Any]) -> None:
         flags = request.get("flags")
         if type(flags) is not int or flags < 0:
             session.send_event(error_frame(request, "conf: invalid", protocol.ERR_CONF_FAIL))
@@ -207,18 +215,18 @@ class Hub:
             session.set_flags(flags)
             session.send_event({"event": "conf", "status": "OK", "flags": flags})
 
-    def _on_ping(self, session: Session, request: Dict[str, Any]) -> None:
-        pong: Dict[str, Any] = {"event": "pong", "ts": now_ms()}
+    def _on_ping(self, session: Session, request: dict[str, Any]) -> None:
+        pong: dict[str, Any] = {"event": "pong", "ts": now_ms()}
         if "cid" in request:
             pong["cid"] = request["cid"]
         session.send_event(pong)
 
-    def _on_auth(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_auth(self, session: Session, request: dict[str, Any]) -> None:
         # Account streams are not emulated; answer like a rejected key (§7.4).
         session.send_event({"event": "auth", "status": "FAILED", "chanId": 0,
                             "code": 10100, "msg": "apikey: invalid"})
 
-    def _known_pair(self, request: Mapping[str, Any]) -> Dict[str, str]:
+    def _known_pair(self, request: Mapping[str, Any]) -> dict[str, str]:
         # Only symbol channels echo pair/currency (candles and status are keyed differently).
         symbol = request.get("symbol")
         symbol_channel = request.get("channel") in (protocol.TICKER, protocol.TRADES, protocol.BOOK)
@@ -228,7 +236,7 @@ class Hub:
                     return pair_field(candidate)
         return {}
 
-    def _on_subscribe(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_subscribe(self, session: Session, request: dict[str, Any]) -> None:
         with self.market_lock:
             try:
                 sub = parse_subscribe(request, self.config.symbols, self.market.derivatives())
@@ -256,7 +264,7 @@ class Hub:
                 feed.send_snapshot(session, sub, self.market, now_ms())
         self.notify()
 
-    def _on_unsubscribe(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_unsubscribe(self, session: Session, request: dict[str, Any]) -> None:
         chan_id = request.get("chanId")
         with session.lock:
             if type(chan_id) is int and chan_id in session.subs:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from websockets.exceptions import ConnectionClosed
@@ -28,6 +28,11 @@ from .config import EmulatorConfig
 from .feed import book_entries, checksum_of
 from .hub import Hub
 from .session import Session, shutdown_socket
+
+# typing.Self exists from 3.11 only and the package supports 3.9: imported for the type
+# checker alone (annotations are never evaluated at runtime here).
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = ["Emulator"]
 
@@ -69,21 +74,21 @@ class Emulator:
         config: an :class:`EmulatorConfig`; keyword arguments override its fields.
     """
 
-    def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
         self.config = attrs.evolve(config or EmulatorConfig(), **overrides)
         self._ssl_context = self.config.make_ssl_context()  # fails early on a bad cert/key
         self._hub = Hub(self.config)
-        self._server: Optional[Server] = None
-        self._threads: List[threading.Thread] = []
+        self._server: Server | None = None
+        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._started = False
         self._stopped = False
-        self._refuse_status: Optional[int] = None
+        self._refuse_status: int | None = None
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self) -> Self:
         """Bind, then start serving and ticking. Returns self."""
         with self._state_lock:
             if self._started:
@@ -138,10 +143,10 @@ class Emulator:
                 logger.warning("%s did not stop", thread.name)
         logger.info("emulator stopped")
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
@@ -168,7 +173,7 @@ class Emulator:
             return None
         return connection.respond(status, "Too Many Requests\n" if status == 429 else "Refused\n")
 
-    def refuse_connections(self, status: Optional[int] = 429) -> None:
+    def refuse_connections(self, status: int | None = 429) -> None:
         """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, §1.1); None accepts again."""
         self._refuse_status = status
 
@@ -218,7 +223,7 @@ class Emulator:
         """Open connections (those closed or dropped through this API no longer count)."""
         return self._hub.connection_count()
 
-    def connection_ids(self) -> List[int]:
+    def connection_ids(self) -> list[int]:
         """IDs of the open connections, oldest first."""
         return sorted(s.id for s in self._hub.sessions())
 
@@ -230,16 +235,16 @@ class Emulator:
         """Wait until exactly ``n`` subscriptions are active across all connections."""
         return self._hub.wait_until(lambda: self._hub.subscription_count() == n, timeout)
 
-    def subscriptions(self) -> List[Tuple[int, int, str, Dict[str, Any]]]:
+    def subscriptions(self) -> list[tuple[int, int, str, dict[str, Any]]]:
         """``(connection_id, chan_id, channel, params)`` of every active subscription."""
-        result: List[Tuple[int, int, str, Dict[str, Any]]] = []
+        result: list[tuple[int, int, str, dict[str, Any]]] = []
         for session in self._hub.sessions():
             with session.lock:
                 result.extend((session.id, sub.chan_id, sub.channel, dict(sub.params))
                               for sub in session.subs.values())
         return result
 
-    def book_view(self, symbol: str, prec: str = "P0", length: int = 25) -> Tuple[List[list], List[list]]:
+    def book_view(self, symbol: str, prec: str = "P0", length: int = 25) -> tuple[list[list[Any]], list[list[Any]]]:
         """``(bids, asks)``: the book as an F0 subscriber of ``symbol``/``prec``/``len`` has it.
 
         Entries are wire arrays, best first. Read it while paused for a stable answer.
@@ -270,22 +275,22 @@ class Emulator:
         return self._hub.wait_flushed(timeout)
 
     # -- control API: faults ---------------------------------------------------------------
-    def _targets(self, conn: Optional[int]) -> List[Session]:
+    def _targets(self, conn: int | None) -> list[Session]:
         return self._hub.sessions() if conn is None else [self._hub.find(conn)]
 
-    def drop_connections(self, conn: Optional[int] = None) -> None:
+    def drop_connections(self, conn: int | None = None) -> None:
         """End connections abruptly: TCP closed without a close frame (the client sees 1006)."""
         for session in self._targets(conn):
             self._hub.detach(session)
             session.abort()
 
-    def close_connections(self, code: int = 1001, reason: str = "", conn: Optional[int] = None) -> None:
+    def close_connections(self, code: int = 1001, reason: str = "", conn: int | None = None) -> None:
         """Close connections gracefully after their queued frames (returns without waiting)."""
         for session in self._targets(conn):
             self._hub.detach(session)
             session.close(code, reason)
 
-    def set_silent(self, silent: bool = True, conn: Optional[int] = None) -> None:
+    def set_silent(self, silent: bool = True, conn: int | None = None) -> None:
         """Stall: keep sockets open but send nothing (no data, hb, acks, pongs).
 
         With ``conn=None`` it applies to every open connection and to new ones; with a
@@ -297,12 +302,12 @@ class Emulator:
         for session in self._targets(conn):
             session.silent = silent
 
-    def skip_sequence(self, conn: Optional[int] = None, count: int = 1) -> None:
+    def skip_sequence(self, conn: int | None = None, count: int = 1) -> None:
         """Make the next SEQ_ALL number jump by ``count`` (a lost frame) on each target."""
         for session in self._targets(conn):
             session.skip_sequence(count)
 
-    def set_send_delay(self, seconds: float, conn: Optional[int] = None) -> None:
+    def set_send_delay(self, seconds: float, conn: int | None = None) -> None:
         """Delay every frame by ``seconds`` before it is written (0 restores)."""
         for session in self._targets(conn):
             session.delay = seconds
@@ -322,7 +327,7 @@ class Emulator:
         self._hub.platform_status = 1
         self.broadcast_info(protocol.INFO_MAINTENANCE_END, "Maintenance: resync end")
 
-    def inject(self, text: str, chan_id: Optional[int] = None) -> None:
+    def inject(self, text: str, chan_id: int | None = None) -> None:
         """Send ``text`` unchanged to every connection, or only those subscribed to ``chan_id``."""
         for session in self._hub.sessions():
             with session.lock:
