@@ -13,6 +13,7 @@ Every control method is thread-safe and every wait takes a timeout.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -39,6 +40,12 @@ __all__ = ["Emulator"]
 logger = logging.getLogger(__name__)
 
 _FLUSH_TIMEOUT = 5.0
+
+# The real server sends no protocol pings (§1.4). websockets 15 added keepalive pings to its
+# sync server, on by default, and the ``ping_interval`` option to turn them off; before 15 the
+# sync server never pings and rejects the option.
+_NO_KEEPALIVE: dict[str, Any] = (
+    {"ping_interval": None} if "ping_interval" in inspect.signature(serve).parameters else {})
 
 
 class _WebSocketTransport:
@@ -99,10 +106,10 @@ class Emulator:
             self._server = serve(
                 self._handle, config.host, config.port, ssl=self._ssl_context,
                 compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
-                ping_interval=None,  # the real server sends no protocol pings (§1.4)
                 open_timeout=5, close_timeout=config.close_timeout,
                 process_request=self._process_request,
                 logger=logging.getLogger(__name__ + ".websockets"),
+                **_NO_KEEPALIVE,
             )
         except BaseException:
             self._stopped = True  # nothing to stop: the port could not be bound
