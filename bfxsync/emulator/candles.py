@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Container
 from decimal import Decimal
 from typing import Any
 
@@ -53,7 +53,7 @@ def _period(text: str) -> int:
     return int(text[1:])
 
 
-def parse_candle_key(key: object, symbols: Sequence[str]) -> CandleKey:
+def parse_candle_key(key: object, symbols: Container[str]) -> CandleKey:
     """Validate a ``candles`` key against the known ``symbols``; raises :class:`CandleKeyError`."""
     if not isinstance(key, str):
         raise CandleKeyError("key: invalid")

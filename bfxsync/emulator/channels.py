@@ -6,7 +6,7 @@ Answers follow the reference: acks as §2.2 (defaults filled in, ``len`` as a st
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -89,7 +89,7 @@ class Subscription:
         return {}
 
 
-def _symbol(request: Mapping[str, Any], symbols: Sequence[str]) -> str:
+def _symbol(request: Mapping[str, Any], symbols: Container[str]) -> str:
     symbol = request.get("symbol")
     if not isinstance(symbol, str):
         raise SubscribeError("symbol: invalid")
@@ -118,8 +118,8 @@ def _book(request: Mapping[str, Any], symbol: str) -> Subscription:
     return Subscription("book", params, symbol=symbol, prec=prec, freq=freq, length=length)
 
 
-def parse_subscribe(request: Mapping[str, Any], symbols: Sequence[str],
-                    derivatives: Sequence[str]) -> Subscription:
+def parse_subscribe(request: Mapping[str, Any], symbols: Container[str],
+                    derivatives: Container[str]) -> Subscription:
     """Validate a ``subscribe`` request; raises :class:`SubscribeError` or :class:`NoReply`.
 
     The duplicate and limit checks need the connection's state and are done by the caller.

@@ -1,12 +1,27 @@
 """Emulator settings (a frozen attrs class) and the synthetic instruments it knows."""
 from __future__ import annotations
 
+import re
 import ssl
 from decimal import Decimal
+from typing import Any, Literal
 
 import attrs
 
-__all__ = ["DEFAULT_SYMBOLS", "EmulatorConfig", "SymbolSpec", "symbol_spec"]
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "EmulatorConfig",
+    "SubscribeReply",
+    "SymbolSpec",
+    "UnsubscribeReply",
+    "is_well_formed_symbol",
+    "symbol_spec",
+]
+
+#: How the emulator answers ``subscribe`` (see ``Emulator.set_subscribe_reply``).
+SubscribeReply = Literal["ok", "none"]
+#: How the emulator answers ``unsubscribe`` (see ``Emulator.set_unsubscribe_reply``).
+UnsubscribeReply = Literal["ok", "none", "error_no_chanid"]
 
 #: Symbols served by default; anything else is answered with ``symbol: invalid``.
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -60,10 +75,28 @@ def symbol_spec(symbol: str) -> SymbolSpec:
     return SymbolSpec(Decimal(100), Decimal("0.01"), Decimal(10))
 
 
+# Upper-case letters and digits after the prefix, one optional colon for long names
+# (tSHIB:USD, tBTCF0:USTF0), as in §1.2. Funding currencies have no colon.
+_SYMBOL = re.compile(r"t[A-Z0-9]{3,}(:[A-Z0-9]{2,})?|f[A-Z0-9]{2,}")
+
+
+def is_well_formed_symbol(symbol: object) -> bool:
+    """Whether ``symbol`` looks like a Bitfinex symbol (``tBTCUSD``, ``tBTCF0:USTF0``, ``fUSD``).
+
+    This is the test ``EmulatorConfig.any_symbol`` applies before creating a market.
+    """
+    return isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) is not None
+
+
 def _check_symbols(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
     for symbol in value:
         if not isinstance(symbol, str) or len(symbol) < 2 or symbol[0] not in "tf":
             raise ValueError(f"symbols must start with 't' (trading) or 'f' (funding): {symbol!r}")
+
+
+def _check_limit(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"connect_limit must be a positive int or None, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -78,13 +111,25 @@ class EmulatorConfig:
         f1_interval: seconds between update batches of ``freq: F1`` books.
         status_interval: seconds between ``status`` frames (converted to ticks).
         max_subscriptions: per connection; one more gets 10305 ``subscribe: limit``.
-        symbols: the known symbols (``t`` trading, ``f`` funding).
+        symbols: the known symbols (``t`` trading, ``f`` funding). The default,
+            :data:`DEFAULT_SYMBOLS`, is ``tBTCUSD``, ``tETHUSD``, ``tLTCBTC``, ``tSHIB:USD``,
+            ``tBTCF0:USTF0``, ``tETHF0:USTF0`` (perpetuals, with ``deriv:`` status),
+            ``fUSD`` and ``fBTC``. A subscribe naming another symbol gets 10300
+            ``symbol: invalid``, unless ``any_symbol`` is set.
+        any_symbol: create a market on the fly for any well-formed symbol a client subscribes
+            to (see :func:`is_well_formed_symbol`) instead of answering ``symbol: invalid``.
+            Its data is seeded from ``seed`` and the symbol, so it is the same on every run.
         version, platform_status: what the ``info`` frame on connect says.
         certfile, keyfile, ssl_context: serve ``wss://`` (give a cert/key pair or a context).
         path: the path put in ``url`` (any path is served).
         book_depth: orders (offers) kept per book side.
         close_timeout: seconds a graceful close waits for the client's close frame.
         max_pending_frames: frames queued for one connection before it is dropped as too slow.
+        connect_limit, connect_window: at most ``connect_limit`` handshakes per client IP
+            within any ``connect_window`` seconds; past that the upgrade is refused with HTTP
+            429, as api-pub does past 20 per minute (§1.1, §10.2). Only admitted handshakes
+            count, so a client retrying while refused gets in once its oldest admitted
+            handshake is ``connect_window`` old. None disables the limit.
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +141,7 @@ class EmulatorConfig:
     status_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_subscriptions: int = attrs.field(default=25, validator=attrs.validators.ge(0))
     symbols: tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
+    any_symbol: bool = False
     version: int = 2
     platform_status: int = 1
     certfile: str | None = None
@@ -105,6 +151,8 @@ class EmulatorConfig:
     book_depth: int = attrs.field(default=200, validator=attrs.validators.ge(30))
     close_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
+    connect_limit: int | None = attrs.field(default=20, validator=_check_limit)
+    connect_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
 
     def make_ssl_context(self) -> ssl.SSLContext | None:
         """The server-side TLS context, or None for plain ``ws://``."""

@@ -239,6 +239,7 @@ class Market:
 
     def __init__(self, symbols: Sequence[str], seed: int, depth: int, now_ms: int) -> None:
         self.seed = seed
+        self.depth = depth
         self._rng = random.Random(seed)
         self._ids = _Ids(self._rng)
         self.symbols: dict[str, SymbolMarket] = {
@@ -251,6 +252,18 @@ class Market:
         self._pos_id = 140_000_000 + self._rng.randrange(1_000_000)
         for symbol in self.derivatives():
             self.statuses[symbol] = self._status_row(symbol, now_ms)
+
+    def add_symbol(self, symbol: str, now_ms: int) -> SymbolMarket:
+        """Create a market for ``symbol`` now (``EmulatorConfig.any_symbol``); returns it.
+
+        It draws from its own generator, seeded from the seed and the symbol, so its orders
+        and trades do not depend on when it was created or on what else is subscribed.
+        """
+        rng = random.Random(f"{self.seed}:market:{symbol}")
+        market = self.symbols[symbol] = SymbolMarket(symbol, rng, _Ids(rng), self.depth, now_ms)
+        if symbol in self.derivatives():
+            self.statuses[symbol] = self._status_row(symbol, now_ms)
+        return market
 
     def derivatives(self) -> list[str]:
         """Symbols with a ``deriv:`` status stream (perpetuals, ``...F0:...F0``)."""

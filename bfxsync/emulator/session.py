@@ -66,7 +66,9 @@ class Session:
         self.id = conn_id
         self.subs: dict[int, Subscription] = {}
         self.flags = 0
-        self.silent = False
+        self.silent = False  # fault: nothing at all is written
+        self.muted = False  # fault: channel frames (data and hb) are dropped, events still go out
+        self.held = False  # fault: never sent ``info``, and its subscribe requests are ignored
         self.delay = 0.0
         self.lock = threading.RLock()
         self._transport = transport
@@ -147,7 +149,8 @@ class Session:
         sequence number; TIMESTAMP then appends the server time, except on heartbeats.
         (Whether the live server timestamps ``hb`` frames is unconfirmed; we assume not,
         like its sample frames. ``cs`` frames get one: also unconfirmed, §12.)
-        A silenced connection still consumes sequence numbers, as if the frames were lost.
+        A silenced or muted connection still consumes sequence numbers, as if the frames
+        were lost.
         """
         with self._cond:
             if not self._open:
@@ -164,7 +167,7 @@ class Session:
                 frame.append(self._seq)
             if flags & protocol.FLAG_TIMESTAMP and not heartbeat:
                 frame.append(mts if mts is not None else now_ms())
-            if not self.silent:
+            if not self.silent and not self.muted:
                 self._push(wire.encode(frame))
 
     def send_heartbeats(self, now: float, interval: float) -> float:
