@@ -2,7 +2,7 @@
 
 Users point examples and the CLI at it; the test suite drives it through its control API
 (pause/step, dropped or stalled connections, injected frames). It needs the optional
-``websockets`` dependency (``pip install bfxsync[emulator]``), imported only here.
+``websockets`` dependency (``pip install "bfxsync[emulator]"``), imported only here.
 
     from bfxsync.emulator import Emulator
 
@@ -13,7 +13,31 @@ Run it standalone with ``python -m bfxsync.emulator --port 8765``.
 """
 from __future__ import annotations
 
-from .config import DEFAULT_SYMBOLS, EmulatorConfig
-from .server import Emulator
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Emulator", "EmulatorConfig", "DEFAULT_SYMBOLS"]
+from .config import DEFAULT_SYMBOLS, EmulatorConfig
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+__all__ = ["DEFAULT_SYMBOLS", "Emulator", "EmulatorConfig"]
+
+#: What to tell a user whose environment lacks the optional dependency.
+INSTALL_HINT = ('bfxsync.emulator needs the "websockets" package (13.0 or newer): '
+                'pip install "bfxsync[emulator]"  (or: pip install "websockets>=13")')
+
+
+def __getattr__(name: str) -> Any:
+    # Emulator is imported on first use, not with the package, so that EmulatorConfig and
+    # ``python -m bfxsync.emulator`` can report a missing websockets package in one clear
+    # line instead of a traceback ending in "No module named 'websockets'".
+    if name != "Emulator":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from .server import Emulator
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "websockets":
+            raise
+        raise ModuleNotFoundError(INSTALL_HINT, name=exc.name) from exc
+    globals()["Emulator"] = Emulator  # later lookups skip this function
+    return Emulator

@@ -11,8 +11,9 @@ the client's order book, so tests compare two implementations rather than one wi
 """
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import attrs
 
@@ -20,14 +21,14 @@ from bfxsync.protocol.checksum import CHECKSUM_DEPTH, book_checksum
 
 from .wire import number_text
 
-__all__ = ["Order", "BookView", "build_view", "diff_views", "view_checksum", "SIG_FIGS"]
+__all__ = ["SIG_FIGS", "BookView", "Order", "build_view", "diff_views", "view_checksum"]
 
 #: Significant figures of each aggregated precision (§4.4).
 SIG_FIGS = {"P0": 5, "P1": 4, "P2": 3, "P3": 2, "P4": 1}
 
-Entry = Tuple  # the wire array of one level or order, as a tuple
-Keyed = Tuple[Hashable, Entry]
-Ranked = Tuple[tuple, Hashable, Entry]  # (sort rank, key, entry), before windowing
+Entry = tuple[Any, ...]  # the wire array of one level or order, as a tuple
+Keyed = tuple[Hashable, Entry]
+Ranked = tuple[tuple[Any, ...], Hashable, Entry]  # (sort rank, key, entry), before windowing
 
 
 @attrs.frozen
@@ -41,7 +42,7 @@ class Order:
     id: int
     price: Decimal
     amount: Decimal
-    period: Optional[int] = None
+    period: int | None = None
 
 
 @attrs.frozen
@@ -52,14 +53,14 @@ class BookView:
     order/offer ID for R0 books.
     """
 
-    bids: Tuple[Keyed, ...]
-    asks: Tuple[Keyed, ...]
+    bids: tuple[Keyed, ...]
+    asks: tuple[Keyed, ...]
 
-    def entries(self) -> Tuple[List[list], List[list]]:
+    def entries(self) -> tuple[list[list[Any]], list[list[Any]]]:
         """``(bids, asks)`` as lists of wire entries."""
         return [list(e) for _, e in self.bids], [list(e) for _, e in self.asks]
 
-    def snapshot(self) -> List[Entry]:
+    def snapshot(self) -> list[Entry]:
         """The snapshot payload: bids best-first, then asks best-first (§4.4)."""
         return [e for _, e in self.bids] + [e for _, e in self.asks]
 
@@ -92,8 +93,8 @@ def build_view(orders: Iterable[Order], funding: bool, prec: str, length: int) -
 def _raw_view(orders: Iterable[Order], funding: bool, length: int) -> BookView:
     # R0: one entry per order; equal prices are ordered by ID ascending (§6.1), which is
     # what the checksum depends on.
-    bids: List[Ranked] = []
-    asks: List[Ranked] = []
+    bids: list[Ranked] = []
+    asks: list[Ranked] = []
     for order in orders:
         bid = is_bid(order, funding)
         price, amount = float(order.price), float(order.amount)
@@ -107,28 +108,28 @@ def _aggregated_view(orders: Iterable[Order], funding: bool, figures: int, lengt
     # Funding levels are identified by (rate, period): one rate can carry several periods
     # (§4.4). Within one rate they are ordered by period ascending, as in the one real
     # snapshot quoted by the reference (§6.6); the server's tie-break is undocumented.
-    levels: Dict[Tuple[bool, Decimal, Optional[int]], List] = {}
+    levels: dict[tuple[bool, Decimal, int | None], list[Any]] = {}
     for order in orders:
         bid = is_bid(order, funding)
         price = round_sig(order.price, figures, down=bid)
         level = levels.setdefault((bid, price, order.period if funding else None), [0, Decimal(0)])
         level[0] += 1
         level[1] += order.amount
-    bids: List[Ranked] = []
-    asks: List[Ranked] = []
+    bids: list[Ranked] = []
+    asks: list[Ranked] = []
     for (bid, price, period), (count, total) in levels.items():
         p, amount = float(price), float(total)
         if funding:
             key: Hashable = (p, period)
             entry: Entry = (p, period, count, amount)
-            rank: tuple = (-price if bid else price, period)
+            rank: tuple[Any, ...] = (-price if bid else price, period)
         else:
             key, entry, rank = p, (p, count, amount), (-price if bid else price,)
         (bids if bid else asks).append((rank, key, entry))
     return BookView(_window(bids, length), _window(asks, length))
 
 
-def _window(ranked: List[Ranked], length: int) -> Tuple[Keyed, ...]:
+def _window(ranked: list[Ranked], length: int) -> tuple[Keyed, ...]:
     ranked.sort(key=lambda item: item[0])
     return tuple((key, entry) for _, key, entry in ranked[:length])
 
@@ -146,14 +147,14 @@ def delete_entry(entry: Entry, bid: bool, funding: bool) -> Entry:
     return (entry[0], 0, 1 if bid else -1)
 
 
-def diff_views(old: BookView, new: BookView, funding: bool) -> List[Entry]:
+def diff_views(old: BookView, new: BookView, funding: bool) -> list[Entry]:
     """Updates turning ``old`` into ``new``: all deletes first, then adds and changes.
 
     Deletes go first so a client that caps its book at ``len`` never drops an add because
     the level it replaces is still there.
     """
-    deletes: List[Entry] = []
-    changes: List[Entry] = []
+    deletes: list[Entry] = []
+    changes: list[Entry] = []
     for bid, before, after in ((True, old.bids, new.bids), (False, old.asks, new.asks)):
         after_map = dict(after)
         for key, entry in before:
@@ -166,7 +167,7 @@ def diff_views(old: BookView, new: BookView, funding: bool) -> List[Entry]:
     return deletes + changes
 
 
-def checksum_pairs(side: Sequence[Keyed]) -> List[Tuple[str, str]]:
+def checksum_pairs(side: Sequence[Keyed]) -> list[tuple[str, str]]:
     """``(key, amount)`` text of the best 25 entries, exactly as written on the wire.
 
     ``entry[0]`` is the key the checksum wants: the price/rate on P books, the order/offer

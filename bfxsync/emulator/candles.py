@@ -10,12 +10,13 @@ from __future__ import annotations
 import calendar
 import random
 import time
+from collections.abc import Container
 from decimal import Decimal
-from typing import FrozenSet, List, Optional, Sequence
+from typing import Any
 
 import attrs
 
-__all__ = ["CandleKey", "CandleKeyError", "parse_candle_key", "CandleSeries", "TIMEFRAME_MS"]
+__all__ = ["TIMEFRAME_MS", "CandleKey", "CandleKeyError", "CandleSeries", "parse_candle_key"]
 
 _MINUTE = 60_000
 _DAY = 1440 * _MINUTE
@@ -43,7 +44,7 @@ class CandleKey:
     key: str
     timeframe: str
     symbol: str
-    periods: Optional[FrozenSet[int]] = None
+    periods: frozenset[int] | None = None
 
 
 def _period(text: str) -> int:
@@ -52,7 +53,7 @@ def _period(text: str) -> int:
     return int(text[1:])
 
 
-def parse_candle_key(key: object, symbols: Sequence[str]) -> CandleKey:
+def parse_candle_key(key: object, symbols: Container[str]) -> CandleKey:
     """Validate a ``candles`` key against the known ``symbols``; raises :class:`CandleKeyError`."""
     if not isinstance(key, str):
         raise CandleKeyError("key: invalid")
@@ -97,7 +98,7 @@ class CandleSeries:
     def __init__(self, key: CandleKey, last_price: Decimal, tick: Decimal, seed: int, now_ms: int) -> None:
         self.key = key
         self.version = 0
-        self._candles: List[list] = []
+        self._candles: list[list[Any]] = []
         # A per-key generator keeps the history identical whatever else was subscribed first.
         rng = random.Random(f"{seed}:{key.key}")
         start = bucket_start(key.timeframe, now_ms)
@@ -113,7 +114,7 @@ class CandleSeries:
             start = _previous_bucket(key.timeframe, start)
         self._candles.reverse()
 
-    def accepts(self, period: Optional[int]) -> bool:
+    def accepts(self, period: int | None) -> bool:
         """Whether a trade (with this funding period, None for trading) belongs to the series."""
         return self.key.periods is None or period in self.key.periods
 
@@ -132,14 +133,14 @@ class CandleSeries:
             current[5] += abs(amount)
         self.version += 1
 
-    def latest(self) -> list:
+    def latest(self) -> list[Any]:
         """The current candle as a wire entry."""
         return _wire(self._candles[-1])
 
-    def snapshot(self, limit: int = HISTORY) -> List[list]:
+    def snapshot(self, limit: int = HISTORY) -> list[list[Any]]:
         """The newest ``limit`` candles, newest first (§4.6)."""
         return [_wire(c) for c in reversed(self._candles[-limit:])]
 
 
-def _wire(candle: list) -> list:
+def _wire(candle: list[Any]) -> list[Any]:
     return [candle[0]] + [float(v) for v in candle[1:]]

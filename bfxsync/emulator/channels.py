@@ -6,7 +6,8 @@ Answers follow the reference: acks as §2.2 (defaults filled in, ``len`` as a st
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, TypeVar
+from collections.abc import Container, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -15,7 +16,7 @@ from bfxsync import protocol
 from .books import BookView
 from .candles import CandleKey, CandleKeyError, parse_candle_key
 
-__all__ = ["Subscription", "SubscribeError", "NoReply", "parse_subscribe", "ack_frame", "error_frame"]
+__all__ = ["NoReply", "SubscribeError", "Subscription", "ack_frame", "error_frame", "parse_subscribe"]
 
 _LENGTHS = {str(n): n for n in protocol.BOOK_LENGTHS}
 
@@ -43,22 +44,22 @@ class Subscription:
     """
 
     channel: str
-    params: Dict[str, Any]
-    symbol: Optional[str] = None
-    prec: Optional[str] = None
-    freq: Optional[str] = None
-    length: Optional[int] = None
-    candle: Optional[CandleKey] = None
+    params: dict[str, Any]
+    symbol: str | None = None
+    prec: str | None = None
+    freq: str | None = None
+    length: int | None = None
+    candle: CandleKey | None = None
     chan_id: int = 0
     # Feed state, guarded by the connection lock.
-    view: Optional[BookView] = None
+    view: BookView | None = None
     view_version: int = -1
     candle_version: int = -1
     last_flush: float = 0.0
     last_traffic: float = 0.0
 
     @property
-    def identity(self) -> tuple:
+    def identity(self) -> tuple[Any, ...]:
         """The channel plus its sorted params: two subscriptions with equal identity are duplicates."""
         return (self.channel,) + tuple(sorted(self.params.items()))
 
@@ -68,7 +69,7 @@ class Subscription:
         """The symbol whose market feeds this channel (set for all but ``status`` ``liq:global``)."""
         return self._required(self.symbol, "symbol")
 
-    def book_shape(self) -> Tuple[str, int]:
+    def book_shape(self) -> tuple[str, int]:
         """``(prec, length)`` of a book channel, the arguments of ``SymbolMarket.view``."""
         return self._required(self.prec, "prec"), self._required(self.length, "length")
 
@@ -76,19 +77,19 @@ class Subscription:
         """The parsed key of a candles channel."""
         return self._required(self.candle, "candle")
 
-    def _required(self, value: Optional[_T], name: str) -> _T:
+    def _required(self, value: _T | None, name: str) -> _T:
         if value is None:
             raise ValueError(f"{self.channel} subscription {self.chan_id} has no {name}")
         return value
 
-    def pair_field(self) -> Dict[str, str]:
+    def pair_field(self) -> dict[str, str]:
         """``pair``/``currency`` for symbol channels (acks and error echoes carry it)."""
         if self.channel in (protocol.TICKER, protocol.TRADES, protocol.BOOK):
             return pair_field(self.symbol)
         return {}
 
 
-def _symbol(request: Mapping[str, Any], symbols: Sequence[str]) -> str:
+def _symbol(request: Mapping[str, Any], symbols: Container[str]) -> str:
     symbol = request.get("symbol")
     if not isinstance(symbol, str):
         raise SubscribeError("symbol: invalid")
@@ -117,8 +118,8 @@ def _book(request: Mapping[str, Any], symbol: str) -> Subscription:
     return Subscription("book", params, symbol=symbol, prec=prec, freq=freq, length=length)
 
 
-def parse_subscribe(request: Mapping[str, Any], symbols: Sequence[str],
-                    derivatives: Sequence[str]) -> Subscription:
+def parse_subscribe(request: Mapping[str, Any], symbols: Container[str],
+                    derivatives: Container[str]) -> Subscription:
     """Validate a ``subscribe`` request; raises :class:`SubscribeError` or :class:`NoReply`.
 
     The duplicate and limit checks need the connection's state and are done by the caller.
@@ -147,16 +148,16 @@ def parse_subscribe(request: Mapping[str, Any], symbols: Sequence[str],
     raise SubscribeError("channel: unknown")
 
 
-def pair_field(symbol: Optional[str]) -> Dict[str, str]:
+def pair_field(symbol: str | None) -> dict[str, str]:
     """``{"pair": "BTCUSD"}`` for trading symbols, ``{"currency": "USD"}`` for funding ones."""
     if not symbol:
         return {}
     return {"currency" if symbol.startswith("f") else "pair": symbol[1:]}
 
 
-def ack_frame(sub: Subscription, request: Mapping[str, Any]) -> Dict[str, Any]:
+def ack_frame(sub: Subscription, request: Mapping[str, Any]) -> dict[str, Any]:
     """The ``subscribed`` event (§2.2); ``subId`` is echoed only when the request had one."""
-    ack: Dict[str, Any] = {"event": "subscribed", "channel": sub.channel, "chanId": sub.chan_id}
+    ack: dict[str, Any] = {"event": "subscribed", "channel": sub.channel, "chanId": sub.chan_id}
     has_sub_id = "subId" in request
     if sub.channel in (protocol.CANDLES, protocol.STATUS):
         ack["key"] = sub.params["key"]
@@ -176,7 +177,7 @@ def ack_frame(sub: Subscription, request: Mapping[str, Any]) -> Dict[str, Any]:
     return ack
 
 
-def error_frame(request: Mapping[str, Any], msg: str, code: int, **extra: Any) -> Dict[str, Any]:
+def error_frame(request: Mapping[str, Any], msg: str, code: int, **extra: Any) -> dict[str, Any]:
     """An error echo: the request's own fields (bar ``event``), then event/msg/code, then ``extra``."""
     frame = {k: v for k, v in request.items() if k != "event"}
     frame.update(event="error", msg=msg, code=code)

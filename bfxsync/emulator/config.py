@@ -1,16 +1,30 @@
 """Emulator settings (a frozen attrs class) and the synthetic instruments it knows."""
 from __future__ import annotations
 
+import re
 import ssl
 from decimal import Decimal
-from typing import Optional, Tuple
+from typing import Any, Literal
 
 import attrs
 
-__all__ = ["EmulatorConfig", "SymbolSpec", "DEFAULT_SYMBOLS", "symbol_spec"]
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "EmulatorConfig",
+    "SubscribeReply",
+    "SymbolSpec",
+    "UnsubscribeReply",
+    "is_well_formed_symbol",
+    "symbol_spec",
+]
+
+#: How the emulator answers ``subscribe`` (see ``Emulator.set_subscribe_reply``).
+SubscribeReply = Literal["ok", "none"]
+#: How the emulator answers ``unsubscribe`` (see ``Emulator.set_unsubscribe_reply``).
+UnsubscribeReply = Literal["ok", "none", "error_no_chanid"]
 
 #: Symbols served by default; anything else is answered with ``symbol: invalid``.
-DEFAULT_SYMBOLS: Tuple[str, ...] = (
+DEFAULT_SYMBOLS: tuple[str, ...] = (
     "tBTCUSD",
     "tETHUSD",
     "tLTCBTC",
@@ -40,14 +54,14 @@ class SymbolSpec:
 # 1e-5 in fixed notation (tSHIB:USD 0.0000082013), rates below 1e-6 that JavaScript writes
 # in exponent notation (fBTC 9.9e-7), and tiny amounts (1e-8, 0.0000082, see market.py).
 _SPECS = {
-    "tBTCUSD": SymbolSpec(Decimal("30000"), Decimal("1"), Decimal("1")),
-    "tETHUSD": SymbolSpec(Decimal("2000"), Decimal("0.1"), Decimal("10")),
-    "tLTCBTC": SymbolSpec(Decimal("0.0025"), Decimal("0.0000001"), Decimal("50")),
-    "tSHIB:USD": SymbolSpec(Decimal("0.0000082"), Decimal("0.0000000001"), Decimal("100000")),
-    "tBTCF0:USTF0": SymbolSpec(Decimal("30010"), Decimal("1"), Decimal("1")),
-    "tETHF0:USTF0": SymbolSpec(Decimal("2001"), Decimal("0.1"), Decimal("10")),
-    "fUSD": SymbolSpec(Decimal("0.0002"), Decimal("0.00000001"), Decimal("10000")),
-    "fBTC": SymbolSpec(Decimal("0.00000105"), Decimal("0.000000001"), Decimal("5")),
+    "tBTCUSD": SymbolSpec(Decimal(30000), Decimal(1), Decimal(1)),
+    "tETHUSD": SymbolSpec(Decimal(2000), Decimal("0.1"), Decimal(10)),
+    "tLTCBTC": SymbolSpec(Decimal("0.0025"), Decimal("0.0000001"), Decimal(50)),
+    "tSHIB:USD": SymbolSpec(Decimal("0.0000082"), Decimal("0.0000000001"), Decimal(100000)),
+    "tBTCF0:USTF0": SymbolSpec(Decimal(30010), Decimal(1), Decimal(1)),
+    "tETHF0:USTF0": SymbolSpec(Decimal(2001), Decimal("0.1"), Decimal(10)),
+    "fUSD": SymbolSpec(Decimal("0.0002"), Decimal("0.00000001"), Decimal(10000)),
+    "fBTC": SymbolSpec(Decimal("0.00000105"), Decimal("0.000000001"), Decimal(5)),
 }
 
 
@@ -57,14 +71,32 @@ def symbol_spec(symbol: str) -> SymbolSpec:
     if spec is not None:
         return spec
     if symbol.startswith("f"):
-        return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal("1000"))
-    return SymbolSpec(Decimal("100"), Decimal("0.01"), Decimal("10"))
+        return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal(1000))
+    return SymbolSpec(Decimal(100), Decimal("0.01"), Decimal(10))
 
 
-def _check_symbols(instance: object, attribute: attrs.Attribute, value: Tuple[str, ...]) -> None:
+# Upper-case letters and digits after the prefix, one optional colon for long names
+# (tSHIB:USD, tBTCF0:USTF0), as in §1.2. Funding currencies have no colon.
+_SYMBOL = re.compile(r"t[A-Z0-9]{3,}(:[A-Z0-9]{2,})?|f[A-Z0-9]{2,}")
+
+
+def is_well_formed_symbol(symbol: object) -> bool:
+    """Whether ``symbol`` looks like a Bitfinex symbol (``tBTCUSD``, ``tBTCF0:USTF0``, ``fUSD``).
+
+    This is the test ``EmulatorConfig.any_symbol`` applies before creating a market.
+    """
+    return isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) is not None
+
+
+def _check_symbols(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
     for symbol in value:
         if not isinstance(symbol, str) or len(symbol) < 2 or symbol[0] not in "tf":
             raise ValueError(f"symbols must start with 't' (trading) or 'f' (funding): {symbol!r}")
+
+
+def _check_limit(instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise ValueError(f"connect_limit must be a positive int or None, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -79,13 +111,25 @@ class EmulatorConfig:
         f1_interval: seconds between update batches of ``freq: F1`` books.
         status_interval: seconds between ``status`` frames (converted to ticks).
         max_subscriptions: per connection; one more gets 10305 ``subscribe: limit``.
-        symbols: the known symbols (``t`` trading, ``f`` funding).
+        symbols: the known symbols (``t`` trading, ``f`` funding). The default,
+            :data:`DEFAULT_SYMBOLS`, is ``tBTCUSD``, ``tETHUSD``, ``tLTCBTC``, ``tSHIB:USD``,
+            ``tBTCF0:USTF0``, ``tETHF0:USTF0`` (perpetuals, with ``deriv:`` status),
+            ``fUSD`` and ``fBTC``. A subscribe naming another symbol gets 10300
+            ``symbol: invalid``, unless ``any_symbol`` is set.
+        any_symbol: create a market on the fly for any well-formed symbol a client subscribes
+            to (see :func:`is_well_formed_symbol`) instead of answering ``symbol: invalid``.
+            Its data is seeded from ``seed`` and the symbol, so it is the same on every run.
         version, platform_status: what the ``info`` frame on connect says.
         certfile, keyfile, ssl_context: serve ``wss://`` (give a cert/key pair or a context).
         path: the path put in ``url`` (any path is served).
         book_depth: orders (offers) kept per book side.
         close_timeout: seconds a graceful close waits for the client's close frame.
         max_pending_frames: frames queued for one connection before it is dropped as too slow.
+        connect_limit, connect_window: at most ``connect_limit`` handshakes per client IP
+            within any ``connect_window`` seconds; past that the upgrade is refused with HTTP
+            429, as api-pub does past 20 per minute (§1.1, §10.2). Only admitted handshakes
+            count, so a client retrying while refused gets in once its oldest admitted
+            handshake is ``connect_window`` old. None disables the limit.
     """
 
     host: str = "127.0.0.1"
@@ -96,18 +140,21 @@ class EmulatorConfig:
     f1_interval: float = attrs.field(default=2.0, validator=attrs.validators.gt(0))
     status_interval: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_subscriptions: int = attrs.field(default=25, validator=attrs.validators.ge(0))
-    symbols: Tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
+    symbols: tuple[str, ...] = attrs.field(default=DEFAULT_SYMBOLS, converter=tuple, validator=_check_symbols)
+    any_symbol: bool = False
     version: int = 2
     platform_status: int = 1
-    certfile: Optional[str] = None
-    keyfile: Optional[str] = None
-    ssl_context: Optional[ssl.SSLContext] = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    ssl_context: ssl.SSLContext | None = None
     path: str = "/ws/2"
     book_depth: int = attrs.field(default=200, validator=attrs.validators.ge(30))
     close_timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
+    connect_limit: int | None = attrs.field(default=20, validator=_check_limit)
+    connect_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
 
-    def make_ssl_context(self) -> Optional[ssl.SSLContext]:
+    def make_ssl_context(self) -> ssl.SSLContext | None:
         """The server-side TLS context, or None for plain ``ws://``."""
         if self.ssl_context is not None:
             return self.ssl_context

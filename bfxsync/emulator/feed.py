@@ -7,7 +7,8 @@ connection (so an ``unsubscribed`` ack is never followed by data for that chanId
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
+from collections.abc import Collection
+from typing import Any
 
 from bfxsync import protocol
 
@@ -16,7 +17,7 @@ from .channels import Subscription
 from .market import Market
 from .session import Session
 
-__all__ = ["send_snapshot", "publish_tick"]
+__all__ = ["publish_tick", "send_snapshot"]
 
 
 def send_snapshot(session: Session, sub: Subscription, market: Market, mts: int) -> None:
@@ -46,10 +47,12 @@ def send_snapshot(session: Session, sub: Subscription, market: Market, mts: int)
 
 
 def publish_tick(session: Session, market: Market, mts: int, f1_interval: float, status_fresh: bool,
-                 tickers: Optional[Dict[str, list]] = None) -> None:
+                 tickers: dict[str, list[Any]] | None = None,
+                 corrupt: Collection[tuple[str, str]] = ()) -> None:
     """Queue one tick's frames for every subscription of ``session``.
 
-    ``tickers`` caches ticker rows across connections within the tick.
+    ``tickers`` caches ticker rows across connections within the tick. Books whose
+    ``(symbol, prec)`` is in ``corrupt`` get a wrong checksum (fault injection).
     """
     tickers = {} if tickers is None else tickers
     now = time.monotonic()
@@ -57,7 +60,7 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
         for sub in list(session.subs.values()):
             channel = sub.channel
             if channel == protocol.BOOK:
-                _publish_book(session, sub, market, mts, now, f1_interval)
+                _publish_book(session, sub, market, mts, now, f1_interval, corrupt)
             elif channel == protocol.TICKER:
                 name = sub.market_symbol()
                 row = tickers.get(name)
@@ -86,7 +89,7 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
 
 
 def _publish_book(session: Session, sub: Subscription, market: Market, mts: int, now: float,
-                  f1_interval: float) -> None:
+                  f1_interval: float, corrupt: Collection[tuple[str, str]]) -> None:
     symbol = market.symbols[sub.market_symbol()]
     if symbol.version == sub.view_version:
         return
@@ -106,7 +109,11 @@ def _publish_book(session: Session, sub: Subscription, market: Market, mts: int,
         for update in updates:
             session.send_array(sub.chan_id, [update], mts)
     if flags & protocol.FLAG_CHECKSUM:
-        session.send_array(sub.chan_id, [protocol.CHECKSUM, view_checksum(view)], mts)
+        checksum = view_checksum(view)
+        if (sub.symbol, sub.prec) in corrupt:
+            # Flipping the lowest bit keeps it a valid signed 32-bit value, and always wrong.
+            checksum ^= 1
+        session.send_array(sub.chan_id, [protocol.CHECKSUM, checksum], mts)
 
 
 def checksum_of(market: Market, symbol: str, prec: str, length: int) -> int:
@@ -114,6 +121,6 @@ def checksum_of(market: Market, symbol: str, prec: str, length: int) -> int:
     return view_checksum(market.symbols[symbol].view(prec, length))
 
 
-def book_entries(market: Market, symbol: str, prec: str, length: int) -> Tuple[List[list], List[list]]:
+def book_entries(market: Market, symbol: str, prec: str, length: int) -> tuple[list[list[Any]], list[list[Any]]]:
     """``(bids, asks)`` wire entries, best first (for the control API)."""
     return market.symbols[symbol].view(prec, length).entries()

@@ -20,13 +20,26 @@ import random
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping
+from collections.abc import Callable, Container, Mapping
+from typing import Any
 
 from bfxsync import protocol
 
 from . import feed
-from .channels import NoReply, SubscribeError, ack_frame, error_frame, pair_field, parse_subscribe
-from .config import EmulatorConfig
+from .channels import (
+    NoReply,
+    SubscribeError,
+    ack_frame,
+    error_frame,
+    pair_field,
+    parse_subscribe,
+)
+from .config import (
+    EmulatorConfig,
+    SubscribeReply,
+    UnsubscribeReply,
+    is_well_formed_symbol,
+)
 from .market import Market
 from .session import Session, Transport, now_ms
 
@@ -35,8 +48,30 @@ __all__ = ["Hub"]
 logger = logging.getLogger(__name__)
 
 
+class _SymbolFilter:
+    """The symbols a subscribe may name: the market's, and with ``any_symbol`` any well-formed one.
+
+    ``perpetual`` narrows the well-formed ones to perpetuals (``deriv:`` status keys).
+    """
+
+    def __init__(self, known: Container[str], any_symbol: bool, perpetual: bool = False) -> None:
+        self._known, self._any, self._perpetual = known, any_symbol, perpetual
+
+    def __contains__(self, symbol: object) -> bool:
+        if symbol in self._known:
+            return True
+        if not self._any or not isinstance(symbol, str) or not is_well_formed_symbol(symbol):
+            return False
+        return not self._perpetual or (symbol.startswith("t") and "F0:" in symbol)
+
+
 class Hub:
-    """Everything behind the sockets; ``server.py`` feeds it connections, text and ticks."""
+    """Everything behind the sockets; ``server.py`` feeds it connections, text and ticks.
+
+    The fault switches (``silent``, ``muted``, ``hold_info``, the reply modes and
+    ``corrupt_checksums``) are plain attributes set by the control API; each is read once
+    per frame or request, so a change applies from the next one.
+    """
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
@@ -45,18 +80,23 @@ class Hub:
         self.paused = False  # guarded by market_lock
         self.platform_status = config.platform_status
         self.silent = False  # default for new connections
+        self.muted = False  # default for new connections
+        self.hold_info = False  # connections opened meanwhile get no info frame
+        self.subscribe_reply: SubscribeReply = "ok"
+        self.unsubscribe_reply: UnsubscribeReply = "ok"
+        self.corrupt_checksums: set[tuple[str, str]] = set()  # (symbol, prec); guarded by market_lock
         server_bits = random.Random(f"server:{config.seed}").getrandbits(128)
         self.server_id = str(uuid.UUID(int=server_bits, version=4))
         self._registry = threading.Condition()
-        self._visible: Dict[int, Session] = {}  # counted by the control API
-        self._live: Dict[int, Session] = {}  # every connection whose handler still runs
+        self._visible: dict[int, Session] = {}  # counted by the control API
+        self._live: dict[int, Session] = {}  # every connection whose handler still runs
         self._conn_ids = itertools.count(1)
         # chanIds are unique across the emulator and large, like the real ones (§2.3).
         self._chan_rng = random.Random(f"chan:{config.seed}")
         self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
         rate = config.rate if config.rate > 0 else 10.0
         self._status_every = max(1, round(config.status_interval * rate))
-        self._handlers: Dict[str, Callable[[Session, Dict[str, Any]], None]] = {
+        self._handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = {
             "conf": self._on_conf,
             "ping": self._on_ping,
             "subscribe": self._on_subscribe,
@@ -69,8 +109,11 @@ class Hub:
         """Register a new connection, queue its ``info`` frame and start its writer."""
         session = Session(next(self._conn_ids), transport, self.config.max_pending_frames)
         session.silent = self.silent
-        session.send_event({"event": "info", "version": self.config.version, "serverId": self.server_id,
-                            "platform": {"status": self.platform_status}})
+        session.muted = self.muted
+        session.held = self.hold_info
+        if not session.held:
+            session.send_event({"event": "info", "version": self.config.version, "serverId": self.server_id,
+                                "platform": {"status": self.platform_status}})
         with self._registry:
             self._visible[session.id] = session
             self._live[session.id] = session
@@ -94,12 +137,12 @@ class Hub:
             self._registry.notify_all()
         logger.debug("connection %d closed", session.id)
 
-    def sessions(self) -> List[Session]:
+    def sessions(self) -> list[Session]:
         """The connections still counted (not yet detached); a snapshot, safe to iterate."""
         with self._registry:
             return list(self._visible.values())
 
-    def live_sessions(self) -> List[Session]:
+    def live_sessions(self) -> list[Session]:
         """Every connection whose handler still runs, detached ones included (for shutdown)."""
         with self._registry:
             return list(self._live.values())
@@ -164,9 +207,10 @@ class Hub:
         mts = now_ms()
         status_fresh = (self.market.ticks + 1) % self._status_every == 0
         self.market.tick(mts, status_fresh)
-        tickers: Dict[str, list] = {}
+        tickers: dict[str, list[Any]] = {}
         for session in self.sessions():
-            feed.publish_tick(session, self.market, mts, self.config.f1_interval, status_fresh, tickers)
+            feed.publish_tick(session, self.market, mts, self.config.f1_interval, status_fresh, tickers,
+                              self.corrupt_checksums)
 
     def heartbeats(self, now: float) -> float:
         """Send due heartbeats on every connection; return when the next one is due."""
@@ -197,7 +241,7 @@ class Hub:
             return
         handler(session, request)
 
-    def _on_conf(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_conf(self, session: Session, request: dict[str, Any]) -> None:
         flags = request.get("flags")
         if type(flags) is not int or flags < 0:
             session.send_event(error_frame(request, "conf: invalid", protocol.ERR_CONF_FAIL))
@@ -207,18 +251,18 @@ class Hub:
             session.set_flags(flags)
             session.send_event({"event": "conf", "status": "OK", "flags": flags})
 
-    def _on_ping(self, session: Session, request: Dict[str, Any]) -> None:
-        pong: Dict[str, Any] = {"event": "pong", "ts": now_ms()}
+    def _on_ping(self, session: Session, request: dict[str, Any]) -> None:
+        pong: dict[str, Any] = {"event": "pong", "ts": now_ms()}
         if "cid" in request:
             pong["cid"] = request["cid"]
         session.send_event(pong)
 
-    def _on_auth(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_auth(self, session: Session, request: dict[str, Any]) -> None:
         # Account streams are not emulated; answer like a rejected key (§7.4).
         session.send_event({"event": "auth", "status": "FAILED", "chanId": 0,
                             "code": 10100, "msg": "apikey: invalid"})
 
-    def _known_pair(self, request: Mapping[str, Any]) -> Dict[str, str]:
+    def _known_pair(self, request: Mapping[str, Any]) -> dict[str, str]:
         # Only symbol channels echo pair/currency (candles and status are keyed differently).
         symbol = request.get("symbol")
         symbol_channel = request.get("channel") in (protocol.TICKER, protocol.TRADES, protocol.BOOK)
@@ -228,10 +272,16 @@ class Hub:
                     return pair_field(candidate)
         return {}
 
-    def _on_subscribe(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_subscribe(self, session: Session, request: dict[str, Any]) -> None:
+        if session.held or self.subscribe_reply == "none":
+            logger.debug("connection %d: ignoring subscribe (fault injection)", session.id)
+            return
         with self.market_lock:
+            any_symbol = self.config.any_symbol
+            symbols = _SymbolFilter(self.market.symbols, any_symbol)
+            derivatives = _SymbolFilter(self.market.derivatives(), any_symbol, perpetual=True)
             try:
-                sub = parse_subscribe(request, self.config.symbols, self.market.derivatives())
+                sub = parse_subscribe(request, symbols, derivatives)
             except NoReply:
                 logger.debug("connection %d: no reply to %s (as observed live)",
                              session.id, request.get("key"))
@@ -239,6 +289,9 @@ class Hub:
             except SubscribeError as exc:
                 session.send_event(error_frame(request, exc.msg, exc.code, **self._known_pair(request)))
                 return
+            if sub.symbol is not None and sub.symbol not in self.market.symbols:
+                self.market.add_symbol(sub.symbol, now_ms())  # any_symbol
+                logger.debug("created market %s on the fly", sub.symbol)
             with session.lock:
                 existing = next((s for s in session.subs.values() if s.identity == sub.identity), None)
                 if existing is not None:
@@ -256,12 +309,19 @@ class Hub:
                 feed.send_snapshot(session, sub, self.market, now_ms())
         self.notify()
 
-    def _on_unsubscribe(self, session: Session, request: Dict[str, Any]) -> None:
+    def _on_unsubscribe(self, session: Session, request: dict[str, Any]) -> None:
         chan_id = request.get("chanId")
+        mode = self.unsubscribe_reply
+        if mode == "error_no_chanid":
+            # A refusal the client cannot match to its request (no echo, so no chanId);
+            # nothing is unsubscribed, so the channel's data keeps coming.
+            session.send_event({"event": "error", "msg": "unsubscribe: invalid", "code": protocol.ERR_UNSUB_FAIL})
+            return
         with session.lock:
             if type(chan_id) is int and chan_id in session.subs:
-                del session.subs[chan_id]
-                session.send_event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})
+                del session.subs[chan_id]  # data stops in both modes, under the lock (feed.py)
+                if mode == "ok":
+                    session.send_event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})
             else:
                 session.send_event(error_frame(request, "unsubscribe: invalid", protocol.ERR_UNSUB_FAIL))
                 return

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import attrs
 
@@ -40,9 +41,9 @@ class Trade:
     mts: int
     amount: Decimal
     price: Decimal
-    period: Optional[int] = None
+    period: int | None = None
 
-    def wire(self) -> list:
+    def wire(self) -> list[Any]:
         """Trading ``[ID, MTS, AMOUNT, PRICE]``, funding ``[ID, MTS, AMOUNT, RATE, PERIOD]`` (§4.3)."""
         entry = [self.id, self.mts, float(self.amount), float(self.price)]
         if self.period is not None:
@@ -76,14 +77,14 @@ class SymbolMarket:
         self.base, self.tick, self.size = spec.base, spec.tick, spec.size
         self.depth = depth
         self.mid = spec.base
-        self.orders: Dict[int, Order] = {}
+        self.orders: dict[int, Order] = {}
         self.version = 0  # bumped on every order change; views are cached per version
-        self.trades: Deque[Trade] = deque(maxlen=TRADES_KEPT)
-        self.new_trades: List[Trade] = []
+        self.trades: deque[Trade] = deque(maxlen=TRADES_KEPT)
+        self.new_trades: list[Trade] = []
         self.open = self.last = self.high = self.low = spec.base
         self.volume = Decimal(0)
         self._rng, self._ids = rng, ids
-        self._views: Dict[Tuple[str, int], Tuple[int, BookView]] = {}
+        self._views: dict[tuple[str, int], tuple[int, BookView]] = {}
         for bid in (True, False):
             for _ in range(depth):
                 self._add(bid)
@@ -103,7 +104,7 @@ class SymbolMarket:
             self._views[(prec, length)] = cached
         return cached[1]
 
-    def ticker(self) -> list:
+    def ticker(self) -> list[Any]:
         """Trading: 10 fields plus a trailing null (seen live); funding: 16 fields (§4.2)."""
         view = self.view("P0", 25)
         bid, ask = view.bids[0][1], view.asks[0][1]
@@ -119,7 +120,7 @@ class SymbolMarket:
                     + daily + [None, None, frr_available])
         return [bid[0], bid_size, ask[0], ask_size] + daily + [None]
 
-    def trades_snapshot(self, limit: int = 30) -> List[list]:
+    def trades_snapshot(self, limit: int = 30) -> list[list[Any]]:
         """Newest first (§4.3)."""
         return [t.wire() for t in list(self.trades)[::-1][:limit]]
 
@@ -161,12 +162,12 @@ class SymbolMarket:
                 self._remove(worst)
 
     # -- helpers -----------------------------------------------------------------------
-    def _side(self, bid: bool) -> List[Order]:
+    def _side(self, bid: bool) -> list[Order]:
         # is_bid() inlined: this runs several times per tick over the whole book.
         positive = bid != self.funding
         return [o for o in self.orders.values() if (o.amount > 0) == positive]
 
-    def _rank(self, order: Order) -> tuple:
+    def _rank(self, order: Order) -> tuple[Any, ...]:
         # Best first: highest bid, lowest ask; then time priority (lower ID first).
         return (-order.price if is_bid(order, self.funding) else order.price, order.id)
 
@@ -178,7 +179,7 @@ class SymbolMarket:
         raw = self.size * Decimal(rng.randint(1, 300_000_000)).scaleb(-8)
         return max(raw.quantize(_EIGHT_DP), _EIGHT_DP).normalize()
 
-    def _period(self) -> Optional[int]:
+    def _period(self) -> int | None:
         if not self.funding:
             return None
         rng = self._rng
@@ -238,20 +239,33 @@ class Market:
 
     def __init__(self, symbols: Sequence[str], seed: int, depth: int, now_ms: int) -> None:
         self.seed = seed
+        self.depth = depth
         self._rng = random.Random(seed)
         self._ids = _Ids(self._rng)
-        self.symbols: Dict[str, SymbolMarket] = {
+        self.symbols: dict[str, SymbolMarket] = {
             s: SymbolMarket(s, self._rng, self._ids, depth, now_ms) for s in symbols
         }
-        self.candles: Dict[str, CandleSeries] = {}
-        self.statuses: Dict[str, list] = {}
-        self.liquidations: List[list] = []
+        self.candles: dict[str, CandleSeries] = {}
+        self.statuses: dict[str, list[Any]] = {}
+        self.liquidations: list[list[Any]] = []
         self.ticks = 0
         self._pos_id = 140_000_000 + self._rng.randrange(1_000_000)
         for symbol in self.derivatives():
             self.statuses[symbol] = self._status_row(symbol, now_ms)
 
-    def derivatives(self) -> List[str]:
+    def add_symbol(self, symbol: str, now_ms: int) -> SymbolMarket:
+        """Create a market for ``symbol`` now (``EmulatorConfig.any_symbol``); returns it.
+
+        It draws from its own generator, seeded from the seed and the symbol, so its orders
+        and trades do not depend on when it was created or on what else is subscribed.
+        """
+        rng = random.Random(f"{self.seed}:market:{symbol}")
+        market = self.symbols[symbol] = SymbolMarket(symbol, rng, _Ids(rng), self.depth, now_ms)
+        if symbol in self.derivatives():
+            self.statuses[symbol] = self._status_row(symbol, now_ms)
+        return market
+
+    def derivatives(self) -> list[str]:
         """Symbols with a ``deriv:`` status stream (perpetuals, ``...F0:...F0``)."""
         return [s for s in self.symbols if s.startswith("t") and "F0:" in s]
 
@@ -285,7 +299,7 @@ class Market:
                     if series.accepts(trade.period):
                         series.add_trade(trade.price, trade.amount, trade.mts)
 
-    def _status_row(self, symbol: str, now_ms: int) -> list:
+    def _status_row(self, symbol: str, now_ms: int) -> list[Any]:
         # 23 fields, WS layout (REST index minus one), §4.7.
         rng = self._rng
         market = self.symbols[symbol]
@@ -299,7 +313,7 @@ class Market:
                 next_event, funding, 6, None, funding, None, None, mark, None, None,
                 open_interest, None, None, None, 0.001, 0.3]
 
-    def _liquidation(self, now_ms: int) -> list:
+    def _liquidation(self, now_ms: int) -> list[Any]:
         rng = self._rng
         trading = [s for s in self.symbols if s.startswith("t")]
         symbol = rng.choice(self.derivatives() or trading)

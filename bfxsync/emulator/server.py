@@ -13,27 +13,39 @@ Every control method is thread-safe and every wait takes a timeout.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
-from bfxsync import protocol
-
 from .config import EmulatorConfig
+from .faults import FaultControls
 from .feed import book_entries, checksum_of
 from .hub import Hub
-from .session import Session, shutdown_socket
+from .ratelimit import ConnectLimiter
+from .session import shutdown_socket
+
+# typing.Self exists from 3.11 only and the package supports 3.9: imported for the type
+# checker alone (annotations are never evaluated at runtime here).
+if TYPE_CHECKING:
+    from typing import Self
 
 __all__ = ["Emulator"]
 
 logger = logging.getLogger(__name__)
 
 _FLUSH_TIMEOUT = 5.0
+
+# The real server sends no protocol pings (§1.4). websockets 15 added keepalive pings to its
+# sync server, on by default, and the ``ping_interval`` option to turn them off; before 15 the
+# sync server never pings and rejects the option.
+_NO_KEEPALIVE: dict[str, Any] = (
+    {"ping_interval": None} if "ping_interval" in inspect.signature(serve).parameters else {})
 
 
 class _WebSocketTransport:
@@ -53,7 +65,7 @@ class _WebSocketTransport:
         shutdown_socket(self._connection.socket)
 
 
-class Emulator:
+class Emulator(FaultControls):
     """A local Bitfinex v2 server serving seeded synthetic market data.
 
     Use it as a context manager (starts on enter, stops and joins on exit)::
@@ -64,26 +76,31 @@ class Emulator:
     Control methods may be called from any thread (tests call them from the test thread
     while clients read on theirs); none blocks longer than its timeout. Methods taking
     ``conn`` act on one connection (an ID from :meth:`connection_ids`) or, with None, on all.
+    The fault-injection methods are documented on :class:`~bfxsync.emulator.faults.FaultControls`.
 
     Args:
         config: an :class:`EmulatorConfig`; keyword arguments override its fields.
     """
 
-    def __init__(self, config: Optional[EmulatorConfig] = None, **overrides: Any) -> None:
+    def __init__(self, config: EmulatorConfig | None = None, **overrides: Any) -> None:
         self.config = attrs.evolve(config or EmulatorConfig(), **overrides)
         self._ssl_context = self.config.make_ssl_context()  # fails early on a bad cert/key
         self._hub = Hub(self.config)
-        self._server: Optional[Server] = None
-        self._threads: List[threading.Thread] = []
+        self._server: Server | None = None
+        self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._started = False
         self._stopped = False
-        self._refuse_status: Optional[int] = None
-        self.port = 0
+        self._refuse_status: int | None = None
+        self._port: int | None = None
+        self._limiter = ConnectLimiter(self.config.connect_limit, self.config.connect_window)
+        self._count_lock = threading.Lock()
+        self._handshakes = 0
+        self._rate_limited = 0
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self) -> Self:
         """Bind, then start serving and ticking. Returns self."""
         with self._state_lock:
             if self._started:
@@ -94,15 +111,15 @@ class Emulator:
             self._server = serve(
                 self._handle, config.host, config.port, ssl=self._ssl_context,
                 compression=None,  # keeps frames cheap; websocket-client does not negotiate it anyway
-                ping_interval=None,  # the real server sends no protocol pings (§1.4)
                 open_timeout=5, close_timeout=config.close_timeout,
                 process_request=self._process_request,
                 logger=logging.getLogger(__name__ + ".websockets"),
+                **_NO_KEEPALIVE,
             )
         except BaseException:
             self._stopped = True  # nothing to stop: the port could not be bound
             raise
-        self.port = self._server.socket.getsockname()[1]
+        self._port = self._server.socket.getsockname()[1]
         self._spawn("server", self._server.serve_forever)
         if config.rate > 0:
             self._spawn("market", self._market_loop)
@@ -138,15 +155,26 @@ class Emulator:
                 logger.warning("%s did not stop", thread.name)
         logger.info("emulator stopped")
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     @property
+    def port(self) -> int:
+        """The TCP port served on (the one picked when the config says 0).
+
+        Raises:
+            RuntimeError: before :meth:`start` (there is no port yet).
+        """
+        if self._port is None:
+            raise RuntimeError("Emulator not started; call start() or use it as a context manager")
+        return self._port
+
+    @property
     def url(self) -> str:
-        """``ws://HOST:PORT/ws/2`` (``wss://`` with TLS)."""
+        """``ws://HOST:PORT/ws/2`` (``wss://`` with TLS); RuntimeError before :meth:`start`."""
         scheme = "wss" if self._ssl_context is not None else "ws"
         host = self.config.host
         if host in ("", "0.0.0.0", "::"):
@@ -162,18 +190,43 @@ class Emulator:
 
     # -- threads -------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Any) -> Any:
-        """Refuse the upgrade while :meth:`refuse_connections` is in force (None lets it through)."""
+        """Refuse the upgrade (:meth:`refuse_connections`, then the rate limit); None lets it through."""
         status = self._refuse_status
         if status is None:
-            return None
+            address = connection.remote_address
+            client = str(address[0]) if isinstance(address, tuple) else str(address)
+            if self._limiter.admit(client):
+                return None
+            status = 429
+            with self._count_lock:
+                self._rate_limited += 1
+            logger.info("refusing a handshake from %s: over %s per %.0f s", client,
+                        self.config.connect_limit, self.config.connect_window)
         return connection.respond(status, "Too Many Requests\n" if status == 429 else "Refused\n")
 
-    def refuse_connections(self, status: Optional[int] = 429) -> None:
-        """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, §1.1); None accepts again."""
+    def refuse_connections(self, status: int | None = 429) -> None:
+        """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, §1.1); None accepts again.
+
+        These refusals are not counted in :attr:`rate_limited`.
+        """
         self._refuse_status = status
+
+    @property
+    def handshakes(self) -> int:
+        """WebSocket upgrades completed since :meth:`start` (refused ones not included)."""
+        with self._count_lock:
+            return self._handshakes
+
+    @property
+    def rate_limited(self) -> int:
+        """Handshakes refused with 429 by the ``connect_limit`` rate limit since :meth:`start`."""
+        with self._count_lock:
+            return self._rate_limited
 
     def _handle(self, connection: ServerConnection) -> None:
         # Runs on a websockets handler thread, one per connection.
+        with self._count_lock:
+            self._handshakes += 1
         if self._stop.is_set():
             return
         session = self._hub.open_session(_WebSocketTransport(connection))
@@ -218,7 +271,7 @@ class Emulator:
         """Open connections (those closed or dropped through this API no longer count)."""
         return self._hub.connection_count()
 
-    def connection_ids(self) -> List[int]:
+    def connection_ids(self) -> list[int]:
         """IDs of the open connections, oldest first."""
         return sorted(s.id for s in self._hub.sessions())
 
@@ -230,16 +283,16 @@ class Emulator:
         """Wait until exactly ``n`` subscriptions are active across all connections."""
         return self._hub.wait_until(lambda: self._hub.subscription_count() == n, timeout)
 
-    def subscriptions(self) -> List[Tuple[int, int, str, Dict[str, Any]]]:
+    def subscriptions(self) -> list[tuple[int, int, str, dict[str, Any]]]:
         """``(connection_id, chan_id, channel, params)`` of every active subscription."""
-        result: List[Tuple[int, int, str, Dict[str, Any]]] = []
+        result: list[tuple[int, int, str, dict[str, Any]]] = []
         for session in self._hub.sessions():
             with session.lock:
                 result.extend((session.id, sub.chan_id, sub.channel, dict(sub.params))
                               for sub in session.subs.values())
         return result
 
-    def book_view(self, symbol: str, prec: str = "P0", length: int = 25) -> Tuple[List[list], List[list]]:
+    def book_view(self, symbol: str, prec: str = "P0", length: int = 25) -> tuple[list[list[Any]], list[list[Any]]]:
         """``(bids, asks)``: the book as an F0 subscriber of ``symbol``/``prec``/``len`` has it.
 
         Entries are wire arrays, best first. Read it while paused for a stable answer.
@@ -268,63 +321,3 @@ class Emulator:
         """Run ``n`` ticks now (meant for a paused emulator or ``rate=0``); waits until written."""
         self._hub.step(n)
         return self._hub.wait_flushed(timeout)
-
-    # -- control API: faults ---------------------------------------------------------------
-    def _targets(self, conn: Optional[int]) -> List[Session]:
-        return self._hub.sessions() if conn is None else [self._hub.find(conn)]
-
-    def drop_connections(self, conn: Optional[int] = None) -> None:
-        """End connections abruptly: TCP closed without a close frame (the client sees 1006)."""
-        for session in self._targets(conn):
-            self._hub.detach(session)
-            session.abort()
-
-    def close_connections(self, code: int = 1001, reason: str = "", conn: Optional[int] = None) -> None:
-        """Close connections gracefully after their queued frames (returns without waiting)."""
-        for session in self._targets(conn):
-            self._hub.detach(session)
-            session.close(code, reason)
-
-    def set_silent(self, silent: bool = True, conn: Optional[int] = None) -> None:
-        """Stall: keep sockets open but send nothing (no data, hb, acks, pongs).
-
-        With ``conn=None`` it applies to every open connection and to new ones; with a
-        connection ID only to that one. Requests are still processed, and frames produced
-        meanwhile are lost (they consume sequence numbers, so SEQ_ALL shows the gap).
-        """
-        if conn is None:
-            self._hub.silent = silent
-        for session in self._targets(conn):
-            session.silent = silent
-
-    def skip_sequence(self, conn: Optional[int] = None, count: int = 1) -> None:
-        """Make the next SEQ_ALL number jump by ``count`` (a lost frame) on each target."""
-        for session in self._targets(conn):
-            session.skip_sequence(count)
-
-    def set_send_delay(self, seconds: float, conn: Optional[int] = None) -> None:
-        """Delay every frame by ``seconds`` before it is written (0 restores)."""
-        for session in self._targets(conn):
-            session.delay = seconds
-
-    def broadcast_info(self, code: int, msg: str = "") -> None:
-        """Send ``{"event":"info","code":code,"msg":msg}`` to every connection."""
-        for session in self._hub.sessions():
-            session.send_event({"event": "info", "code": code, "msg": msg})
-
-    def start_maintenance(self) -> None:
-        """Info 20060 to everyone; new connections get ``platform.status`` 0 until it ends."""
-        self._hub.platform_status = 0
-        self.broadcast_info(protocol.INFO_MAINTENANCE_START, "Maintenance: resync start")
-
-    def end_maintenance(self) -> None:
-        """Info 20061 to everyone; new connections get ``platform.status`` 1 again."""
-        self._hub.platform_status = 1
-        self.broadcast_info(protocol.INFO_MAINTENANCE_END, "Maintenance: resync end")
-
-    def inject(self, text: str, chan_id: Optional[int] = None) -> None:
-        """Send ``text`` unchanged to every connection, or only those subscribed to ``chan_id``."""
-        for session in self._hub.sessions():
-            with session.lock:
-                if chan_id is None or chan_id in session.subs:
-                    session.send_raw(text)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Protocol, Union
+from typing import Any, Protocol
 
 from bfxsync import protocol
 
@@ -64,15 +64,17 @@ class Session:
 
     def __init__(self, conn_id: int, transport: Transport, max_pending: int = 10_000) -> None:
         self.id = conn_id
-        self.subs: Dict[int, Subscription] = {}
+        self.subs: dict[int, Subscription] = {}
         self.flags = 0
-        self.silent = False
+        self.silent = False  # fault: nothing at all is written
+        self.muted = False  # fault: channel frames (data and hb) are dropped, events still go out
+        self.held = False  # fault: never sent ``info``, and its subscribe requests are ignored
         self.delay = 0.0
         self.lock = threading.RLock()
         self._transport = transport
         self._max_pending = max_pending
         self._cond = threading.Condition(self.lock)
-        self._queue: Deque[Union[str, _Close]] = deque()
+        self._queue: deque[str | _Close] = deque()
         self._queued = 0  # items ever queued
         self._written = 0  # items the writer finished (sent, or failed)
         self._seq = 0
@@ -127,7 +129,7 @@ class Session:
         with self._cond:
             self._skip += count
 
-    def send_event(self, event: Dict[str, Any]) -> None:
+    def send_event(self, event: dict[str, Any]) -> None:
         """Queue an event object (events carry no sequence number or timestamp)."""
         with self._cond:
             if self._open and not self.silent:
@@ -139,7 +141,7 @@ class Session:
             if self._open and not self.silent:
                 self._push(text)
 
-    def send_array(self, chan_id: int, body: List[Any], mts: Optional[int] = None,
+    def send_array(self, chan_id: int, body: list[Any], mts: int | None = None,
                    heartbeat: bool = False) -> None:
         """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (§5.1).
 
@@ -147,7 +149,8 @@ class Session:
         sequence number; TIMESTAMP then appends the server time, except on heartbeats.
         (Whether the live server timestamps ``hb`` frames is unconfirmed; we assume not,
         like its sample frames. ``cs`` frames get one: also unconfirmed, §12.)
-        A silenced connection still consumes sequence numbers, as if the frames were lost.
+        A silenced or muted connection still consumes sequence numbers, as if the frames
+        were lost.
         """
         with self._cond:
             if not self._open:
@@ -164,7 +167,7 @@ class Session:
                 frame.append(self._seq)
             if flags & protocol.FLAG_TIMESTAMP and not heartbeat:
                 frame.append(mts if mts is not None else now_ms())
-            if not self.silent:
+            if not self.silent and not self.muted:
                 self._push(wire.encode(frame))
 
     def send_heartbeats(self, now: float, interval: float) -> float:
@@ -185,7 +188,7 @@ class Session:
             self._gone.set()
             self._cond.notify_all()
 
-    def _push(self, item: Union[str, _Close]) -> None:
+    def _push(self, item: str | _Close) -> None:
         # Called with the lock held.
         if len(self._queue) >= self._max_pending:
             logger.warning("connection %d has %d unsent frames; dropping it as too slow",
@@ -222,7 +225,10 @@ class Session:
                     self._transport.close(item.code, item.reason)
                 else:
                     self._transport.send(item)
-            except Exception as exc:  # the connection is gone; the handler thread cleans up
+            # Broad on purpose: the transport raises whatever its library raises once the
+            # connection is gone, and the writer must always reach its bookkeeping below.
+            # The handler thread cleans the connection up.
+            except Exception as exc:  # noqa: BLE001
                 logger.debug("connection %d: send failed: %r", self.id, exc)
                 break
             finally:

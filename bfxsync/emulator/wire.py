@@ -9,13 +9,14 @@ emulator's own checksums use that same function.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, List
+from typing import Any
 
 from bfxsync.protocol.checksum import js_number_str
 
-__all__ = ["encode", "number_text", "decimal_strings"]
+__all__ = ["decimal_strings", "encode", "number_text"]
 
 # Book prices, rates and amounts repeat a lot from tick to tick; formatting through Decimal
 # costs a few microseconds, so remember recent values.
@@ -28,7 +29,7 @@ def encode(value: Any) -> str:
     Tuples encode as arrays, like lists. Strings keep non-ASCII characters unescaped, as
     ``JSON.stringify`` does.
     """
-    parts: List[str] = []
+    parts: list[str] = []
     _encode(value, parts.append)
     return "".join(parts)
 
