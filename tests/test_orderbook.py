@@ -117,7 +117,7 @@ class TestOtherKinds:
 # -- property test: random update sequences against a plain model ------------------------
 
 def model_checksum(bids, asks):
-    """Independent of bfxsync.checksum: JS text of each number, interleaved, CRC-32, signed."""
+    """Independent of bfxsync.protocol.checksum: JS text of each number, interleaved, CRC-32, signed."""
     def text(v):
         return js_number_str(v) if isinstance(v, float) else str(v)
     parts = []
