@@ -62,21 +62,21 @@ class _Side:
     __slots__ = ("rows", "order")
 
     def __init__(self) -> None:
-        self.rows: Dict[Any, list] = {}
+        self.rows: Dict[Any, List[Any]] = {}
         self.order: List[Any] = []
 
-    def put(self, key: Any, row: list) -> None:
+    def put(self, key: Any, row: List[Any]) -> None:
         if key not in self.rows:
             insort(self.order, key)
         self.rows[key] = row
 
-    def pop(self, key: Any) -> Optional[list]:
+    def pop(self, key: Any) -> Optional[List[Any]]:
         row = self.rows.pop(key, None)
         if row is not None:
             del self.order[bisect_left(self.order, key)]
         return row
 
-    def best(self, n: Optional[int]) -> List[list]:
+    def best(self, n: Optional[int]) -> List[List[Any]]:
         rows = self.rows
         return [rows[k] for k in (self.order if n is None else self.order[:n])]
 
@@ -162,7 +162,7 @@ class OrderBook:
         self._asks.clear()
         self._where.clear()
 
-    def _parse(self, row: Any) -> Tuple[list, Any, bool, bool]:
+    def _parse(self, row: Any) -> Tuple[List[Any], Any, bool, bool]:
         """Validate a row and work out (row, sort key, is bid, is removal) before touching state."""
         if type(row) is not list or len(row) < self._width:
             raise ProtocolError(f"book entry for {self.symbol} {self.precision} has the wrong shape: {row!r:.200}")
@@ -181,7 +181,7 @@ class OrderBook:
         key = (-price if is_bid else price, tie)
         return row, key, is_bid, removal
 
-    def _place(self, row: list, key: Any, is_bid: bool, removal: bool) -> None:
+    def _place(self, row: List[Any], key: Any, is_bid: bool, removal: bool) -> None:
         if self.is_raw:
             where = self._where.pop(row[0], None)
             if where is not None:
@@ -284,7 +284,7 @@ class OrderBook:
 
     def snapshot(self) -> BookSnapshot:
         """A consistent copy of the whole book with its checksum."""
-        def read() -> Tuple[List[list], List[list], int, bool, int]:
+        def read() -> Tuple[List[List[Any]], List[List[Any]], int, bool, int]:
             return (self._bids.best(None), self._asks.best(None), self._checksum(),
                     self._synced, self._version)
         bids, asks, checksum, synced, version = self._read(read)

@@ -49,7 +49,7 @@ class _Episode:
         if self.count == 1:
             return 0.0
         base = min(RESYNC_PAUSE_MAX, RESYNC_PAUSE_FIRST * 2 ** min(self.count - 2, 16))
-        return base * (0.8 + 0.4 * random.random())
+        return float(base * (0.8 + 0.4 * random.random()))
 
 
 class Supervision:
@@ -77,7 +77,7 @@ class Supervision:
         """The user unsubscribed."""
         with self._lock:
             for table in (self._episodes, self._due, self._waiting, self._watch):
-                table.pop(subscription, None)  # type: ignore[attr-defined]
+                table.pop(subscription, None)
 
     # -- resyncs -----------------------------------------------------------------------
 

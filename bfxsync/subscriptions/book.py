@@ -18,7 +18,8 @@ from ..orderbook import BookSnapshot, Level, OrderBook
 from ..protocol import codec
 from ..protocol.checksum import same_checksum
 from ..specs import BookSpec
-from .base import Owner, Subscription, wait
+from .._engine.threads import wait_event as wait
+from .base import Owner, Subscription
 
 logger = logging.getLogger(__name__)
 
