@@ -8,7 +8,8 @@ handshake: ``info`` -> ``conf`` + replay of every subscription held here, acks,
 errors, unsubscribe confirmations, pongs (message shapes:
 https://docs.bitfinex.com/docs/ws-general).
 
-Liveness and every timeout are decided by :mod:`bfxsync._engine.supervision`; the
+Event frames are handled in :mod:`bfxsync._engine.link_events`. Liveness and every
+timeout are decided by :mod:`bfxsync._engine.supervision`; the
 scheduler calls :meth:`Link.sweep`, which carries the decisions out. Problems in incoming data (malformed frames, unknown
 chanIds, wrong shapes) are counted, logged once per kind, and never end the reader.
 """
@@ -19,15 +20,15 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, Counter, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 
 from .. import protocol
-from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, ServerError, SubscriptionError, \
-    VersionMismatchError
-from ..events import Connected, Disconnected, Info, Reconnecting, Recovery, Subscribed, Unsubscribed
+from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
+from ..events import Disconnected, Reconnecting, Recovery, Unsubscribed
 from ..protocol import codec
 from ..subscriptions.base import State, Subscription
 from .connection import Connection
+from .link_events import EventFrames
 from .pacing import ConnectPacer, SendPacer
 from .registry import ChannelRegistry
 from .runtime import Runtime
@@ -54,14 +55,7 @@ def _at(message: List[Any], index: int) -> Any:
     return message[index] if len(message) > index else None
 
 
-def _chan_id(event: Mapping[str, Any]) -> int:
-    value = event.get("chanId")
-    if type(value) is not int:
-        raise ProtocolError(f"{event.get('event')} event without an integer chanId: {event!r:.200}")
-    return value
-
-
-class Link:
+class Link(EventFrames):
     """One connection's protocol state: handshake, parser, chanId registry, pings, counters.
 
     Args:
@@ -417,138 +411,3 @@ class Link:
         self.problem(kind, f"{kind} frame ({error}): {raw[:200]!r}")
         failure = error if isinstance(error, BfxError) else ProtocolError(f"{kind} frame: {error}", raw=raw[:500])
         self._dispatcher.report(failure)
-
-    # -- event frames ----------------------------------------------------------------------------
-
-    def _on_event(self, event: Any) -> None:
-        if type(event) is not dict:
-            raise ProtocolError(f"frame is neither an event object nor a channel array: {event!r:.100}")
-        kind = event.get("event")
-        handler = _EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            self.problem("unknown_event", f"unknown event {kind!r}: {event!r:.200}")
-            return
-        handler(self, event)
-
-    def _on_info(self, event: Mapping[str, Any]) -> None:
-        if "version" in event:
-            self._on_hello(event)
-            return
-        code = event.get("code")
-        info = Info(code if type(code) is int else None, str(event.get("msg", "")), event)
-        logger.info("bfxsync: info %s: %s", code, info.msg)
-        self._dispatcher.emit("info", info)
-        if code == protocol.INFO_RECONNECT:
-            self.connection.drop("server asked clients to reconnect (info 20051)")
-        elif code == protocol.INFO_MAINTENANCE_START:
-            # The trading engine resyncs (up to ~2 min): books cannot be trusted until it ends.
-            self.maintenance = True
-            for subscription in self.registry.wanted():
-                subscription._on_stale()
-        elif code == protocol.INFO_MAINTENANCE_END:
-            # Docs: after maintenance, resubscribe every channel to get fresh snapshots.
-            self.maintenance = False
-            for _, subscription in self.registry.active_items():
-                self.rejoin(subscription)
-
-    def _on_hello(self, event: Mapping[str, Any]) -> None:
-        """The first frame of a connection: check the version, then send conf and every subscription."""
-        version = event.get("version")
-        if version != protocol.API_VERSION:
-            self._runtime.end(VersionMismatchError(
-                f"{self.url} speaks API version {version!r}, bfxsync speaks {protocol.API_VERSION}"))
-            return
-        self.connection.mark_healthy()
-        platform = event.get("platform")
-        status = platform.get("status") if isinstance(platform, dict) else None
-        self.maintenance = status == 0
-        if self.maintenance:
-            logger.warning("bfxsync: %s is in maintenance (platform status 0); books resync when it ends", self.url)
-        if self.config.flags:
-            self.send(codec.encode_conf(self.config.flags))
-        plan = self.registry.replay()
-        self._outbox.extend(plan)
-        self.drain()
-        reconnect = self._ever_connected
-        self._ever_connected = True
-        self._connected.set()
-        if reconnect:
-            self.counts["reconnects"] += 1
-            logger.info("bfxsync: connection %d reconnected to %s; replaying %d subscriptions", self.number, self.url,
-                        len(plan))
-        self._dispatcher.emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
-
-    def _on_conf(self, event: Mapping[str, Any]) -> None:
-        if event.get("status") == "OK":
-            flags = event.get("flags", self.config.flags)
-            self.flags = flags if type(flags) is int else self.config.flags
-            return
-        self.flags = 0
-        error = ServerError(event.get("code", protocol.ERR_CONF_FAIL), str(event.get("msg", "conf failed")), event)
-        logger.error("bfxsync: the server refused conf flags %d: %s", self.config.flags, error)
-        self._dispatcher.report(error)
-
-    def _on_subscribed(self, event: Mapping[str, Any]) -> None:
-        chan_id = _chan_id(event)
-        subscription, _ = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
-        if subscription is None:
-            self.problem("unexpected_ack", f"ack for nothing we asked: {event!r:.200}")
-        else:
-            self._acknowledge(subscription, chan_id)
-
-    def _acknowledge(self, subscription: Subscription, chan_id: int) -> None:
-        if self.registry.activate(subscription, chan_id):
-            subscription._on_ack(chan_id)
-            self.supervision.watch(subscription, time.monotonic())
-            self._dispatcher.emit("subscribed", Subscribed(subscription))
-        else:  # unsubscribed while the request was in flight
-            self.send(codec.encode_unsubscribe(chan_id))
-
-    def _on_unsubscribed(self, event: Mapping[str, Any]) -> None:
-        self._finish_leave(_chan_id(event))
-
-    def _finish_leave(self, chan_id: int) -> bool:
-        found = self.registry.finish_leave(chan_id)
-        if found is None:
-            return False
-        self.after_leave(*found)
-        return True
-
-    def _on_error(self, event: Mapping[str, Any]) -> None:
-        code = event.get("code")
-        msg = str(event.get("msg", ""))
-        if code in (protocol.ERR_UNSUB_FAIL, protocol.ERR_UNSUB_NOT) and type(event.get("chanId")) is int:
-            # The server does not know the channel: our side of it is over either way.
-            if self._finish_leave(event["chanId"]):
-                return
-        subscription, cancelled = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
-        if subscription is None or cancelled:
-            error = ServerError(code, msg, event)
-            logger.warning("bfxsync: server error: %s", error)
-            self._dispatcher.report(error)
-            return
-        if code == protocol.ERR_SUB_MULTI and type(event.get("chanId")) is int:
-            # "already subscribed" names the existing channel: adopt it.
-            self._acknowledge(subscription, event["chanId"])
-            return
-        self.registry.forget(subscription)
-        rejection = SubscriptionError(code, msg, event)
-        logger.warning("bfxsync: subscription %r rejected: %s", subscription.spec, rejection)
-        subscription._on_failed(rejection)
-        self._dispatcher.report(rejection, subscription)
-
-    def _on_pong(self, event: Mapping[str, Any]) -> None:
-        waiter = self._pings.get(event.get("cid"))  # type: ignore[arg-type]
-        if waiter is not None:
-            waiter[1].append(time.monotonic())
-            waiter[0].set()
-
-
-_EVENT_HANDLERS: Dict[str, Callable[[Link, Mapping[str, Any]], None]] = {
-    "info": Link._on_info,
-    "conf": Link._on_conf,
-    "subscribed": Link._on_subscribed,
-    "unsubscribed": Link._on_unsubscribed,
-    "error": Link._on_error,
-    "pong": Link._on_pong,
-}
