@@ -26,7 +26,7 @@ from .. import protocol
 from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
 from ..events import Disconnected, Reconnecting, Recovery, Unsubscribed
 from ..protocol import codec
-from ..subscriptions.base import State, Subscription
+from ..subscriptions.base import Subscription
 from .connection import Connection
 from .link_events import EventFrames
 from .pacing import ConnectPacer, SendPacer
@@ -127,10 +127,10 @@ class Link(EventFrames):
         chan_id, _ = self.registry.remove(subscription)
         self.supervision.forget(subscription)
         if chan_id is not None:
+            subscription._on_unsubscribing()  # waits end now; Unsubscribed comes with the server's confirmation
             self.send(codec.encode_unsubscribe(chan_id))
-        elif subscription.state is not State.CLOSED:
+        elif subscription._on_closed():
             # Never acknowledged: over for the user now; a late ack is unsubscribed quietly.
-            subscription._on_closed()
             self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
 
     def ping(self, timeout: float) -> float:
@@ -250,8 +250,7 @@ class Link(EventFrames):
                 self.send_subscribe(subscription)
             else:
                 self.wake(pause)
-        elif subscription.state is not State.CLOSED:  # a cancelled request was reported already
-            subscription._on_closed()
+        elif subscription._on_closed():  # False: a cancelled request was reported already
             self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
 
     def recovered(self, kind: str, reason: str, subscription: Optional[Subscription] = None) -> None:
@@ -302,8 +301,8 @@ class Link(EventFrames):
         for subscription in wanted:
             subscription._on_detached()
         for subscription in left:
-            subscription._on_closed()
-            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+            if subscription._on_closed():
+                self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
         if was_connected:
             self.counts["disconnects"] += 1
             level = logging.WARNING if will_reconnect else logging.INFO

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..subscriptions.base import State, Subscription
+from ..subscriptions.base import Subscription
 
 
 class ChannelRegistry:
@@ -200,7 +200,7 @@ class ChannelRegistry:
         """The connection ended: ``(still wanted, finished leaving)``; nothing is active any more."""
         with self._lock:
             self._live = False
-            left = [sub for sub, again, _ in self._leaving.values() if not again and sub.state is not State.CLOSED]
+            left = [sub for sub, again, _ in self._leaving.values() if not again]
             self.active.clear()
             self._pending.clear()
             self._leaving.clear()

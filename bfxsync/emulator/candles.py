@@ -16,6 +16,8 @@ from typing import Any
 
 import attrs
 
+from bfxsync.protocol import is_funding
+
 __all__ = ["TIMEFRAME_MS", "CandleKey", "CandleKeyError", "CandleSeries", "parse_candle_key"]
 
 _MINUTE = 60_000
@@ -60,7 +62,7 @@ def parse_candle_key(key: object, symbols: Container[str]) -> CandleKey:
     parts = key.split(":")
     if len(parts) < 3 or parts[0] != "trade" or parts[1] not in TIMEFRAME_MS:
         raise CandleKeyError("key: invalid")
-    if parts[2].startswith("f"):
+    if is_funding(parts[2]):
         symbol, rest = parts[2], parts[3:]
         if len(rest) == 1:
             periods = frozenset([_period(rest[0])])

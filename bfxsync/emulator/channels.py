@@ -152,7 +152,7 @@ def pair_field(symbol: str | None) -> dict[str, str]:
     """``{"pair": "BTCUSD"}`` for trading symbols, ``{"currency": "USD"}`` for funding ones."""
     if not symbol:
         return {}
-    return {"currency" if symbol.startswith("f") else "pair": symbol[1:]}
+    return {"currency" if protocol.is_funding(symbol) else "pair": symbol[1:]}
 
 
 def ack_frame(sub: Subscription, request: Mapping[str, Any]) -> dict[str, Any]:

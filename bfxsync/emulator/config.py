@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import attrs
 
+from bfxsync.protocol import is_funding
+
 __all__ = [
     "DEFAULT_SYMBOLS",
     "EmulatorConfig",
@@ -70,7 +72,7 @@ def symbol_spec(symbol: str) -> SymbolSpec:
     spec = _SPECS.get(symbol)
     if spec is not None:
         return spec
-    if symbol.startswith("f"):
+    if is_funding(symbol):
         return SymbolSpec(Decimal("0.0001"), Decimal("0.00000001"), Decimal(1000))
     return SymbolSpec(Decimal(100), Decimal("0.01"), Decimal(10))
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from bfxsync.protocol import is_funding
+
 from .books import BookView, Order, build_view, is_bid
 from .candles import CandleKey, CandleSeries
 from .config import symbol_spec
@@ -73,7 +75,7 @@ class SymbolMarket:
     def __init__(self, symbol: str, rng: random.Random, ids: _Ids, depth: int, now_ms: int) -> None:
         spec = symbol_spec(symbol)
         self.symbol = symbol
-        self.funding = symbol.startswith("f")
+        self.funding = is_funding(symbol)
         self.base, self.tick, self.size = spec.base, spec.tick, spec.size
         self.depth = depth
         self.mid = spec.base

@@ -84,6 +84,7 @@ class Subscription:
         self._handlers: Sequence[Callable[[Any], Any]] = ()
         self._handlers_lock = threading.Lock()
         self._expect_snapshot = True
+        self._ended = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r} {self._state.value} chan_id={self.chan_id}>"
@@ -192,10 +193,19 @@ class Subscription:
         self.chan_id = None
         self._acked.set()
 
-    def _on_closed(self) -> None:
+    def _on_unsubscribing(self) -> None:
+        """The user unsubscribed an active channel: over for waiters now, confirmed later."""
+        self._state = State.CLOSED
+        self._acked.set()
+
+    def _on_closed(self) -> bool:
+        """The subscription is over; True the first time (when ``Unsubscribed`` is to be reported)."""
+        first = not self._ended
+        self._ended = True
         self._state = State.CLOSED
         self.chan_id = None
         self._acked.set()
+        return first
 
     def _on_stale(self) -> None:
         """Maintenance began: data may be wrong until it ends (books go unsynced)."""

@@ -19,7 +19,7 @@ from ..protocol import codec
 from ..protocol.checksum import same_checksum
 from ..specs import BookSpec
 from .._engine.threads import wait_event as wait
-from .base import Owner, Subscription
+from .base import Owner, State, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class BookSubscription(Subscription):
             if self._error is not None:
                 raise self._error
             raise BfxTimeoutError(f"book {self.spec!r} not synced within {timeout:g} s{self._owner.failure_hint()}")
-        if not self.book.synced:  # woken by a rejection, an unsubscribe or close()
+        if self._state is State.CLOSED or not self.book.synced:  # woken by a rejection, an unsubscribe or close()
             self._raise_if_over()
         return self
 
@@ -128,10 +128,15 @@ class BookSubscription(Subscription):
         super()._on_failed(error)
         self._synced.set()  # wake wait_synced(), which raises the error
 
-    def _on_closed(self) -> None:
-        super()._on_closed()
+    def _on_unsubscribing(self) -> None:
+        super()._on_unsubscribing()
+        self._synced.set()  # wake wait_synced(), which raises
+
+    def _on_closed(self) -> bool:
+        first = super()._on_closed()
         self.book.invalidate()
         self._synced.set()  # wake wait_synced(), which raises
+        return first
 
     def _wake(self) -> None:
         super()._wake()
