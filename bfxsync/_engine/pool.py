@@ -55,13 +55,14 @@ class Pool:
         self._where: Dict[Subscription, Link] = {}
         self._idle_since: Dict[Link, float] = {}
         self._started = False
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the first connection."""
         with self._lock:
-            if self._started:
+            if self._started or self._stopped:
                 return
             self._started = True
             link = self._new_link()
@@ -76,6 +77,7 @@ class Pool:
     def stop(self) -> None:
         """Stop every link without waiting and release every waiter (any thread, callbacks included)."""
         with self._lock:
+            self._stopped = True
             links = self._links + self._retired
             handles = list(self._wanted.values())
         for link in links:
@@ -136,6 +138,8 @@ class Pool:
         """The handle for ``spec``: the existing one, or a new one placed on a link with room."""
         new_link = None
         with self._lock:
+            if self._stopped:
+                raise NotConnectedError("the client is closed")
             existing = self._wanted.get(spec)
             if existing is not None and existing.state is not State.FAILED:
                 conflict = existing.options_conflict(options)
