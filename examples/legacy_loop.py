@@ -1,8 +1,7 @@
 """Embed bfxsync in a plain ``while True`` application loop (no asyncio, no framework).
 
-Callbacks run on bfxsync's reader thread and only ``put_nowait`` into a ``queue.Queue``;
-the application's own loop drains the queue, does its periodic work and sleeps, so a slow
-loop can never stall the connection (or the heartbeats that keep it alive).
+Callbacks run on bfxsync's reader thread and only ``put_nowait`` into a ``queue.Queue``; the
+application's loop drains it and does its own work, so it can never stall the connection.
 
     python examples/legacy_loop.py tBTCUSD                  # live Bitfinex, until Ctrl-C
     python examples/legacy_loop.py --emulator --seconds 5   # offline, local emulator
@@ -52,8 +51,7 @@ def main() -> None:
         client.subscribe_trades(args.symbol, on_data=enqueue("trades"))
         book = client.subscribe_book(args.symbol, on_data=enqueue("book"))
 
-        counts = {"ticker": 0, "trades": 0, "book": 0}
-        next_report = time.monotonic() + 1.0
+        counts, next_report = {"ticker": 0, "trades": 0, "book": 0}, time.monotonic() + 1.0
         while deadline is None or time.monotonic() < deadline:
             while True:  # 1. drain everything that arrived, without waiting
                 try:

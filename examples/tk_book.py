@@ -1,8 +1,7 @@
 """A tkinter window showing a live, checksum-verified order book.
 
-Tk may only be touched from the thread running its main loop. bfxsync keeps the book on
-its reader thread; the window polls it with ``root.after()`` (book reads are thread-safe),
-so no callback of bfxsync ever touches a widget.
+Tk may only be touched from its main loop's thread. bfxsync keeps the book on its reader
+thread; the window polls it with ``root.after()`` (book reads are thread-safe).
 
     python examples/tk_book.py tBTCUSD                  # live Bitfinex, until the window is closed
     python examples/tk_book.py --emulator --seconds 10  # offline; closes itself after 10 s
@@ -40,7 +39,6 @@ def main() -> None:
             where["url"] = stack.enter_context(Emulator(symbols=(args.symbol,))).url  # serves any symbol
         client = stack.enter_context(bfxsync.Client(**where))
         book = client.subscribe_book(args.symbol, prec="P0", length=25)
-
         root = tk.Tk()
         root.title(f"bfxsync {args.symbol} order book")
         best = ttk.Label(root, font=("TkFixedFont", 14, "bold"), padding=6)
@@ -53,7 +51,7 @@ def main() -> None:
         for widget in (best, table, status):
             widget.pack(fill="x")
         signal.signal(signal.SIGINT, lambda *_: root.after_idle(root.destroy))  # Ctrl-C closes the window
-        shown = {"frames": 0}
+        frames = itertools.count()
 
         def refresh() -> None:  # runs on the Tk main loop, 4 times a second
             bids, asks = book.top(args.depth)
@@ -66,10 +64,9 @@ def main() -> None:
             best.config(text=f"{args.symbol}   {top}")
             status.config(text=f"{state} | checksums ok {book.checks_passed}, failed {book.checks_failed} | "
                                f"resyncs {book.resyncs}")
-            if shown["frames"] % 4 == 0:  # what the window shows, once a second, for logs and tests
+            if next(frames) % 4 == 0:  # what the window shows, once a second, for logs and tests
                 print(f"[window] {args.symbol} {top} | {len(bids)}x{len(asks)} rows | {state} | "
                       f"checksums ok {book.checks_passed}", flush=True)
-            shown["frames"] += 1
             root.after(250, refresh)
 
         refresh()
@@ -81,5 +78,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the window opened
         sys.exit(130)
