@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
     args = parser.parse_args()
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bfxsync").setLevel(logging.INFO)  # connects, reconnects, connection problems
 
     inbox: "queue.Queue[tuple]" = queue.Queue(maxsize=10_000)

@@ -19,7 +19,7 @@ def main() -> None:
     args = parser.parse_args()
     # bfxsync logs connects, reconnects and connection problems at INFO: without this a
     # network problem would look like a silent hang. WARNING and up from other libraries.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bfxsync").setLevel(logging.INFO)
 
     with contextlib.ExitStack() as stack:

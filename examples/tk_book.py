@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="close the window after N seconds")
     parser.add_argument("--depth", type=int, default=12, help="rows per side (default: %(default)s)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bfxsync").setLevel(logging.INFO)  # connects, reconnects, connection problems
 
     with contextlib.ExitStack() as stack:

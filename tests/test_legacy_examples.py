@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from test_examples import unexpected_stderr
+
 ROOT = Path(__file__).resolve().parents[1]
 TITLE = "bfxsync tBTCUSD order book"
 TIMEOUT = 30.0
@@ -122,7 +124,7 @@ def test_tk_book_shows_a_verified_book_in_a_real_window(display, tmp_path):
         code = proc.wait(TIMEOUT)  # --seconds closes the window, then the client and emulator
         err = proc.stderr.read()
         assert code == 0, err
-        assert "Traceback" not in err and " WARNING " not in err and " ERROR " not in err, err
+        assert unexpected_stderr(err) == "", err
     finally:
         if proc.poll() is None:
             proc.kill()
