@@ -12,10 +12,14 @@ import itertools
 import logging
 import signal
 import sys
-import tkinter as tk
-from tkinter import ttk
 
 import bfxsync
+
+try:
+    import tkinter as tk
+    from tkinter import ttk
+except ImportError as err:  # Debian's python3 has no tkinter without python3-tk
+    sys.exit(f"tk_book.py needs tkinter (Debian, Ubuntu: apt install python3-tk): {err}")
 
 
 def main() -> None:
@@ -61,9 +65,8 @@ def main() -> None:
                                                  f"{ask.price:g}" if ask else "", f"{-ask.amount:.4f}" if ask else ""))
             top = f"bid {bids[0].price:g}   ask {asks[0].price:g}   spread {book.spread():g}" if bids and asks else "waiting"
             state = "synced" if book.synced else "waiting for a snapshot"
-            best.config(text=f"{args.symbol}   {top}")
-            status.config(text=f"{state} | checksums ok {book.checks_passed}, failed {book.checks_failed} | "
-                               f"resyncs {book.resyncs}")
+            best["text"] = f"{args.symbol}   {top}"
+            status["text"] = f"{state} | checksums ok {book.checks_passed}, failed {book.checks_failed}, resyncs {book.resyncs}"
             if next(frames) % 4 == 0:  # what the window shows, once a second, for logs and tests
                 print(f"[window] {args.symbol} {top} | {len(bids)}x{len(asks)} rows | {state} | "
                       f"checksums ok {book.checks_passed}", flush=True)
