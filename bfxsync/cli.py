@@ -5,7 +5,8 @@
     bfxsync trades tBTCUSD --emulator     # offline, against the embedded emulator
 
 Exit status: 0 done (``--seconds`` elapsed), 1 cannot connect (or no usable server),
-2 invalid arguments (a symbol the server rejects included), 130 interrupted by Ctrl-C.
+2 invalid arguments (a symbol the server rejects included) or a missing optional extra,
+130 interrupted by Ctrl-C. ``--emulator`` serves whatever symbol is asked for.
 
 Callbacks run on the client's reader thread; here they only queue messages and count.
 All printing happens on the main thread, so a slow terminal or a closed pipe never
@@ -91,6 +92,9 @@ def _spec(args: argparse.Namespace) -> Any:
         return bfxsync.TickerSpec(args.symbol)
     if args.command == "trades":
         return bfxsync.TradesSpec(args.symbol)
+    if args.symbol.startswith("f") and args.period is None:
+        # candle_key() would suggest the key syntax; on the command line the answer is an option.
+        raise ValueError(f"funding candles need a period in days, e.g. --period 30: bfxsync candles {args.symbol} --period 30")
     return bfxsync.CandlesSpec(bfxsync.candle_key(args.timeframe, args.symbol, args.period))
 
 
@@ -125,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     # Closed in reverse order: the client before the emulator it talks to.
     with contextlib.ExitStack() as stack:
-        url = stack.enter_context(_start_emulator()).url if args.emulator else args.url
+        url = stack.enter_context(_start_emulator(spec.symbol)).url if args.emulator else args.url
         client = _connect(stack, url, args.connect_timeout)
         inbox: "queue.Queue[Any]" = queue.Queue()
         _report_connection_changes(client, inbox)
@@ -139,12 +143,13 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _start_emulator() -> Any:
+def _start_emulator(symbol: str) -> Any:
+    """An emulator serving ``symbol`` (any well-formed one, not only its eight defaults)."""
     try:
         from bfxsync.emulator import Emulator
     except ImportError as err:
-        raise CliError(f"--emulator needs the emulator extra (pip install 'bfxsync[emulator]'): {err}", EXIT_FAILURE) from None
-    return Emulator()
+        raise CliError(f'--emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})', EXIT_USAGE) from None
+    return Emulator(symbols=(symbol,))
 
 
 def _connect(stack: contextlib.ExitStack, url: str, timeout: float) -> bfxsync.Client:
@@ -186,7 +191,8 @@ def _subscribe(client: bfxsync.Client, spec: Any, on_data: Callable[[Any], Any],
         subscription.wait_subscribed(timeout)
     except bfxsync.SubscriptionError as err:
         what = getattr(spec, "key", None) or spec.symbol
-        raise CliError(f"the server rejected the {spec.channel} subscription to {what}: {err.msg} (code {err.code})", EXIT_USAGE) from None
+        message = f"the server rejected the {spec.channel} subscription to {what}: {err.msg} (code {err.code})"
+        raise CliError(message, EXIT_USAGE) from None
     except bfxsync.BfxTimeoutError:
         logger.warning("bfxsync: %r not acknowledged yet; still waiting", spec)
     return subscription
@@ -240,7 +246,8 @@ def _trade_line(symbol: str, trade: Any, snapshot: bool) -> str:
     tail = "  (snapshot)" if snapshot else ""
     if isinstance(trade, bfxsync.FundingTrade):
         side = "lend  " if trade.amount > 0 else "borrow"
-        return f"{when} {symbol} {side} {num_text(abs(trade.amount))} @ {num_text(trade.rate)} for {trade.period}d  id {trade.id}{tail}"
+        return (f"{when} {symbol} {side} {num_text(abs(trade.amount))} @ {num_text(trade.rate)} for {trade.period}d"
+                f"  id {trade.id}{tail}")
     side = "buy " if trade.amount > 0 else "sell"
     return f"{when} {symbol} {side} {num_text(abs(trade.amount))} @ {num_text(trade.price)}  id {trade.id}{tail}"
 

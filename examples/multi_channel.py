@@ -5,6 +5,8 @@
 """
 import argparse
 import contextlib
+import logging
+import sys
 
 import bfxsync
 
@@ -15,12 +17,20 @@ def main() -> None:
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
     parser.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
     args = parser.parse_args()
+    # bfxsync logs connects, reconnects and connection problems at INFO: without this a
+    # network problem would look like a silent hang. WARNING and up from other libraries.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bfxsync").setLevel(logging.INFO)
 
     with contextlib.ExitStack() as stack:
         where = {}
         if args.emulator:
-            from bfxsync.emulator import Emulator  # the optional extra: pip install 'bfxsync[emulator]'
-            where["url"] = stack.enter_context(Emulator()).url
+            try:
+                from bfxsync.emulator import Emulator  # the optional extra
+            except ImportError as err:
+                parser.exit(2, f'{parser.prog}: --emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})\n')
+            logging.getLogger("bfxsync.emulator").setLevel(logging.WARNING)
+            where["url"] = stack.enter_context(Emulator(symbols=args.symbols)).url  # serves any symbol
         client = bfxsync.Client(**where)
         books = {}  # symbol -> BookSubscription, read by the trades handler
 
@@ -56,4 +66,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(130)

@@ -75,7 +75,11 @@ class Processes:
 
 @pytest.fixture(scope="module")
 def runs():
+    from bfxsync.emulator import Emulator
+
     procs = Processes()
+    # --emulator serves any symbol; a server with only its default symbols shows a rejection.
+    emulator = Emulator().start()
     try:
         procs.start("ticker", "ticker", "tBTCUSD", *RUN)
         procs.start("ticker_funding", "ticker", "fUSD", *RUN)
@@ -87,11 +91,13 @@ def runs():
         procs.start("unreachable", "ticker", "tBTCUSD", "--url", f"ws://127.0.0.1:{closed_port()}", "--connect-timeout", "2")
         procs.start("bad_symbol", "ticker", "btcusd", "--emulator")
         procs.start("bad_prec", "book", "tBTCUSD", "--prec", "P9", "--emulator")
-        procs.start("rejected", "trades", "tNOSUCH", "--emulator")
+        procs.start("rejected", "trades", "tNOSUCH", "--url", emulator.url)
+        procs.start("any_symbol", "book", "tXRPUSD", "--depth", "3", *RUN)
         procs.start("interrupted", "trades", "tBTCUSD", "--emulator")  # no --seconds: runs until SIGINT
         yield procs
     finally:
         procs.kill_all()
+        emulator.stop()
 
 
 def data_lines(out, pattern):
@@ -184,6 +190,14 @@ class TestFailures:
         assert code == 2
         assert err.strip() == "bfxsync: invalid prec 'P9': expected one of P0, P1, P2, P3, P4, R0"
 
+    def test_emulator_serves_the_symbol_asked_for(self, runs):
+        """--emulator serves a symbol beyond its eight defaults: tXRPUSD gives a synced, verified book."""
+        code, out, err, _ = runs.result("any_symbol")
+        assert code == 0, err
+        last = out.splitlines()[-1]
+        assert re.search(r"^tXRPUSD P0 len 25 \| bid [\d.]+ x [\d.]+ \| ask [\d.]+ x [\d.]+ .*\| synced \|", last), out
+        assert re.search(r"\| checksums [1-9]\d* ok, 0 failed \|", last), last
+
     def test_symbol_the_server_rejects_is_status_2(self, runs):
         """A well-formed symbol the server does not list is reported with the server's reason, status 2."""
         code, _, err, _ = runs.result("rejected")
@@ -211,6 +225,19 @@ class TestInProcess:
         """main() returns the status (the console script exits with it) and prints one line."""
         assert cli.main(["candles", "tBTCUSD", "--timeframe", "2m", "--emulator"]) == 2
         assert capsys.readouterr().err.startswith("bfxsync: invalid candle key 'trade:2m:tBTCUSD'")
+
+    def test_funding_candles_without_period_suggest_the_option(self, capsys):
+        """A funding symbol without --period is status 2 with a hint naming --period, not the key syntax."""
+        assert cli.main(["candles", "fUSD", "--emulator"]) == 2
+        err = capsys.readouterr().err
+        assert "--period 30" in err and ":p30" not in err and len(err.strip().splitlines()) == 1
+
+    def test_missing_emulator_extra_is_one_line_and_status_2(self, capsys, monkeypatch):
+        """Without the emulator extra, --emulator says which extra to install, in one line, status 2."""
+        monkeypatch.setitem(sys.modules, "bfxsync.emulator", None)  # makes the import raise ImportError
+        assert cli.main(["ticker", "tBTCUSD", "--emulator"]) == 2
+        err = capsys.readouterr().err
+        assert 'pip install "bfxsync[emulator]"' in err and len(err.strip().splitlines()) == 1
 
     def test_url_and_emulator_are_exclusive(self, capsys):
         """--url and --emulator together are a usage error (argparse, status 2)."""

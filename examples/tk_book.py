@@ -1,0 +1,85 @@
+"""A tkinter window showing a live, checksum-verified order book.
+
+Tk may only be touched from its main loop's thread. bfxsync keeps the book on its reader
+thread; the window polls it with ``root.after()`` (book reads are thread-safe).
+
+    python examples/tk_book.py tBTCUSD                  # live Bitfinex, until the window is closed
+    python examples/tk_book.py --emulator --seconds 10  # offline; closes itself after 10 s
+"""
+import argparse
+import contextlib
+import itertools
+import logging
+import signal
+import sys
+
+import bfxsync
+
+try:
+    import tkinter as tk
+    from tkinter import ttk
+except ImportError as err:  # Debian's python3 has no tkinter without python3-tk
+    sys.exit(f"tk_book.py needs tkinter (Debian, Ubuntu: apt install python3-tk): {err}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A live order book in a tkinter window.")
+    parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
+    parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
+    parser.add_argument("--seconds", type=float, help="close the window after N seconds")
+    parser.add_argument("--depth", type=int, default=12, help="rows per side (default: %(default)s)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bfxsync").setLevel(logging.INFO)  # connects, reconnects, connection problems
+
+    with contextlib.ExitStack() as stack:
+        where = {}
+        if args.emulator:
+            try:
+                from bfxsync.emulator import Emulator  # the optional extra
+            except ImportError as err:
+                parser.exit(2, f'{parser.prog}: --emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})\n')
+            logging.getLogger("bfxsync.emulator").setLevel(logging.WARNING)
+            where["url"] = stack.enter_context(Emulator(symbols=(args.symbol,))).url  # serves any symbol
+        client = stack.enter_context(bfxsync.Client(**where))
+        book = client.subscribe_book(args.symbol, prec="P0", length=25)
+        root = tk.Tk()
+        root.title(f"bfxsync {args.symbol} order book")
+        best = ttk.Label(root, font=("TkFixedFont", 14, "bold"), padding=6)
+        columns = ("bid size", "bid", "ask", "ask size")
+        table = ttk.Treeview(root, columns=columns, show="headings", height=args.depth)
+        for name in columns:
+            table.heading(name, text=name.title())
+            table.column(name, width=120, anchor="e")
+        status = ttk.Label(root, padding=6)
+        for widget in (best, table, status):
+            widget.pack(fill="x")
+        signal.signal(signal.SIGINT, lambda *_: root.after_idle(root.destroy))  # Ctrl-C closes the window
+        frames = itertools.count()
+
+        def refresh() -> None:  # runs on the Tk main loop, 4 times a second
+            bids, asks = book.top(args.depth)
+            table.delete(*table.get_children())
+            for bid, ask in itertools.zip_longest(bids, asks):
+                table.insert("", "end", values=(f"{bid.amount:.4f}" if bid else "", f"{bid.price:g}" if bid else "",
+                                                 f"{ask.price:g}" if ask else "", f"{-ask.amount:.4f}" if ask else ""))
+            top = f"bid {bids[0].price:g}   ask {asks[0].price:g}   spread {book.spread():g}" if bids and asks else "waiting"
+            state = "synced" if book.synced else "waiting for a snapshot"
+            best["text"] = f"{args.symbol}   {top}"
+            status["text"] = f"{state} | checksums ok {book.checks_passed}, failed {book.checks_failed}, resyncs {book.resyncs}"
+            if next(frames) % 4 == 0:  # what the window shows, once a second, for logs and tests
+                print(f"[window] {args.symbol} {top} | {len(bids)}x{len(asks)} rows | {state} | "
+                      f"checksums ok {book.checks_passed}", flush=True)
+            root.after(250, refresh)
+
+        refresh()
+        if args.seconds is not None:
+            root.after(int(args.seconds * 1000), root.destroy)
+        root.mainloop()  # returns once the window is closed; leaving the with block closes the client
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C before the window opened
+        sys.exit(130)
