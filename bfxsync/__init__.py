@@ -65,14 +65,15 @@ from .subscriptions import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec",
-    "BookSubscription", "BookSynced", "CallbackError", "CallbackThreadError", "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage",
-    "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionInfo",
-    "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker", "FundingTrade", "Info",
-    "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder", "RawFundingOffer",
-    "Reconnecting", "Recovery", "ServerError", "State", "StatusSpec", "StatusSubscription", "Subscribed", "Subscription",
-    "SubscriptionClosedError", "SubscriptionError", "TickerSpec", "TickerSubscription", "Trade", "TradesSpec", "TradesSubscription",
-    "TradingTicker", "Unsubscribed", "VersionMismatchError", "candle_key", "__version__",
+    "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec", "BookSubscription",
+    "BookSynced", "CallbackError", "CallbackThreadError", "Candle", "CandlesSpec", "CandlesSubscription",
+    "ChannelMessage", "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected",
+    "ConnectionInfo", "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker",
+    "FundingTrade", "Info", "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder",
+    "RawFundingOffer", "Reconnecting", "Recovery", "ServerError", "State", "StatusSpec", "StatusSubscription",
+    "Subscribed", "Subscription", "SubscriptionClosedError", "SubscriptionError", "TickerSpec",
+    "TickerSubscription", "Trade", "TradesSpec", "TradesSubscription", "TradingTicker", "Unsubscribed",
+    "VersionMismatchError", "candle_key", "__version__",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -29,7 +29,12 @@ from .errors import BfxTimeoutError, NotConnectedError
 from .events import ConnectionInfo
 from .specs import BookSpec, CandlesSpec, Spec, StatusSpec, TickerSpec, TradesSpec, candle_key
 from .subscriptions import (
-    BookSubscription, CandlesSubscription, StatusSubscription, Subscription, TickerSubscription, TradesSubscription,
+    BookSubscription,
+    CandlesSubscription,
+    StatusSubscription,
+    Subscription,
+    TickerSubscription,
+    TradesSubscription,
 )
 
 logger = logging.getLogger("bfxsync")

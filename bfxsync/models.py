@@ -56,7 +56,8 @@ class TradingTicker:
 
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "TradingTicker":
-        """Build from ``[BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, VOLUME, HIGH, LOW, ...]``."""
+        """Build from ``[BID, BID_SIZE, ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE, LAST_PRICE, VOLUME,
+        HIGH, LOW, ...]``."""
         return _build(cls, row, 10, lambda: cls(*(_num(v) for v in row[:10])))
 
 
@@ -257,7 +258,8 @@ class Liquidation:
 
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "Liquidation":
-        """Build from ``["pos", POS_ID, MTS, _, SYMBOL, AMOUNT, BASE_PRICE, _, IS_MATCH, IS_MARKET_SOLD, _, LIQUIDATION_PRICE]``."""
+        """Build from ``["pos", POS_ID, MTS, _, SYMBOL, AMOUNT, BASE_PRICE, _, IS_MATCH, IS_MARKET_SOLD, _,
+        LIQUIDATION_PRICE]``."""
         return _build(cls, row, 10, lambda: cls(
             int(row[1]), int(row[2]), str(row[4]), _num(row[5]), _num(row[6]),
             bool(row[8]), bool(row[9]), _opt(row[11]) if len(row) > 11 else None,

@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from attrs import frozen
 
-from .protocol.checksum import CHECKSUM_DEPTH, book_checksum
-from .protocol.constants import is_funding
 from .errors import ProtocolError
 from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
+from .protocol.checksum import CHECKSUM_DEPTH, book_checksum
+from .protocol.constants import is_funding
 
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
 _T = TypeVar("_T")

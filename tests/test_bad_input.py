@@ -2,6 +2,7 @@
 import pytest
 
 import bfxsync
+
 from conftest import settle_books, wait_until
 from test_client import Collector
 

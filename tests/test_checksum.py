@@ -5,14 +5,15 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from bfxsync.protocol.checksum import book_checksum, checksum_text, js_number_str, same_checksum, signed_crc32
 from bfxsync.orderbook import OrderBook
 from bfxsync.protocol import decode_tokens
+from bfxsync.protocol.checksum import book_checksum, checksum_text, js_number_str, same_checksum, signed_crc32
 
 EXAMPLE_A = '[17082,[[30000,2,1.5],[29999.5,1,1e-8],[29999,3,12],[30000.5,1,-0.25],[30001,4,-0.0000082],[30002,1,-1e-8]]]'
 EXAMPLE_B = ('[433290,[[34753002978,7294.7,1.54340371],[34753002990,7294.7,0.5],[34753002900,7294.6,2],'
              '[34753006045,7295,-1],[34753006000,7295,-0.3],[34753006100,7295.5,-1.2e-7]]]')
-EXAMPLE_C = '[431549,[[0.00023112,30,1,-15190.7005375],[0.0002311,2,3,-500],[0.00019012,2,1,307776.15921388],[0.0001902,7,2,1000]]]'
+EXAMPLE_C = ('[431549,[[0.00023112,30,1,-15190.7005375],[0.0002311,2,3,-500],[0.00019012,2,1,307776.15921388],'
+             '[0.0001902,7,2,1000]]]')
 
 
 class TestJsNumberStr:

@@ -6,6 +6,7 @@ import pytest
 
 import bfxsync
 from bfxsync import errors, models
+
 from conftest import FAST, bfxsync_threads, settle_books, wait_until
 
 

@@ -17,7 +17,7 @@ import bfxsync
 from bfxsync import errors
 from bfxsync.emulator import Emulator
 
-from conftest import FAST, bfxsync_threads, wait_until
+from conftest import FAST, wait_until
 
 
 class SilentServer:
@@ -209,7 +209,7 @@ def test_double_ctrl_c_closes_quietly():
     for gap in (0.0, 0.001, 0.005, 0.02, 0.05, 0.1):
         runs.append((gap, subprocess.Popen([sys.executable, "-c", _DOUBLE_CTRL_C], stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})))
-    for gap, proc in runs:
+    for _, proc in runs:
         assert proc.stdout.readline().strip() == "ready"
     for gap, proc in runs:
         proc.send_signal(signal.SIGINT)

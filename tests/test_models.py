@@ -3,7 +3,13 @@ import pytest
 
 from bfxsync.errors import ProtocolError
 from bfxsync.models import (
-    Candle, DerivativesStatus, FundingTicker, FundingTrade, Liquidation, Trade, TradingTicker,
+    Candle,
+    DerivativesStatus,
+    FundingTicker,
+    FundingTrade,
+    Liquidation,
+    Trade,
+    TradingTicker,
 )
 
 TRADING_TICKER = [7616.5, 31.89055171, 7617.5, 43.358118629999986, -550.8, -0.0674, 7617.1, 8314.71200815, 8257.8, 7500]

@@ -5,11 +5,11 @@ import zlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bfxsync.protocol.checksum import js_number_str
 from bfxsync.errors import ProtocolError
 from bfxsync.models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 from bfxsync.orderbook import OrderBook
 from bfxsync.protocol import decode_tokens
+from bfxsync.protocol.checksum import js_number_str
 
 
 def wire(rows):

@@ -5,6 +5,7 @@ import pytest
 
 import bfxsync
 from bfxsync.protocol.checksum import js_number_str
+
 from conftest import FAST, settle_books, wait_until
 from test_client import Collector
 

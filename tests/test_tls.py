@@ -6,6 +6,7 @@ import trustme
 
 import bfxsync
 from bfxsync.emulator import Emulator
+
 from conftest import FAST, settle_books
 from test_client import Collector
 

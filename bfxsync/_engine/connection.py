@@ -164,7 +164,8 @@ class Connection:
         """Send one text frame from any thread; :class:`NotConnectedError` when no socket is open."""
         transport = self._transport
         if transport is None or not self._open.is_set():
-            raise NotConnectedError("not connected to the server (the client reconnects by itself; wait_connected() waits for it)")
+            raise NotConnectedError(
+                "not connected to the server (the client reconnects by itself; wait_connected() waits for it)")
         transport.send(text)
 
     def mark_healthy(self) -> None:

@@ -213,7 +213,7 @@ class Pool:
         grace = self.config.idle_connection_grace
         stopping = []
         with self._lock:
-            for spec, subscription in list(self._wanted.items()):
+            for subscription in list(self._wanted.values()):
                 if subscription.state is State.FAILED:
                     self._drop(subscription)
             for link in self._links[1:]:

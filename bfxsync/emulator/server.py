@@ -17,7 +17,7 @@ import inspect
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from websockets.exceptions import ConnectionClosed
@@ -29,11 +29,6 @@ from .feed import book_entries, checksum_of
 from .hub import Hub
 from .ratelimit import ConnectLimiter
 from .session import shutdown_socket
-
-# typing.Self exists from 3.11 only and the package supports 3.9: imported for the type
-# checker alone (annotations are never evaluated at runtime here).
-if TYPE_CHECKING:
-    from typing import Self
 
 __all__ = ["Emulator"]
 
@@ -100,7 +95,7 @@ class Emulator(FaultControls):
         self._rate_limited = 0
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> Self:
+    def start(self) -> Emulator:
         """Bind, then start serving and ticking. Returns self."""
         with self._state_lock:
             if self._started:
@@ -155,7 +150,7 @@ class Emulator(FaultControls):
                 logger.warning("%s did not stop", thread.name)
         logger.info("emulator stopped")
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

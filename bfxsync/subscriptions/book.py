@@ -12,13 +12,13 @@ import logging
 import threading
 from typing import Any, Mapping, Optional, Tuple
 
+from .._engine.threads import wait_event as wait
 from ..errors import BfxTimeoutError, ChecksumMismatchError, SubscriptionError
 from ..events import BookSynced, ChecksumMismatch
 from ..orderbook import BookSnapshot, Level, OrderBook
 from ..protocol import codec
 from ..protocol.checksum import same_checksum
 from ..specs import BookSpec
-from .._engine.threads import wait_event as wait
 from .base import Owner, State, Subscription
 
 logger = logging.getLogger(__name__)
