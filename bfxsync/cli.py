@@ -92,7 +92,7 @@ def _spec(args: argparse.Namespace) -> Any:
         return bfxsync.TickerSpec(args.symbol)
     if args.command == "trades":
         return bfxsync.TradesSpec(args.symbol)
-    if args.symbol.startswith("f") and args.period is None:
+    if protocol.is_funding(args.symbol) and args.period is None:
         # candle_key() would suggest the key syntax; on the command line the answer is an option.
         raise ValueError(f"funding candles need a period in days, e.g. --period 30: bfxsync candles {args.symbol} --period 30")
     return bfxsync.CandlesSpec(bfxsync.candle_key(args.timeframe, args.symbol, args.period))

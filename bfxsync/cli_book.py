@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 import bfxsync
+from bfxsync.protocol import is_funding
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class _BookView:
     def __init__(self, client: bfxsync.Client, sub: Any, counter: UpdateCounter, depth: int) -> None:
         spec = sub.spec
         self.title = f"{spec.symbol} {spec.prec} len {spec.len}"
-        funding, raw = spec.symbol.startswith("f"), spec.prec == "R0"
+        funding, raw = is_funding(spec.symbol), spec.prec == "R0"
         self.headers = ("Rate" if funding else "Price", "Amount", "Id" if raw else "Count")
         bids, asks = sub.top(depth)
         self.bids = [_cells(level) for level in bids]

@@ -116,6 +116,8 @@ class EventFrames:
             self.counts["reconnects"] += 1
             logger.info("bfxsync: connection %d reconnected to %s; replaying %d subscriptions", self.number, self.url,
                         len(plan))
+        else:
+            logger.info("bfxsync: connection %d connected to %s", self.number, self.url)
         self._dispatcher.emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
 
     def _on_conf(self, event: Mapping[str, Any]) -> None:
