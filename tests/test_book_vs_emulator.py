@@ -16,7 +16,7 @@ from bfxsync.emulator.wire import encode
 from bfxsync.orderbook import OrderBook
 from bfxsync.protocol import decode_tokens
 
-# A real book is never crossed: bids sit below asks. Values include the §6.2 troublemakers.
+# A real book is never crossed: bids sit below asks. Values include docs: ws-websocket-checksum troublemakers.
 BID_PRICES = [Decimal(p) for p in ("29999.5", "29998.25", "0.00000001", "0.0000082", "12")]
 ASK_PRICES = [Decimal(p) for p in ("30000", "30000.5", "30001", "150000")]
 BID_RATES = [Decimal(r) for r in ("0.00019012", "0.00000017", "0.0001")]
@@ -25,7 +25,7 @@ AMOUNTS = [Decimal(a) for a in ("1.5", "0.00000001", "0.0000082", "12", "0.25", 
 
 
 def orders(funding):
-    bid_sign = -1 if funding else 1  # funding bids are negative (§4.4)
+    bid_sign = -1 if funding else 1  # funding bids are negative (docs: ws-public-books)
     bid_prices, ask_prices = (BID_RATES, ASK_RATES) if funding else (BID_PRICES, ASK_PRICES)
     side = st.one_of(
         st.tuples(st.sampled_from(bid_prices), st.just(bid_sign)),

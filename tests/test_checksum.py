@@ -1,4 +1,4 @@
-"""Checksum text and CRC: the reference's worked examples and JavaScript number formatting."""
+"""Checksum text and CRC: worked examples (docs: ws-websocket-checksum) and JavaScript number formatting."""
 import json
 import math
 
@@ -23,7 +23,7 @@ class TestJsNumberStr:
         (0.0, "0"), (123, "123"), (0.1 + 0.2, "0.30000000000000004"), (-1e-7, "-1e-7"),
     ])
     def test_reference_table(self, value, text):
-        """Values from the reference's §6.2 table format exactly as JavaScript does."""
+        """Values from docs: ws-websocket-checksum table format exactly as JavaScript does."""
         assert js_number_str(value) == text
 
     @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -44,7 +44,7 @@ class TestWorkedExamples:
         return book
 
     def test_example_a_trading_p0(self):
-        """§6.3: a P0 book with 30000, 1e-8 and 0.0000082 hashes to -539989233."""
+        """docs: ws-websocket-checksum: a P0 book with 30000, 1e-8 and 0.0000082 hashes to -539989233."""
         book = self._book(EXAMPLE_A, "tBTCUSD", "P0")
         assert book.checksum() == -539989233
 
@@ -56,16 +56,16 @@ class TestWorkedExamples:
         ) == "30000:1.5:30000.5:-0.25:29999.5:1e-8:30001:-0.0000082:29999:12:30002:-1e-8"
 
     def test_python_float_text_would_be_wrong(self):
-        """The naive str(float) text gives the wrong checksum quoted in §6.3."""
+        """The naive str(float) text gives the wrong checksum quoted in docs: ws-websocket-checksum."""
         naive = "30000:1.5:30000.5:-0.25:29999.5:1e-08:30001:-8.2e-06:29999:12:30002:-1e-08"
         assert signed_crc32(naive) == -1469784945
 
     def test_example_b_raw_trading(self):
-        """§6.4: R0 hashes order ids, ordered by price then id, to 1715826273."""
+        """docs: ws-websocket-checksum: R0 hashes order ids, ordered by price then id, to 1715826273."""
         assert self._book(EXAMPLE_B, "tBTCUSD", "R0").checksum() == 1715826273
 
     def test_example_c_funding(self):
-        """§6.5: a funding P0 book hashes to -1993476160."""
+        """docs: ws-websocket-checksum: a funding P0 book hashes to -1993476160."""
         assert self._book(EXAMPLE_C, "fUSD", "P0").checksum() == -1993476160
 
     def test_only_25_levels_count(self):

@@ -367,7 +367,7 @@ def test_waiters_released_by_close(emulator):
 
 
 def test_unsubscribe_releases_an_unanswered_wait(emulator, make_client):
-    """The server never answers some requests (deriv: keys of non-perpetuals, §4.7): unsubscribing releases the waiter."""
+    """The server never answers some requests (deriv: keys of non-perpetuals): unsubscribing releases the waiter."""
     client = make_client(emulator.url)
     sub = client.subscribe_status("deriv:tBTCUSD")
     outcome = []

@@ -21,13 +21,13 @@ LIQ = ["pos", 145400868, 1609144352338, None, "tETHF0:USTF0", -1.67566, 733.97, 
 
 
 def test_trading_ticker_reference_frame():
-    """The reference's ticker frame, with the trailing null seen live, reads field by field."""
+    """A documented ticker frame, with the trailing null seen live, reads field by field."""
     t = TradingTicker.from_wire(TRADING_TICKER + [None])
     assert (t.bid, t.ask, t.last_price, t.low) == (7616.5, 7617.5, 7617.1, 7500.0)
 
 
 def test_funding_ticker_docs_order():
-    """Funding tickers follow the docs: BID, BID_PERIOD, BID_SIZE (§12)."""
+    """Funding tickers follow the docs (ws-public-ticker): BID, BID_PERIOD, BID_SIZE."""
     t = FundingTicker.from_wire(FUNDING_TICKER)
     assert (t.bid, t.bid_period, t.bid_size, t.ask_period, t.frr_amount_available) == (
         0.0002401, 30, 3939629.6177260396, 2, 3441851.73330503)

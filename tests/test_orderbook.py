@@ -163,7 +163,7 @@ def raw_funding_rows(draw):
 
 
 class PlainModel:
-    """The simplest book that follows §4.4/4.5: dicts, sorted on demand."""
+    """The simplest book that follows docs: ws-public-books/4.5: dicts, sorted on demand."""
 
     def __init__(self, funding, raw):
         self.funding, self.raw = funding, raw

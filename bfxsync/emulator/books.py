@@ -2,7 +2,7 @@
 
 A *view* is what one book subscription shows: the best ``len`` entries per side of one
 symbol at one precision, bids and asks best-first, each entry exactly the wire array
-(§4.4, §4.5). Subscribers receive the difference between the view they were last sent
+(docs: ws-public-books, ws-public-raw-books). Subscribers receive the difference between the view they were last sent
 and the current one, so a level that leaves the window arrives as a delete and one that
 enters it as an add, which is what the live server does.
 
@@ -23,7 +23,7 @@ from .wire import number_text
 
 __all__ = ["SIG_FIGS", "BookView", "Order", "build_view", "diff_views", "view_checksum"]
 
-#: Significant figures of each aggregated precision (§4.4).
+#: Significant figures of each aggregated precision (docs: ws-public-books).
 SIG_FIGS = {"P0": 5, "P1": 4, "P2": 3, "P3": 2, "P4": 1}
 
 Entry = tuple[Any, ...]  # the wire array of one level or order, as a tuple
@@ -61,7 +61,7 @@ class BookView:
         return [list(e) for _, e in self.bids], [list(e) for _, e in self.asks]
 
     def snapshot(self) -> list[Entry]:
-        """The snapshot payload: bids best-first, then asks best-first (§4.4)."""
+        """The snapshot payload: bids best-first, then asks best-first (docs: ws-public-books)."""
         return [e for _, e in self.bids] + [e for _, e in self.asks]
 
 
@@ -69,7 +69,7 @@ EMPTY_VIEW = BookView((), ())
 
 
 def is_bid(order: Order, funding: bool) -> bool:
-    """Side rule of §4.4: funding books invert the amount sign."""
+    """Side rule of the books (docs: ws-public-books): funding books invert the amount sign."""
     return order.amount < 0 if funding else order.amount > 0
 
 
@@ -91,7 +91,7 @@ def build_view(orders: Iterable[Order], funding: bool, prec: str, length: int) -
 
 
 def _raw_view(orders: Iterable[Order], funding: bool, length: int) -> BookView:
-    # R0: one entry per order; equal prices are ordered by ID ascending (§6.1), which is
+    # R0: one entry per order; equal prices are ordered by ID ascending (docs: ws-websocket-checksum), which is
     # what the checksum depends on.
     bids: list[Ranked] = []
     asks: list[Ranked] = []
@@ -106,8 +106,8 @@ def _raw_view(orders: Iterable[Order], funding: bool, length: int) -> BookView:
 
 def _aggregated_view(orders: Iterable[Order], funding: bool, figures: int, length: int) -> BookView:
     # Funding levels are identified by (rate, period): one rate can carry several periods
-    # (§4.4). Within one rate they are ordered by period ascending, as in the one real
-    # snapshot quoted by the reference (§6.6); the server's tie-break is undocumented.
+    # (docs: ws-public-books). Within one rate they are ordered by period ascending, as in the one real
+    # funding snapshot seen; the server's tie-break is undocumented.
     levels: dict[tuple[bool, Decimal, int | None], list[Any]] = {}
     for order in orders:
         bid = is_bid(order, funding)
@@ -135,7 +135,7 @@ def _window(ranked: list[Ranked], length: int) -> tuple[Keyed, ...]:
 
 
 def delete_entry(entry: Entry, bid: bool, funding: bool) -> Entry:
-    """The wire entry removing ``key`` (§4.4, §4.5).
+    """The wire entry removing ``key`` (docs: ws-public-books, ws-public-raw-books).
 
     The trailing ±1 names the side: trading 1 = bids, funding 1 = asks (amount-sign rule).
     """
@@ -171,11 +171,11 @@ def checksum_pairs(side: Sequence[Keyed]) -> list[tuple[str, str]]:
     """``(key, amount)`` text of the best 25 entries, exactly as written on the wire.
 
     ``entry[0]`` is the key the checksum wants: the price/rate on P books, the order/offer
-    ID on R0 books (§6.1); the amount is the last element, with its wire sign.
+    ID on R0 books (docs: ws-websocket-checksum); the amount is the last element, with its wire sign.
     """
     return [(number_text(entry[0]), number_text(entry[-1])) for _, entry in side[:CHECKSUM_DEPTH]]
 
 
 def view_checksum(view: BookView) -> int:
-    """The signed CRC-32 the server would send for ``view`` (§6.1)."""
+    """The signed CRC-32 the server would send for ``view`` (docs: ws-websocket-checksum)."""
     return book_checksum(checksum_pairs(view.bids), checksum_pairs(view.asks))

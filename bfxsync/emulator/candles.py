@@ -1,4 +1,4 @@
-"""Candle keys and synthetic candle series (§4.6; pure).
+"""Candle keys and synthetic candle series (docs: ws-public-candles; pure).
 
 Keys are ``trade:TF:SYMBOL`` for trading symbols and ``trade:TF:fUSD:pN`` or
 ``trade:TF:fUSD:aA:pS:pE`` for funding (a funding key without a period is invalid).
@@ -140,7 +140,7 @@ class CandleSeries:
         return _wire(self._candles[-1])
 
     def snapshot(self, limit: int = HISTORY) -> list[list[Any]]:
-        """The newest ``limit`` candles, newest first (§4.6)."""
+        """The newest ``limit`` candles, newest first (docs: ws-public-candles)."""
         return [_wire(c) for c in reversed(self._candles[-limit:])]
 
 

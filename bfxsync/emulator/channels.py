@@ -1,7 +1,7 @@
 """Subscribe requests: validation, the subscription record, acks and error echoes (pure).
 
-Answers follow the reference: acks as §2.2 (defaults filled in, ``len`` as a string,
-``pair``/``currency``, ``subId`` echoed), errors as §2.5/§3.1 (the fields sent, then
+Answers follow the documentation (ws-general): acks (defaults filled in, ``len`` as a string,
+``pair``/``currency``, ``subId`` echoed), errors (the fields sent, then
 ``event``/``msg``/``code``, then ``chanId`` for a duplicate and ``pair``/``currency``).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ class SubscribeError(Exception):
 
 
 class NoReply(Exception):
-    """A request the live server ignores silently (``deriv:`` key of an unknown symbol, §4.7)."""
+    """A request the live server ignores silently (``deriv:`` key of an unknown symbol, docs: ws-public-status)."""
 
 
 @attrs.define(eq=False)
@@ -95,7 +95,7 @@ def _symbol(request: Mapping[str, Any], symbols: Container[str]) -> str:
         raise SubscribeError("symbol: invalid")
     if symbol in symbols:
         return symbol
-    # A probe saw "BTCUSD" accepted and acked as "tBTCUSD" (§2.2, one source).
+    # A probe saw "BTCUSD" accepted and acked as "tBTCUSD" (docs: ws-general, one source).
     if "t" + symbol in symbols:
         return "t" + symbol
     raise SubscribeError("symbol: invalid")
@@ -156,7 +156,7 @@ def pair_field(symbol: str | None) -> dict[str, str]:
 
 
 def ack_frame(sub: Subscription, request: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``subscribed`` event (§2.2); ``subId`` is echoed only when the request had one."""
+    """The ``subscribed`` event (docs: ws-general); ``subId`` is echoed only when the request had one."""
     ack: dict[str, Any] = {"event": "subscribed", "channel": sub.channel, "chanId": sub.chan_id}
     has_sub_id = "subId" in request
     if sub.channel in (protocol.CANDLES, protocol.STATUS):

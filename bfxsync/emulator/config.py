@@ -52,7 +52,7 @@ class SymbolSpec:
 
 
 # The values are chosen so the wire regularly carries the numbers that break naive
-# checksum code (§6.2): integer prices (tBTCUSD: 30000, 29999), prices and rates below
+# checksum code (docs: ws-websocket-checksum): integer prices (tBTCUSD: 30000, 29999), prices and rates below
 # 1e-5 in fixed notation (tSHIB:USD 0.0000082013), rates below 1e-6 that JavaScript writes
 # in exponent notation (fBTC 9.9e-7), and tiny amounts (1e-8, 0.0000082, see market.py).
 _SPECS = {
@@ -78,7 +78,7 @@ def symbol_spec(symbol: str) -> SymbolSpec:
 
 
 # Upper-case letters and digits after the prefix, one optional colon for long names
-# (tSHIB:USD, tBTCF0:USTF0), as in §1.2. Funding currencies have no colon.
+# (tSHIB:USD, tBTCF0:USTF0), as the docs (ws-general) spell them. Funding currencies have no colon.
 _SYMBOL = re.compile(r"t[A-Z0-9]{3,}(:[A-Z0-9]{2,})?|f[A-Z0-9]{2,}")
 
 
@@ -129,7 +129,7 @@ class EmulatorConfig:
         max_pending_frames: frames queued for one connection before it is dropped as too slow.
         connect_limit, connect_window: at most ``connect_limit`` handshakes per client IP
             within any ``connect_window`` seconds; past that the upgrade is refused with HTTP
-            429, as api-pub does past 20 per minute (§1.1, §10.2). Only admitted handshakes
+            429, as api-pub does past 20 per minute (docs: ws-public). Only admitted handshakes
             count, so a client retrying while refused gets in once its oldest admitted
             handshake is ``connect_window`` old. None disables the limit.
     """

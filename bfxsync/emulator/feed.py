@@ -70,7 +70,7 @@ def publish_tick(session: Session, market: Market, mts: int, f1_interval: float,
             elif channel == protocol.TRADES:
                 symbol = market.symbols[sub.market_symbol()]
                 executed, updated = ("fte", "ftu") if symbol.funding else ("te", "tu")
-                # Each trade goes out twice, at execution (te) and as an update (tu), §4.3.
+                # Each trade goes out twice, at execution (te) and as an update (tu), docs: ws-public-trades.
                 for trade in symbol.new_trades:
                     entry = trade.wire()
                     session.send_array(sub.chan_id, [executed, entry], mts)

@@ -91,7 +91,7 @@ class Hub:
         self._visible: dict[int, Session] = {}  # counted by the control API
         self._live: dict[int, Session] = {}  # every connection whose handler still runs
         self._conn_ids = itertools.count(1)
-        # chanIds are unique across the emulator and large, like the real ones (§2.3).
+        # chanIds are unique across the emulator and large, like the real ones (docs: ws-general).
         self._chan_rng = random.Random(f"chan:{config.seed}")
         self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
         rate = config.rate if config.rate > 0 else 10.0
@@ -258,7 +258,7 @@ class Hub:
         session.send_event(pong)
 
     def _on_auth(self, session: Session, request: dict[str, Any]) -> None:
-        # Account streams are not emulated; answer like a rejected key (§7.4).
+        # Account streams are not emulated; answer like a rejected key (docs: ws-auth).
         session.send_event({"event": "auth", "status": "FAILED", "chanId": 0,
                             "code": 10100, "msg": "apikey: invalid"})
 

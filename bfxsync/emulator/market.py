@@ -26,7 +26,7 @@ from .config import symbol_spec
 
 __all__ = ["Market", "SymbolMarket", "Trade"]
 
-# Amounts that break float-based checksum code (§6.2) are drawn often enough to be in the
+# Amounts that break float-based checksum code (docs: ws-websocket-checksum) are drawn often enough to be in the
 # top 25 of every book most of the time.
 _SPECIAL_AMOUNTS = tuple(Decimal(v) for v in ("0.00000001", "0.0000082", "0.00000123", "1", "12", "0.5"))
 _EIGHT_DP = Decimal("0.00000001")
@@ -46,7 +46,7 @@ class Trade:
     period: int | None = None
 
     def wire(self) -> list[Any]:
-        """Trading ``[ID, MTS, AMOUNT, PRICE]``, funding ``[ID, MTS, AMOUNT, RATE, PERIOD]`` (§4.3)."""
+        """Trading ``[ID, MTS, AMOUNT, PRICE]``, funding ``[ID, MTS, AMOUNT, RATE, PERIOD]`` (docs: ws-public-trades)."""
         entry = [self.id, self.mts, float(self.amount), float(self.price)]
         if self.period is not None:
             entry.append(self.period)
@@ -107,7 +107,7 @@ class SymbolMarket:
         return cached[1]
 
     def ticker(self) -> list[Any]:
-        """Trading: 10 fields plus a trailing null (seen live); funding: 16 fields (§4.2)."""
+        """Trading: 10 fields plus a trailing null (seen live); funding: 16 fields (docs: ws-public-ticker)."""
         view = self.view("P0", 25)
         bid, ask = view.bids[0][1], view.asks[0][1]
         bid_size = float(sum(abs(Decimal(repr(e[-1]))) for _, e in view.bids))
@@ -123,7 +123,7 @@ class SymbolMarket:
         return [bid[0], bid_size, ask[0], ask_size] + daily + [None]
 
     def trades_snapshot(self, limit: int = 30) -> list[list[Any]]:
-        """Newest first (§4.3)."""
+        """Newest first (docs: ws-public-trades)."""
         return [t.wire() for t in list(self.trades)[::-1][:limit]]
 
     # -- one tick ----------------------------------------------------------------------
@@ -198,7 +198,7 @@ class SymbolMarket:
         side = self._side(bid)
         price = self._price(bid)
         # Reusing a resting price makes counts > 1 and, on funding books, the same rate at
-        # several periods (the (rate, period) identity of §4.4).
+        # several periods (the (rate, period) identity of docs: ws-public-books).
         if side and rng.random() < 0.3:
             price = rng.choice(side).price
         sign = 1 if bid != self.funding else -1
@@ -302,7 +302,7 @@ class Market:
                         series.add_trade(trade.price, trade.amount, trade.mts)
 
     def _status_row(self, symbol: str, now_ms: int) -> list[Any]:
-        # 23 fields, WS layout (REST index minus one), §4.7.
+        # 23 fields, WS layout (REST index minus one), docs: ws-public-status.
         rng = self._rng
         market = self.symbols[symbol]
         spot_symbol = "t" + symbol[1:].split("F0:")[0] + "USD"

@@ -1,7 +1,7 @@
 """Per-client connection-rate limit: a rolling window of admitted handshakes (no I/O).
 
 Bitfinex refuses the HTTP upgrade with 429 once one IP opens more than 20 connections a
-minute on api-pub (reference §1.1, §10.2). The emulator applies the same rule so clients can
+minute on api-pub (docs: ws-public, requirements-and-limitations). The emulator applies the same rule so clients can
 test their reconnect throttling against it.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 _FLUSH_TIMEOUT = 5.0
 
-# The real server sends no protocol pings (§1.4). websockets 15 added keepalive pings to its
+# The real server sends no protocol pings (docs: ws-general). websockets 15 added keepalive pings to its
 # sync server, on by default, and the ``ping_interval`` option to turn them off; before 15 the
 # sync server never pings and rejects the option.
 _NO_KEEPALIVE: dict[str, Any] = (
@@ -200,7 +200,7 @@ class Emulator(FaultControls):
         return connection.respond(status, "Too Many Requests\n" if status == 429 else "Refused\n")
 
     def refuse_connections(self, status: int | None = 429) -> None:
-        """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, §1.1); None accepts again.
+        """Answer new handshakes with HTTP ``status`` (429: the connection-rate ban, docs: ws-public); None accepts again.
 
         These refusals are not counted in :attr:`rate_limited`.
         """

@@ -118,7 +118,7 @@ class Session:
 
     # -- producing frames ----------------------------------------------------------------
     def set_flags(self, flags: int) -> None:
-        """Replace the flag set (``conf`` replaces, §5); SEQ_ALL restarts the count at 1."""
+        """Replace the flag set (``conf`` replaces, docs: ws-general); SEQ_ALL restarts the count at 1."""
         with self._cond:
             if flags & protocol.FLAG_SEQ_ALL and not self.flags & protocol.FLAG_SEQ_ALL:
                 self._seq = 0
@@ -143,12 +143,12 @@ class Session:
 
     def send_array(self, chan_id: int, body: list[Any], mts: int | None = None,
                    heartbeat: bool = False) -> None:
-        """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (§5.1).
+        """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (docs: ws-general).
 
         With DEC_S the body's floats become strings. SEQ_ALL appends the connection's next
         sequence number; TIMESTAMP then appends the server time, except on heartbeats.
         (Whether the live server timestamps ``hb`` frames is unconfirmed; we assume not,
-        like its sample frames. ``cs`` frames get one: also unconfirmed, §12.)
+        like its sample frames. ``cs`` frames get one: also unconfirmed, not confirmed by the docs.)
         A silenced or muted connection still consumes sequence numbers, as if the frames
         were lost.
         """

@@ -2,7 +2,7 @@
 
 Python's :func:`json.dumps` writes floats with ``repr`` (``1e-08``, ``30000.0``); the real
 server is JavaScript and writes ``1e-8`` and ``30000``. Clients that hash the wire text of
-book numbers (reference §6.2) only agree with the server if the emulator writes exactly the
+book numbers (docs: ws-websocket-checksum) only agree with the server if the emulator writes exactly the
 JavaScript text, so every float goes through :func:`bfxsync.protocol.checksum.js_number_str`, and the
 emulator's own checksums use that same function.
 """
