@@ -396,14 +396,19 @@ class Link(EventFrames):
 
     def _on_stray(self, chan_id: int, text: str) -> None:
         """A frame for a chanId that is not active: normal right after an unsubscribe, else counted."""
+        if chan_id == 0:
+            self._on_channel_zero(text)
+            return
         if self.flags & protocol.FLAG_SEQ_ALL:
             message = _decode(codec.decode, text)  # its sequence number still counts
             index = 3 if type(_at(message, 1)) is str and message[1] != protocol.HEARTBEAT else 2
             self._check_sequence(_at(message, index))
-        if chan_id == 0:
-            self.problem("account_frame", "frame on channel 0 (account stream) without authentication support")
-        elif not self.registry.is_leaving(chan_id):
+        if not self.registry.is_leaving(chan_id):
             self.problem("unknown_channel", f"frame for unknown chanId {chan_id}: {text[:120]}")
+
+    def _on_channel_zero(self, text: str) -> None:
+        """A channel-0 (account) frame; only an authenticated link expects them."""
+        self.problem("account_frame", "frame on channel 0 (account stream) on a connection that did not authenticate")
 
     def _bad_frame(self, kind: str, error: Exception, data: Any) -> None:
         raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)

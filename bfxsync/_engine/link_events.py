@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Counter, Deque, Dict, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Counter, Deque, Dict, List, Mapping, Tuple
 
 from .. import protocol
 from ..config import Config
@@ -64,11 +64,12 @@ class EventFrames:
         if type(event) is not dict:
             raise ProtocolError(f"frame is neither an event object nor a channel array: {event!r:.100}")
         kind = event.get("event")
+        # Looked up by name on the instance, so an authenticated link can extend the handlers.
         handler = _EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:
             self.problem("unknown_event", f"unknown event {kind!r}: {event!r:.200}")
             return
-        handler(self, event)
+        getattr(self, handler)(event)
 
     def _on_info(self, event: Mapping[str, Any]) -> None:
         if "version" in event:
@@ -106,6 +107,7 @@ class EventFrames:
             logger.warning("bfxsync: %s is in maintenance (platform status 0); books resync when it ends", self.url)
         if self.config.flags:
             self.send(codec.encode_conf(self.config.flags))
+        self._after_handshake()
         plan = self.registry.replay()
         self._outbox.extend(plan)
         self.drain()
@@ -179,6 +181,13 @@ class EventFrames:
         subscription._on_failed(rejection)
         self._dispatcher.report(rejection, subscription)
 
+    def _after_handshake(self) -> None:
+        """Hook: the ``info`` frame arrived and ``conf`` went out (an authenticated link authenticates here)."""
+
+    def _on_auth(self, event: Mapping[str, Any]) -> None:
+        """Hook: an ``auth`` answer; only an authenticated link expects one."""
+        self.problem("unexpected_auth", f"auth event on a connection that did not authenticate: {event!r:.200}")
+
     def _on_pong(self, event: Mapping[str, Any]) -> None:
         waiter = self._pings.get(event.get("cid"))  # type: ignore[arg-type]
         if waiter is not None:
@@ -186,11 +195,12 @@ class EventFrames:
             waiter[0].set()
 
 
-_EVENT_HANDLERS: Dict[str, Callable[[EventFrames, Mapping[str, Any]], None]] = {
-    "info": EventFrames._on_info,
-    "conf": EventFrames._on_conf,
-    "subscribed": EventFrames._on_subscribed,
-    "unsubscribed": EventFrames._on_unsubscribed,
-    "error": EventFrames._on_error,
-    "pong": EventFrames._on_pong,
+_EVENT_HANDLERS: Dict[str, str] = {
+    "info": "_on_info",
+    "conf": "_on_conf",
+    "subscribed": "_on_subscribed",
+    "unsubscribed": "_on_unsubscribed",
+    "error": "_on_error",
+    "pong": "_on_pong",
+    "auth": "_on_auth",
 }
