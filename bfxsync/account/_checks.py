@@ -1,0 +1,138 @@
+"""Argument checks shared by the input builders (pure, except the cid source's lock).
+
+Every check raises ``ValueError`` naming the argument and what is wrong with it.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+MAX_SAFE_INT = 9_007_199_254_740_991
+MAX_GID = 2**31 - 1
+TIF_FORMAT = "%Y-%m-%d %H:%M:%S"
+FLOAT_REFUSED = "pass a Decimal or a string to keep full precision"
+
+
+class _CidSource:
+    """Millisecond client ids, strictly increasing within the process (several threads may place orders)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self, now_ms: int) -> int:
+        with self._lock:
+            self._last = max(now_ms, self._last + 1)
+            return self._last
+
+
+_cids = _CidSource()
+
+
+def _int(value: Any, name: str, low: int = 1, high: int = MAX_SAFE_INT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+def _ints(values: Any, name: str, high: int = MAX_SAFE_INT) -> List[int]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{name} must be a non-empty list of ints, got {values!r}")
+    return [_int(v, f"{name}[{i}]", high=high) for i, v in enumerate(values)]
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    if isinstance(value, float):
+        raise ValueError(f"{name}: {FLOAT_REFUSED} (got the float {value!r})")
+    if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
+        raise ValueError(f"{name} must be a Decimal, str or int, got {value!r}")
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{name} is not a decimal number: {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def _plain(number: Decimal) -> str:
+    """Fixed-point text without exponent or trailing zeros: ``3E+4`` -> ``"30000"``, ``0.0010`` -> ``"0.001"``."""
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _money(value: Any, name: str, *, positive: bool = False) -> str:
+    """A money argument as wire text; non-zero (and > 0 when ``positive``)."""
+    number = _decimal(value, name)
+    if number == 0 or (positive and number < 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'non-zero'}, got {value!r}")
+    return _plain(number)
+
+
+def _symbol(symbol: Any, pattern: "re.Pattern[str]", kind: str) -> str:
+    if not isinstance(symbol, str) or not pattern.fullmatch(symbol):
+        example = "tBTCUSD or tBTCF0:USTF0" if kind == "trading" else "fUSD"
+        raise ValueError(f"symbol must be a {kind} symbol like {example}, got {symbol!r}")
+    return symbol
+
+
+def _tif(value: Any, now_ms: int) -> str:
+    """Auto-cancel time as ``YYYY-MM-DD HH:MM:SS`` UTC; naive datetimes are taken as UTC."""
+    if isinstance(value, datetime):
+        moment = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.strptime(value, TIF_FORMAT).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise ValueError(f"tif must be a datetime or a 'YYYY-MM-DD HH:MM:SS' UTC string, got {value!r}") from None
+    else:
+        raise ValueError(f"tif must be a datetime or a 'YYYY-MM-DD HH:MM:SS' UTC string, got {value!r}")
+    if moment.timestamp() * 1000 <= now_ms:
+        raise ValueError(f"tif {moment.strftime(TIF_FORMAT)} UTC is not in the future")
+    return moment.strftime(TIF_FORMAT)
+
+
+def _cid_date(value: Any) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value, "%Y-%m-%d").date().isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"cid_date must be a date or a 'YYYY-MM-DD' string (the order's UTC creation date), got {value!r}")
+
+
+def _lev(lev: Any) -> int:
+    return _int(lev, "lev", low=1, high=100)
+
+
+def _now_ms(now_ms: Optional[int]) -> int:
+    return int(time.time() * 1000) if now_ms is None else _int(now_ms, "now_ms", low=0)
+
+
+def _clean(value: Any, where: str) -> Any:
+    """Copy a caller's payload for the wire: Decimals become plain strings; floats are refused."""
+    if isinstance(value, float):
+        raise ValueError(f"{where}: {FLOAT_REFUSED} (got the float {value!r})")
+    if isinstance(value, Decimal):
+        return _plain(_decimal(value, where))
+    if isinstance(value, Mapping):
+        return {k: _clean(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _meta(meta: Any) -> Dict[str, Any]:
+    if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
+        raise ValueError(f"meta must be a mapping with string keys, got {meta!r}")
+    return {key: _clean(value, f"meta.{key}") for key, value in meta.items()}
