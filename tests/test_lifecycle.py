@@ -185,6 +185,8 @@ def test_internal_errors_are_not_counted_as_bad_input(emulator, make_client, mon
 
 _DOUBLE_CTRL_C = textwrap.dedent("""
     import signal
+    import threading
+    import time
     import bfxsync
     from bfxsync.emulator import Emulator
     returned = False
@@ -192,7 +194,13 @@ _DOUBLE_CTRL_C = textwrap.dedent("""
         with Emulator(rate=50.0) as emu:
             client = bfxsync.Client(emu.url).start()
             client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
-            print("ready", flush=True)
+
+            def announce():  # "ready" once run_forever has taken over Ctrl-C, not before
+                while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    time.sleep(0.001)
+                print("ready", flush=True)
+
+            threading.Thread(target=announce, daemon=True).start()
             client.run_forever()
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a late second interrupt is not run_forever's
             returned = True
