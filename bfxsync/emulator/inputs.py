@@ -14,7 +14,9 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ORDER_TYPES", "InputError", "NewOffer", "NewOrder", "OrderUpdate", "parse_decimal",
+from .accounts import WorkingOrder
+
+__all__ = ["ORDER_TYPES", "InputError", "apply_update", "NewOffer", "NewOrder", "OrderUpdate", "parse_decimal",
            "parse_new_offer", "parse_new_order", "parse_update"]
 
 #: Order types the engine executes (docs: ws-auth-input-order-new). Trailing stops are not emulated.
@@ -179,3 +181,23 @@ def parse_new_offer(payload: Any) -> NewOffer:
         raise InputError("period: invalid")
     return NewOffer(type=str(kind), symbol=symbol, amount=amount, rate=rate, period=period,
                     flags=_int(payload, "flags", _MAX_INT32, 0) or 0)
+
+
+def apply_update(order: WorkingOrder, request: OrderUpdate) -> WorkingOrder:
+    """A copy of ``order`` with an ``ou`` request applied; InputError if the result is invalid."""
+    remaining = order.amount
+    if request.amount is not None:
+        remaining = request.amount
+    if request.delta is not None:
+        remaining += request.delta
+    if remaining == 0 or (remaining > 0) != order.buy:
+        raise InputError("amount: invalid")
+    copy = attrs.evolve(order)
+    copy.amount, copy.amount_orig = remaining, order.filled + remaining
+    if request.price is not None and order.kind != "MARKET":
+        copy.price = request.price
+    for name in ("price_aux_limit", "flags", "gid", "lev"):
+        value = getattr(request, name)
+        if value is not None:
+            setattr(copy, name, value)
+    return copy

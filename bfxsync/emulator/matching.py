@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-import attrs
-
 from .accounts import (
     FLAG_POST_ONLY,
     FLAG_REDUCE_ONLY,
@@ -37,7 +35,7 @@ from .accounts import (
     utc_date,
 )
 from .config import EmulatorConfig
-from .inputs import InputError, NewOrder, OrderUpdate, parse_cid_date, parse_new_order, parse_update
+from .inputs import InputError, NewOrder, apply_update, parse_cid_date, parse_new_order, parse_update
 from .market import Market
 from .settlement import MARGIN_LEVERAGE, Batch, Out, Settler, is_derivative
 
@@ -304,7 +302,7 @@ class Exchange:
             order = account.orders.get(request.id)
             if order is None:
                 raise InputError("Order not found.")
-            changed = _updated(order, request)
+            changed = apply_update(order, request)
             self._check_balance(account, changed, skip=order.id)
         except InputError as exc:
             return [Out(key, "n", notification(mts, "ou-req", info, "ERROR", str(exc)), "current")]
@@ -393,24 +391,4 @@ class Exchange:
                 wanted.add((pair[0], parse_cid_date(pair[1])))
             return [o for o in orders if (o.cid, utc_date(o.mts_create)) in wanted]
         raise InputError("input: invalid")
-
-
-def _updated(order: WorkingOrder, request: OrderUpdate) -> WorkingOrder:
-    """A copy of ``order`` with an ``ou`` request applied; InputError if the result is invalid."""
-    remaining = order.amount
-    if request.amount is not None:
-        remaining = request.amount
-    if request.delta is not None:
-        remaining += request.delta
-    if remaining == 0 or (remaining > 0) != order.buy:
-        raise InputError("amount: invalid")
-    copy = attrs.evolve(order)
-    copy.amount, copy.amount_orig = remaining, order.filled + remaining
-    if request.price is not None and order.kind != "MARKET":
-        copy.price = request.price
-    for name in ("price_aux_limit", "flags", "gid", "lev"):
-        value = getattr(request, name)
-        if value is not None:
-            setattr(copy, name, value)
-    return copy
 
