@@ -10,17 +10,22 @@ Users point examples and the CLI at it; the test suite drives it through its con
         print(emu.url)          # ws://127.0.0.1:PORT/ws/2
 
 Run it standalone with ``python -m bfxsync.emulator --port 8765``.
+
+It also trades: ``auth`` with API key :data:`DEMO_KEY` and secret :data:`DEMO_SECRET` (or
+the :class:`Account` objects given as ``EmulatorConfig.accounts``) opens channel 0 with
+wallets, orders, positions and funding offers, and order inputs are matched against the
+market's books.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_SYMBOLS, EmulatorConfig
+from .config import DEFAULT_SYMBOLS, DEMO_KEY, DEMO_SECRET, Account, EmulatorConfig
 
 if TYPE_CHECKING:
     from .server import Emulator
 
-__all__ = ["DEFAULT_SYMBOLS", "Emulator", "EmulatorConfig"]
+__all__ = ["DEFAULT_SYMBOLS", "DEMO_KEY", "DEMO_SECRET", "Account", "Emulator", "EmulatorConfig"]
 
 #: What to tell a user whose environment lacks the optional dependency.
 INSTALL_HINT = ('bfxsync.emulator needs the "websockets" package (13.0 or newer): '

@@ -10,7 +10,7 @@ import logging
 import sys
 import threading
 
-from .config import DEFAULT_SYMBOLS, EmulatorConfig
+from .config import DEFAULT_SYMBOLS, DEMO_KEY, DEMO_SECRET, EmulatorConfig
 
 
 def _symbol_list(text: str) -> tuple[str, ...]:
@@ -22,7 +22,9 @@ def _symbol_list(text: str) -> tuple[str, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bfxsync.emulator",
-                                     description="Local Bitfinex WebSocket v2 server with synthetic data.")
+                                     description="Local Bitfinex WebSocket v2 server with synthetic data.",
+                                     epilog=f"Trading: authenticate with API key {DEMO_KEY!r} and secret"
+                                            f" {DEMO_SECRET!r} (the demo account).")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
     parser.add_argument("--seed", type=int, default=0, help="market data seed (default 0)")

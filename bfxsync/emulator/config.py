@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -11,7 +12,11 @@ import attrs
 from bfxsync.protocol import is_funding
 
 __all__ = [
+    "DEFAULT_ACCOUNTS",
+    "DEMO_KEY",
+    "DEMO_SECRET",
     "DEFAULT_SYMBOLS",
+    "Account",
     "EmulatorConfig",
     "SubscribeReply",
     "SymbolSpec",
@@ -19,6 +24,10 @@ __all__ = [
     "is_well_formed_symbol",
     "symbol_spec",
 ]
+
+#: Wallet types of the exchange (docs: ws-auth-wallets).
+WALLET_TYPES = ("exchange", "margin", "funding")
+WalletKey = tuple[str, str]  # (wallet type, currency), e.g. ("exchange", "USD")
 
 #: How the emulator answers ``subscribe`` (see ``Emulator.set_subscribe_reply``).
 SubscribeReply = Literal["ok", "none"]
@@ -90,6 +99,72 @@ def is_well_formed_symbol(symbol: object) -> bool:
     return isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) is not None
 
 
+def _wallets(value: Any) -> tuple[tuple[WalletKey, Decimal], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    wallets: dict[WalletKey, Decimal] = {}
+    for key, amount in items:
+        wallet_type, currency = key
+        if wallet_type not in WALLET_TYPES:
+            raise ValueError(f"wallet type must be one of {', '.join(WALLET_TYPES)}, not {wallet_type!r}")
+        if not isinstance(currency, str) or not currency or not currency.isupper():
+            raise ValueError(f"currency must be upper case, like 'USD', not {currency!r}")
+        if isinstance(amount, float):
+            amount = repr(amount)  # 0.1 means 0.1, not 0.1000000000000000055511151231257827
+        balance = Decimal(amount)
+        if not balance.is_finite() or balance < 0:
+            raise ValueError(f"wallet balance must be a finite amount >= 0, not {amount!r}")
+        wallets[(wallet_type, currency)] = balance
+    return tuple(wallets.items())
+
+
+@attrs.frozen
+class Account:
+    """One emulated API key: its secret and starting wallets.
+
+    ``wallets`` maps ``(wallet type, currency)`` to a starting balance (a decimal string, an
+    int or a Decimal); it is stored as a tuple of pairs so the account stays hashable::
+
+        Account("my-key", "my-secret", wallets={("exchange", "USD"): "10000",
+                                                ("exchange", "BTC"): "1"})
+
+    ``user_id`` is what ``auth`` answers as ``userId`` (default: derived from the key).
+    """
+
+    key: str = attrs.field(validator=attrs.validators.min_len(1))
+    secret: str = attrs.field(validator=attrs.validators.min_len(1), repr=False)
+    wallets: tuple[tuple[WalletKey, Decimal], ...] = attrs.field(default=(), converter=_wallets)
+    user_id: int | None = None
+
+    def starting_wallets(self) -> dict[WalletKey, Decimal]:
+        """The starting balances as a dict."""
+        return dict(self.wallets)
+
+
+#: The demo account's API key and secret: the CLI and the examples trade offline with them.
+DEMO_KEY = "demo-key"
+DEMO_SECRET = "demo-secret"
+#: ``EmulatorConfig.accounts`` by default: the demo account alone.
+DEFAULT_ACCOUNTS: tuple[Account, ...] = (
+    Account(DEMO_KEY, DEMO_SECRET, user_id=1000001, wallets={
+        ("exchange", "USD"): "100000", ("exchange", "BTC"): "2", ("exchange", "ETH"): "20",
+        ("margin", "USD"): "50000", ("margin", "USTF0"): "50000", ("funding", "USD"): "20000",
+    }),
+)
+
+
+def _check_accounts(instance: object, attribute: attrs.Attribute[Any], value: tuple[Account, ...]) -> None:
+    keys = [a.key for a in value]
+    if not all(isinstance(a, Account) for a in value):
+        raise TypeError("accounts must be Account instances")
+    if len(set(keys)) != len(keys):
+        raise ValueError("two accounts share an API key")
+
+
+def _check_fee(instance: object, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
+    if not value.is_finite() or not Decimal(0) <= value < Decimal(1):
+        raise ValueError(f"{attribute.name} must be a rate in [0, 1), not {value}")
+
+
 def _check_symbols(instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
     for symbol in value:
         if not isinstance(symbol, str) or len(symbol) < 2 or symbol[0] not in "tf":
@@ -132,6 +207,13 @@ class EmulatorConfig:
             429, as api-pub does past 20 per minute (docs: ws-public). Only admitted handshakes
             count, so a client retrying while refused gets in once its oldest admitted
             handshake is ``connect_window`` old. None disables the limit.
+        accounts: the API keys that ``auth`` accepts, with their starting wallets. The
+            default is the demo account (key :data:`DEMO_KEY`, secret :data:`DEMO_SECRET`;
+            100000 USD, 2 BTC and 20 ETH on exchange, 50000 USD and USTF0 on margin,
+            20000 USD funding). Pass ``()`` to reject every key.
+        maker_fee, taker_fee: fee rates charged on account fills (default 0 and 0.001, i.e.
+            0.1% taker). Exchange buys pay the fee in the currency bought, sells in the
+            currency received; margin and derivative fills in the quote currency.
     """
 
     host: str = "127.0.0.1"
@@ -155,6 +237,10 @@ class EmulatorConfig:
     max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
     connect_limit: int | None = attrs.field(default=20, validator=_check_limit)
     connect_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
+    accounts: tuple[Account, ...] = attrs.field(default=DEFAULT_ACCOUNTS, converter=tuple,
+                                                validator=_check_accounts)
+    maker_fee: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_check_fee)
+    taker_fee: Decimal = attrs.field(default=Decimal("0.001"), converter=Decimal, validator=_check_fee)
 
     def make_ssl_context(self) -> ssl.SSLContext | None:
         """The server-side TLS context, or None for plain ``ws://``."""

@@ -5,8 +5,9 @@ Locks, always taken in this order (never the reverse):
 1. ``market_lock`` — the market and every subscription's feed state. Held for a whole tick
    (mutation plus fan-out to every connection) and for subscribe (ack plus snapshot), so
    the first update a subscriber gets applies on top of its snapshot.
-2. a connection's ``Session.lock`` — its flags, sequence counter, subscriptions and queue.
-3. ``_registry`` (a Condition) — the set of connections; held briefly, nothing is acquired
+2. ``trading.lock`` (``account_streams.py``) — accounts, orders and authenticated connections.
+3. a connection's ``Session.lock`` — its flags, sequence counter, subscriptions and queue.
+4. ``_registry`` (a Condition) — the set of connections; held briefly, nothing is acquired
    under it. Waiters of the control API sleep on it.
 
 No lock is ever held while writing to a socket: sessions queue frames for their writer.
@@ -26,6 +27,7 @@ from typing import Any
 from bfxsync import protocol
 
 from . import feed
+from .account_streams import AccountStreams
 from .channels import (
     NoReply,
     SubscribeError,
@@ -96,6 +98,7 @@ class Hub:
         self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
         rate = config.rate if config.rate > 0 else 10.0
         self._status_every = max(1, round(config.status_interval * rate))
+        self.trading = AccountStreams(config, self.market_lock, self.market, self._drop)
         self._handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = {
             "conf": self._on_conf,
             "ping": self._on_ping,
@@ -128,8 +131,18 @@ class Hub:
             self._visible.pop(session.id, None)
             self._registry.notify_all()
 
+    def _drop(self, session: Session) -> None:
+        # Fault injection from the trading side (drop_after_next_input): end it abruptly.
+        self.detach(session)
+        session.abort()
+
     def close_session(self, session: Session) -> None:
-        """The connection's handler is ending: forget it and join its writer."""
+        """The connection's handler is ending: forget it and join its writer.
+
+        The account streams hear of it first, so a dead-man switch cancels the account's
+        orders before the connection is forgotten.
+        """
+        self.trading.session_closed(session)
         self.detach(session)
         session.finish()
         with self._registry:
@@ -207,6 +220,7 @@ class Hub:
         mts = now_ms()
         status_fresh = (self.market.ticks + 1) % self._status_every == 0
         self.market.tick(mts, status_fresh)
+        self.trading.on_tick(mts)
         tickers: dict[str, list[Any]] = {}
         for session in self.sessions():
             feed.publish_tick(session, self.market, mts, self.config.f1_interval, status_fresh, tickers,
@@ -229,8 +243,10 @@ class Hub:
             session.send_event({"event": "error", "msg": "event: invalid",
                                 "code": protocol.ERR_UNKNOWN_EVENT})
             return
+        if isinstance(request, list):
+            self.trading.handle_input(session, request)  # channel-0 inputs (account_streams.py)
+            return
         if not isinstance(request, dict):
-            # Arrays are inputs on channel 0, which need authentication (not emulated).
             logger.debug("connection %d: ignoring non-event frame %.80s", session.id, text)
             return
         event = request.get("event")
@@ -258,9 +274,7 @@ class Hub:
         session.send_event(pong)
 
     def _on_auth(self, session: Session, request: dict[str, Any]) -> None:
-        # Account streams are not emulated; answer like a rejected key (docs: ws-auth).
-        session.send_event({"event": "auth", "status": "FAILED", "chanId": 0,
-                            "code": 10100, "msg": "apikey: invalid"})
+        self.trading.authenticate(session, request)
 
     def _known_pair(self, request: Mapping[str, Any]) -> dict[str, str]:
         # Only symbol channels echo pair/currency (candles and status are keyed differently).

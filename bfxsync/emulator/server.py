@@ -29,6 +29,7 @@ from .feed import book_entries, checksum_of
 from .hub import Hub
 from .ratelimit import ConnectLimiter
 from .session import shutdown_socket
+from .trading_faults import TradingControls
 
 __all__ = ["Emulator"]
 
@@ -60,7 +61,7 @@ class _WebSocketTransport:
         shutdown_socket(self._connection.socket)
 
 
-class Emulator(FaultControls):
+class Emulator(FaultControls, TradingControls):
     """A local Bitfinex v2 server serving seeded synthetic market data.
 
     Use it as a context manager (starts on enter, stops and joins on exit)::
@@ -71,7 +72,12 @@ class Emulator(FaultControls):
     Control methods may be called from any thread (tests call them from the test thread
     while clients read on theirs); none blocks longer than its timeout. Methods taking
     ``conn`` act on one connection (an ID from :meth:`connection_ids`) or, with None, on all.
-    The fault-injection methods are documented on :class:`~bfxsync.emulator.faults.FaultControls`.
+    The fault-injection methods are documented on :class:`~bfxsync.emulator.faults.FaultControls`,
+    account inspection and trading faults on :class:`~bfxsync.emulator.trading_faults.TradingControls`.
+
+    Accounts (``EmulatorConfig.accounts``; by default key ``demo-key``, secret
+    ``demo-secret``) authenticate with real signatures and trade against the market's
+    books: see ``matching.py`` for what the engine does.
 
     Args:
         config: an :class:`EmulatorConfig`; keyword arguments override its fields.

@@ -16,14 +16,18 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from bfxsync import protocol
 
 from . import wire
 from .channels import Subscription
 
-__all__ = ["Session", "Transport"]
+__all__ = ["AuthSeq", "Session", "Transport"]
+
+#: How a channel-0 frame moves the account sequence number (SEQ_ALL): ``next`` advances it,
+#: ``current`` repeats the last one (notifications), ``zero`` sends 0 (calc answers).
+AuthSeq = Literal["next", "current", "zero"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,10 @@ class Session:
         self._written = 0  # items the writer finished (sent, or failed)
         self._seq = 0
         self._skip = 0
+        self._account = False  # authenticated: channel 0 is open (heartbeats, account sequence)
+        self._account_traffic = 0.0
+        self._auth_seq = 0
+        self._auth_skip = 0
         self._open = True  # accepting frames
         self._dead = False  # writer gone: nothing will be written any more
         self._gone = threading.Event()  # set when the connection ends; interrupts delays
@@ -129,6 +137,22 @@ class Session:
         with self._cond:
             self._skip += count
 
+    def open_account_channel(self) -> None:
+        """Authentication succeeded: channel 0 gets heartbeats and the account sequence starts at 1."""
+        with self._cond:
+            self._account = True
+            self._account_traffic = time.monotonic()
+            self._auth_seq = 0
+
+    def skip_auth_sequence(self, count: int = 1) -> None:
+        """Fault injection: the next account sequence number (channel 0) jumps by ``count``."""
+        with self._cond:
+            self._auth_skip += count
+
+    def wait_gone(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True (early) if the connection ended meanwhile."""
+        return self._gone.wait(timeout)
+
     def send_event(self, event: dict[str, Any]) -> None:
         """Queue an event object (events carry no sequence number or timestamp)."""
         with self._cond:
@@ -142,7 +166,7 @@ class Session:
                 self._push(text)
 
     def send_array(self, chan_id: int, body: list[Any], mts: int | None = None,
-                   heartbeat: bool = False) -> None:
+                   heartbeat: bool = False, auth: AuthSeq | None = None) -> None:
         """Queue ``[chan_id, *body]`` with the trailing elements the flags ask for (docs: ws-general).
 
         With DEC_S the body's floats become strings. SEQ_ALL appends the connection's next
@@ -151,6 +175,9 @@ class Session:
         like its sample frames. ``cs`` frames get one: also unconfirmed, not confirmed by the docs.)
         A silenced or muted connection still consumes sequence numbers, as if the frames
         were lost.
+
+        Channel-0 frames pass ``auth``: with SEQ_ALL they end ``[SEQ, AUTH_SEQ]``, the
+        second counting the account frames of this authenticated session (see ``AuthSeq``).
         """
         with self._cond:
             if not self._open:
@@ -158,22 +185,44 @@ class Session:
             sub = self.subs.get(chan_id)
             if sub is not None:
                 sub.last_traffic = time.monotonic()
+            elif chan_id == 0:
+                self._account_traffic = time.monotonic()
             flags = self.flags
             frame = [chan_id]
             frame.extend(wire.decimal_strings(body) if flags & protocol.FLAG_DEC_S else body)
+            auth_seq = None if auth is None else self._next_auth_seq(auth)
             if flags & protocol.FLAG_SEQ_ALL:
                 self._seq += 1 + self._skip
                 self._skip = 0
                 frame.append(self._seq)
+                if auth_seq is not None:
+                    frame.append(auth_seq)
             if flags & protocol.FLAG_TIMESTAMP and not heartbeat:
                 frame.append(mts if mts is not None else now_ms())
             if not self.silent and not self.muted:
                 self._push(wire.encode(frame))
 
+    def _next_auth_seq(self, mode: AuthSeq) -> int:
+        # Called with the lock held. The account sequence advances even without SEQ_ALL, so
+        # a client enabling the flag later sees the session's true count.
+        if mode == "zero":
+            return 0
+        if mode == "next":
+            self._auth_seq += 1 + self._auth_skip
+            self._auth_skip = 0
+        return self._auth_seq
+
     def send_heartbeats(self, now: float, interval: float) -> float:
-        """Send ``hb`` on every channel idle for ``interval``; return when the next one is due."""
+        """Send ``hb`` on every channel idle for ``interval``; return when the next one is due.
+
+        Channel 0 of an authenticated connection counts as a channel (``[0,"hb"]``).
+        """
         with self._cond:
             due = now + interval
+            if self._account:
+                if self._account_traffic + interval <= now:
+                    self.send_array(0, [protocol.HEARTBEAT], heartbeat=True)
+                due = min(due, self._account_traffic + interval)
             for chan_id, sub in list(self.subs.items()):
                 if sub.last_traffic + interval <= now:
                     self.send_array(chan_id, [protocol.HEARTBEAT], heartbeat=True)
