@@ -165,8 +165,8 @@ class BookSubscription(Subscription):
             # snapshot-shaped payload breaks the protocol, and merging it would keep stale
             # levels it does not mention. Either way the batch applies all or nothing.
             if not flags & FLAG_BULK_UPDATES:
-                raise ProtocolError(f"snapshot-shaped payload after the snapshot on {self.spec!r} "
-                                    f"without BULK_UPDATES: {payload!r:.200}")
+                raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
+                                    f"{payload!r:.200}")
             self.book.apply_updates(payload)
             self._deliver(payload, False, tag, seq, mts, convert=self._model)
         else:
