@@ -177,3 +177,15 @@ class TestAcks:
         book = session.subscribe(BookSpec("tBTCUSD"))
         session.on_frame(f'{{"event":"subscribed","channel":"book","chanId":5,"subId":{sub_id}}}')
         assert not book.active
+
+
+@pytest.mark.parametrize("mts", ["1.5", "true", "NaN", '"1700000000000"', "null"])
+def test_timestamp_must_be_an_integer(mts):
+    """With TIMESTAMP on, a trailing MTS that is not an integer makes the frame malformed; the book is untouched."""
+    session = start(131072 | 32768)
+    book = synced_book(session, rows="[[100,1,1.5],[101,1,-2]]")
+    before = levels(book)
+    session.on_frame(f"[5,[99,1,1],{mts}]")
+    assert session.stats()["malformed"] == 1 and levels(book) == before and book.synced
+    session.on_frame("[5,[99,1,1],1700000000000]")
+    assert levels(book)[0] == [(100.0, 1.5), (99.0, 1.0)]

@@ -381,6 +381,8 @@ class Link(EventFrames):
             rest += 1
         if flags & protocol.FLAG_TIMESTAMP and len(message) > rest:
             mts = message[rest]
+            if type(mts) is not int:
+                raise ProtocolError(f"non-integer server timestamp: {mts!r:.50}")
         return seq, mts
 
     def _check_sequence(self, seq: Any) -> None:
