@@ -4,7 +4,8 @@ Each model has a ``from_wire(row)`` named constructor that unpacks the documente
 positions explicitly, tolerates extra trailing fields (Bitfinex appends fields without a
 version bump, as the docs warn) and raises :class:`~bfxsync.errors.ProtocolError` when a field is
 missing or has the wrong type. Numbers may arrive as floats, ints or (book channels,
-``DEC_S``) decimal strings; the models always hold ``float`` / ``int``.
+``DEC_S``) decimal strings; the models always hold finite ``float`` values and ``int``
+(NaN, Infinity, overflowing numbers and JSON booleans are rejected, never stored).
 """
 from __future__ import annotations
 
@@ -17,16 +18,52 @@ from .errors import ProtocolError
 _M = TypeVar("_M")
 
 
+#: Types a decimal field may arrive as: ``bool`` is deliberately absent (JSON true/false is no number).
+_NUMBER_TYPES = frozenset((int, float, str))
+
+
 def _num(value: Any) -> float:
-    return float(value)
+    """A finite float from an int, a float or a decimal string (``DEC_S``); anything else is a ValueError.
+
+    NaN, Infinity, ``1e999`` and ints too large for a float are rejected, as are booleans.
+    """
+    if type(value) not in _NUMBER_TYPES:
+        raise TypeError(f"expected a number, got {value!r:.50}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r:.50} is too large for a float") from None
+    if number - number:  # nan for NaN and +-inf
+        raise ValueError(f"{value!r:.50} is not finite")
+    return number
+
+
+def _int(value: Any) -> int:
+    """An integer field (id, timestamp, count, period): a JSON integer, never a bool, float or string."""
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {value!r:.50}")
+    return value
 
 
 def _opt(value: Any) -> Optional[float]:
-    return None if value is None else float(value)
+    return None if value is None else _num(value)
 
 
 def _opt_int(value: Any) -> Optional[int]:
-    return None if value is None else int(value)
+    return None if value is None else _int(value)
+
+
+def _flag(value: Any) -> bool:
+    """A 0/1 flag (JSON may also say true/false)."""
+    if type(value) not in (int, bool) or value not in (0, 1):
+        raise ValueError(f"expected a 0/1 flag, got {value!r:.50}")
+    return bool(value)
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {value!r:.50}")
+    return value
 
 
 def _build(cls: Type[_M], row: Any, need: int, make: Callable[[], _M]) -> _M:
@@ -84,7 +121,7 @@ class FundingTicker:
     def from_wire(cls, row: Sequence[Any]) -> "FundingTicker":
         """Build from the 16-field funding ticker row (positions 13 and 14 are placeholders)."""
         return _build(cls, row, 13, lambda: cls(
-            _num(row[0]), _num(row[1]), int(row[2]), _num(row[3]), _num(row[4]), int(row[5]),
+            _num(row[0]), _num(row[1]), _int(row[2]), _num(row[3]), _num(row[4]), _int(row[5]),
             _num(row[6]), _num(row[7]), _num(row[8]), _num(row[9]), _num(row[10]),
             _num(row[11]), _num(row[12]), _opt(row[15]) if len(row) > 15 else None,
         ))
@@ -102,7 +139,7 @@ class Trade:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "Trade":
         """Build from ``[ID, MTS, AMOUNT, PRICE]``."""
-        return _build(cls, row, 4, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3])))
+        return _build(cls, row, 4, lambda: cls(_int(row[0]), _int(row[1]), _num(row[2]), _num(row[3])))
 
 
 @frozen
@@ -118,7 +155,7 @@ class FundingTrade:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "FundingTrade":
         """Build from ``[ID, MTS, AMOUNT, RATE, PERIOD]``."""
-        return _build(cls, row, 5, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3]), int(row[4])))
+        return _build(cls, row, 5, lambda: cls(_int(row[0]), _int(row[1]), _num(row[2]), _num(row[3]), _int(row[4])))
 
 
 @frozen
@@ -137,7 +174,7 @@ class BookLevel:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "BookLevel":
         """Build from ``[PRICE, COUNT, AMOUNT]``."""
-        return _build(cls, row, 3, lambda: cls(_num(row[0]), int(row[1]), _num(row[2])))
+        return _build(cls, row, 3, lambda: cls(_num(row[0]), _int(row[1]), _num(row[2])))
 
 
 @frozen
@@ -157,7 +194,7 @@ class FundingBookLevel:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "FundingBookLevel":
         """Build from ``[RATE, PERIOD, COUNT, AMOUNT]``."""
-        return _build(cls, row, 4, lambda: cls(_num(row[0]), int(row[1]), int(row[2]), _num(row[3])))
+        return _build(cls, row, 4, lambda: cls(_num(row[0]), _int(row[1]), _int(row[2]), _num(row[3])))
 
 
 @frozen
@@ -176,7 +213,7 @@ class RawBookOrder:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "RawBookOrder":
         """Build from ``[ORDER_ID, PRICE, AMOUNT]``."""
-        return _build(cls, row, 3, lambda: cls(int(row[0]), _num(row[1]), _num(row[2])))
+        return _build(cls, row, 3, lambda: cls(_int(row[0]), _num(row[1]), _num(row[2])))
 
 
 @frozen
@@ -196,7 +233,7 @@ class RawFundingOffer:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "RawFundingOffer":
         """Build from ``[OFFER_ID, PERIOD, RATE, AMOUNT]``."""
-        return _build(cls, row, 4, lambda: cls(int(row[0]), int(row[1]), _num(row[2]), _num(row[3])))
+        return _build(cls, row, 4, lambda: cls(_int(row[0]), _int(row[1]), _num(row[2]), _num(row[3])))
 
 
 @frozen
@@ -213,7 +250,7 @@ class Candle:
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> "Candle":
         """Build from ``[MTS, OPEN, CLOSE, HIGH, LOW, VOLUME]``."""
-        return _build(cls, row, 6, lambda: cls(int(row[0]), _num(row[1]), _num(row[2]), _num(row[3]), _num(row[4]), _num(row[5])))
+        return _build(cls, row, 6, lambda: cls(_int(row[0]), *(_num(v) for v in row[1:6])))
 
 
 @frozen
@@ -237,7 +274,7 @@ class DerivativesStatus:
     def from_wire(cls, row: Sequence[Any]) -> "DerivativesStatus":
         """Build from the 23-field WS payload (REST indices minus one, docs: ws-public-status)."""
         return _build(cls, row, 18, lambda: cls(
-            int(row[0]), _opt(row[2]), _opt(row[3]), _opt(row[5]), _opt_int(row[7]), _opt(row[8]),
+            _int(row[0]), _opt(row[2]), _opt(row[3]), _opt(row[5]), _opt_int(row[7]), _opt(row[8]),
             _opt(row[9]), _opt(row[11]), _opt(row[14]), _opt(row[17]),
             _opt(row[21]) if len(row) > 21 else None, _opt(row[22]) if len(row) > 22 else None,
         ))
@@ -261,7 +298,7 @@ class Liquidation:
         """Build from ``["pos", POS_ID, MTS, _, SYMBOL, AMOUNT, BASE_PRICE, _, IS_MATCH, IS_MARKET_SOLD, _,
         LIQUIDATION_PRICE]``."""
         return _build(cls, row, 10, lambda: cls(
-            int(row[1]), int(row[2]), str(row[4]), _num(row[5]), _num(row[6]),
-            bool(row[8]), bool(row[9]), _opt(row[11]) if len(row) > 11 else None,
+            _int(row[1]), _int(row[2]), _str(row[4]), _num(row[5]), _num(row[6]),
+            _flag(row[8]), _flag(row[9]), _opt(row[11]) if len(row) > 11 else None,
         ))
 

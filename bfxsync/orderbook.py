@@ -41,6 +41,9 @@ from .protocol.constants import is_funding
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
 _T = TypeVar("_T")
 _MAX_READ_ATTEMPTS = 10_000
+#: What a book number may be once decoded: an int, a float's wire text, or a float
+#: (NaN/Infinity literals; rejected as non-finite). ``bool`` is deliberately absent.
+_NUMBER_TYPES = frozenset((int, str, float))
 
 
 @frozen
@@ -73,6 +76,8 @@ class _Side:
     def pop(self, key: Any) -> Optional[List[Any]]:
         row = self.rows.pop(key, None)
         if row is not None:
+            # Keys are finite (checked by OrderBook._parse), so ``order`` is totally ordered
+            # and bisect finds exactly this key.
             del self.order[bisect_left(self.order, key)]
         return row
 
@@ -147,6 +152,22 @@ class OrderBook:
         finally:
             self._version += 1
 
+    def apply_updates(self, rows: Sequence[Any]) -> None:
+        """Apply a batch of update rows (``BULK_UPDATES``) all or nothing.
+
+        Every row is validated before the first one is applied, so a batch with one
+        malformed row raises ProtocolError and leaves the book exactly as it was.
+        """
+        if type(rows) is not list:
+            raise ProtocolError(f"book update batch is not a list: {rows!r:.200}")
+        placed = [self._parse(row) for row in rows]
+        self._version += 1
+        try:
+            for parsed in placed:
+                self._place(*parsed)
+        finally:
+            self._version += 1
+
     def invalidate(self, clear: bool = False) -> None:
         """Mark the book unsynced (disconnect, checksum mismatch); ``clear`` also drops its rows."""
         self._version += 1
@@ -163,23 +184,46 @@ class OrderBook:
         self._where.clear()
 
     def _parse(self, row: Any) -> Tuple[List[Any], Any, bool, bool]:
-        """Validate a row and work out (row, sort key, is bid, is removal) before touching state."""
+        """Validate a row and work out (row, sort key, is bid, is removal) before touching state.
+
+        Nothing hostile reaches the book: the price/rate and amount must be finite numbers
+        (an int, or a float's wire text; NaN, Infinity, ``1e999``, ints too large for a
+        float, JSON booleans and anything else are rejected), and ids, counts and periods
+        must be integers. A NaN or infinite sort key would break a side's order for good.
+        """
         if type(row) is not list or len(row) < self._width:
-            raise ProtocolError(f"book entry for {self.symbol} {self.precision} has the wrong shape: {row!r:.200}")
+            raise self._bad(row, "has the wrong shape")
+        raw_price = row[self._price_index]
+        raw_amount = row[self._amount_index]
+        # bool is not in the set (type(True) is bool), so JSON true/false never pass as 1/0.
+        if type(raw_price) not in _NUMBER_TYPES or type(raw_amount) not in _NUMBER_TYPES:
+            raise self._bad(row, "is not numeric")
         try:
-            amount = float(row[self._amount_index])
-            price = float(row[self._price_index])
-            if self.is_raw:
-                removal = price == 0
-                tie = int(row[0])  # order/offer id
-            else:
-                removal = int(row[self._width - 2]) == 0  # COUNT
-                tie = int(row[1]) if self.is_funding else 0  # funding period
-        except (TypeError, ValueError) as err:
-            raise ProtocolError(f"book entry for {self.symbol} {self.precision} is not numeric: {row!r:.200}") from err
+            price = float(raw_price)
+            amount = float(raw_amount)
+        except (ValueError, OverflowError):
+            raise self._bad(row, "is not numeric") from None
+        if price - price or amount - amount:  # nan for NaN and +-inf, 0.0 for every finite value
+            raise self._bad(row, "is not finite")
+        if self.is_raw:
+            tie = row[0]  # order/offer id
+            if type(tie) is not int or (self.is_funding and type(row[1]) is not int):
+                raise self._bad(row, "has a non-integer id or period")
+            removal = price == 0
+        else:
+            count = row[self._width - 2]
+            tie = row[1] if self.is_funding else 0  # funding period
+            if type(count) is not int or count < 0 or type(tie) is not int:
+                raise self._bad(row, "has a non-integer count or period")
+            removal = count == 0
+        if not amount and not (removal and self.is_raw):
+            raise self._bad(row, "has a zero amount, which names no side")
         is_bid = (amount > 0) == self._positive_is_bid
         key = (-price if is_bid else price, tie)
         return row, key, is_bid, removal
+
+    def _bad(self, row: Any, why: str) -> ProtocolError:
+        return ProtocolError(f"book entry for {self.symbol} {self.precision} {why}: {row!r:.200}")
 
     def _place(self, row: List[Any], key: Any, is_bid: bool, removal: bool) -> None:
         if self.is_raw:
@@ -210,7 +254,8 @@ class OrderBook:
                 try:
                     result = read()
                 except (RuntimeError, KeyError, IndexError):  # the writer changed a dict/list under us
-                    pass
+                    if self._version == before:
+                        raise  # no write happened meanwhile: not a race, so retrying cannot help
                 else:
                     if self._version == before:
                         return result

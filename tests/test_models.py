@@ -62,3 +62,56 @@ def test_bad_rows_raise_protocol_error(model, row):
     """Short, mistyped or non-list rows raise ProtocolError (a ValueError), never IndexError."""
     with pytest.raises(ProtocolError):
         model.from_wire(row)
+
+
+HOSTILE_NUMBERS = [float("nan"), float("inf"), float("-inf"), "NaN", "Infinity", "-1e999", 10 ** 400, True, False,
+                   [], {}, "abc"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_NUMBERS, ids=repr)
+@pytest.mark.parametrize("model, row, index", [
+    (Trade, [1, 2, 0.5, 100.0], 3), (Trade, [1, 2, 0.5, 100.0], 2), (FundingTrade, [1, 2, 5.0, 0.0002, 2], 3),
+    (TradingTicker, TRADING_TICKER, 0), (TradingTicker, TRADING_TICKER, 9), (FundingTicker, FUNDING_TICKER, 1),
+    (FundingTicker, FUNDING_TICKER, 15), (Candle, [1, 2.0, 3.0, 4.0, 1.0, 5.0], 2),
+    (DerivativesStatus, DERIV, 14), (Liquidation, LIQ, 6),
+])
+def test_prices_and_amounts_must_be_finite_numbers(model, row, index, value):
+    """NaN, infinities, floats that overflow, booleans and non-numbers never become a model's float."""
+    row = list(row)
+    row[index] = value
+    with pytest.raises(ProtocolError):
+        model.from_wire(row)
+
+
+@pytest.mark.parametrize("value", [1.5, "7", True, None, float("nan")], ids=repr)
+@pytest.mark.parametrize("model, row, index", [
+    (Trade, [1, 2, 0.5, 100.0], 0), (Trade, [1, 2, 0.5, 100.0], 1), (FundingTrade, [1, 2, 5.0, 0.0002, 2], 4),
+    (Candle, [1, 2.0, 3.0, 4.0, 1.0, 5.0], 0), (FundingTicker, FUNDING_TICKER, 2), (DerivativesStatus, DERIV, 0),
+])
+def test_ids_and_timestamps_must_be_integers(model, row, index, value):
+    """Integer fields take JSON integers only: not floats, strings or booleans."""
+    row = list(row)
+    row[index] = value
+    with pytest.raises(ProtocolError):
+        model.from_wire(row)
+
+
+@pytest.mark.parametrize("index, value", [(4, 7), (4, None), (8, 2), (8, "1"), (9, None)])
+def test_liquidation_symbol_and_flags_are_typed(index, value):
+    """A liquidation's symbol is a string and its flags 0/1 (or true/false), nothing else."""
+    row = list(LIQ)
+    row[index] = value
+    with pytest.raises(ProtocolError):
+        Liquidation.from_wire(row)
+    assert Liquidation.from_wire(LIQ[:8] + [True, False] + LIQ[10:]).is_match is True
+
+
+def test_optional_fields_still_take_null():
+    """null stays None in optional fields; NaN there is refused."""
+    assert DerivativesStatus.from_wire(DERIV).spot_price == 0.771995
+    row = list(DERIV)
+    row[3] = None
+    assert DerivativesStatus.from_wire(row).spot_price is None
+    row[3] = float("nan")
+    with pytest.raises(ProtocolError):
+        DerivativesStatus.from_wire(row)

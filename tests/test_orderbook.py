@@ -258,3 +258,111 @@ def test_concurrent_reads_see_consistent_books():
         for t in threads:
             t.join(5)
     assert not bad
+
+
+#: Values that must never become a price, rate or amount (as decoded: floats' text arrives as str).
+NOT_FINITE = ["NaN", "nan", "Infinity", "-Infinity", "inf", "-1e999", "1e999", float("nan"), float("inf"),
+              float("-inf"), 10 ** 400, -(10 ** 400), True, False, None, "abc", "", [], {}, [1.0]]
+#: Values that must never become a count, period or id.
+NOT_INT = ["3", "1.5", 1.5, float("nan"), True, False, None, [], {}]
+
+
+class TestHostileRows:
+    """Hostile rows raise ProtocolError and leave the book exactly as it was (rows, order, version)."""
+
+    KINDS = {  # symbol, prec, a valid snapshot, the index of price, amount and the integer fields
+        "trading": ("tBTCUSD", "P0", [[100.0, 1, 1.0], [99.0, 2, 2.0], [101.0, 1, -1.0]], 0, 2, (1,)),
+        "funding": ("fUSD", "P0", [[0.0002, 30, 1, -5.0], [0.0003, 2, 1, 7.0]], 0, 3, (1, 2)),
+        "raw": ("tBTCUSD", "R0", [[11, 100.0, 1.0], [12, 101.0, -1.0]], 1, 2, (0,)),
+        "raw_funding": ("fUSD", "R0", [[21, 30, 0.0002, -5.0], [22, 2, 0.0003, 7.0]], 2, 3, (0, 1)),
+    }
+
+    @staticmethod
+    def _state(book):
+        snap = book.snapshot()
+        return snap.bids, snap.asks, snap.checksum, book.version, list(book._bids.order), list(book._asks.order)
+
+    def _book(self, kind):
+        symbol, prec, rows, *_ = self.KINDS[kind]
+        book = OrderBook(symbol, prec)
+        book.apply_snapshot(wire(rows))
+        return book
+
+    def _valid_row(self, kind):
+        return list(wire(self.KINDS[kind][2][:1])[0])
+
+    @pytest.mark.parametrize("kind", sorted(KINDS))
+    @pytest.mark.parametrize("field", ["price", "amount"])
+    @pytest.mark.parametrize("value", NOT_FINITE, ids=repr)
+    def test_non_finite_or_non_numeric_price_and_amount(self, kind, field, value):
+        """NaN, infinities (as literals, strings or 1e999), huge ints, booleans and garbage are refused."""
+        book = self._book(kind)
+        before = self._state(book)
+        row = self._valid_row(kind)
+        row[self.KINDS[kind][3] if field == "price" else self.KINDS[kind][4]] = value
+        with pytest.raises(ProtocolError):
+            book.apply_update(row)
+        with pytest.raises(ProtocolError):
+            book.apply_snapshot([row])
+        assert self._state(book) == before and book.synced
+
+    @pytest.mark.parametrize("kind", sorted(KINDS))
+    @pytest.mark.parametrize("value", NOT_INT, ids=repr)
+    def test_non_integer_ids_counts_and_periods(self, kind, value):
+        """Ids, counts and periods must be JSON integers (a bool is not one)."""
+        book = self._book(kind)
+        before = self._state(book)
+        for index in self.KINDS[kind][5]:
+            row = self._valid_row(kind)
+            row[index] = value
+            with pytest.raises(ProtocolError):
+                book.apply_update(row)
+        assert self._state(book) == before
+
+    @pytest.mark.parametrize("row", [[100.0, -1, 1.0], [100.0, 1, 0], [100.0, 0, 0], [100.0, 1, "0"]])
+    def test_negative_count_and_zero_amount(self, row):
+        """A negative count, or an amount of zero (which names no side), is refused."""
+        book = self._book("trading")
+        before = self._state(book)
+        with pytest.raises(ProtocolError):
+            book.apply_update(row)
+        assert self._state(book) == before
+
+    def test_decimal_strings_and_ints_still_accepted(self):
+        """DEC_S strings and integer prices are numbers; extra trailing fields are tolerated."""
+        book = OrderBook("tBTCUSD")
+        book.apply_snapshot([["100.5", 1, "0.25"], [102, 3, -2, "extra"]])
+        assert book.best_bid() == BookLevel(100.5, 1, 0.25) and book.best_ask() == BookLevel(102.0, 3, -2.0)
+
+    def test_nan_bid_then_worst_bid_added_and_deleted(self):
+        """The reported sequence: a "NaN" bid is refused, so adding and deleting a new worst bid stays exact."""
+        book = self._book("trading")
+        with pytest.raises(ProtocolError):
+            book.apply_update(["NaN", 1, 1.0])
+        book.apply_update(["50", 1, "1"])
+        book.apply_update(["50", 0, "1"])
+        assert [lvl.price for lvl in book.bids()] == [100.0, 99.0]
+        assert book.snapshot().synced and len(book) == 3
+
+    def test_batch_is_all_or_nothing(self):
+        """apply_updates validates every row first: one bad row leaves the book untouched."""
+        book = self._book("trading")
+        before = self._state(book)
+        with pytest.raises(ProtocolError):
+            book.apply_updates([[98.0, 1, 1.0], [100.0, 0, 1], ["Infinity", 1, 1.0]])
+        assert self._state(book) == before
+        with pytest.raises(ProtocolError):
+            book.apply_updates("not a list")
+        book.apply_updates([[98.0, 1, 1.0], [100.0, 0, 1]])
+        assert [lvl.price for lvl in book.bids()] == [99.0, 98.0]
+
+    def test_a_broken_side_raises_at_once_instead_of_spinning(self):
+        """A read that fails with no write in between is not a race: it raises immediately, not after retries."""
+        import time
+
+        book = self._book("trading")
+        book._bids.order.append((-1.0, 0))  # a key with no row: what a NaN key used to leave behind
+        started = time.monotonic()
+        with pytest.raises(KeyError):
+            book.snapshot()
+        assert time.monotonic() - started < 0.1

@@ -350,8 +350,8 @@ class Link(EventFrames):
             if flags & protocol.FLAG_SEQ_ALL:
                 self._check_sequence(_at(message, 3))
             value = _at(message, 2)
-            if type(value) is not int:
-                raise ProtocolError(f"checksum is not an integer: {text[:100]!r}")
+            if type(value) is not int or not -0x80000000 <= value <= 0xFFFFFFFF:
+                raise ProtocolError(f"checksum is not a 32-bit integer: {text[:100]!r}")
             reason = subscription._on_checksum(value)
             if reason is not None:
                 self.resync(subscription, reason)
@@ -364,7 +364,7 @@ class Link(EventFrames):
         if flags & (protocol.FLAG_SEQ_ALL | protocol.FLAG_TIMESTAMP):
             seq, mts = self._trailing(message, rest, flags)
         try:
-            subscription._on_payload(payload, tag, seq, mts)
+            subscription._on_payload(payload, tag, seq, mts, flags)
         except ProtocolError as err:
             self.problem("bad_payload", f"bad payload on {subscription.spec!r}: {err}")
             self._dispatcher.report(err, subscription)
@@ -381,6 +381,8 @@ class Link(EventFrames):
             rest += 1
         if flags & protocol.FLAG_TIMESTAMP and len(message) > rest:
             mts = message[rest]
+            if type(mts) is not int:
+                raise ProtocolError(f"non-integer server timestamp: {mts!r:.50}")
         return seq, mts
 
     def _check_sequence(self, seq: Any) -> None:

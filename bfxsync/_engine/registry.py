@@ -113,9 +113,10 @@ class ChannelRegistry:
         """The request an ack or error answers: ``(subscription, was it cancelled)``.
 
         With a ``subId`` only that id matches (an ack carrying someone else's id is not
-        ours). Without one, the echoed request fields must name the subscription: every
-        field we sent that the echo carries must agree, and the symbol or key must be
-        there (an echo without it could be anyone's).
+        ours, whatever fields it echoes). Without one, the echoed request fields must name
+        the subscription: every field we sent that the echo carries must agree, the symbol
+        or key must be there (an echo without it could be anyone's), and exactly one
+        request may match (``book tBTCUSD`` with no ``prec`` could be P0 or R0).
         """
         with self._lock:
             if sub_id is not None:
@@ -127,14 +128,15 @@ class ChannelRegistry:
                     self._recount()
                     return subscription, True
                 return None, False
-            for key, (subscription, _) in list(self._pending.items()):
-                request = subscription.spec.request()
-                if subscription.channel == channel and any(name in echo for name in ("symbol", "key")) and all(
-                    str(echo[name]) == str(value) for name, value in request.items() if name in echo
-                ):
-                    del self._pending[key]
-                    return subscription, False
-            return None, False
+            if not any(name in echo for name in ("symbol", "key")):
+                return None, False
+            matches = [key for key, (subscription, _) in self._pending.items()
+                       if subscription.channel == channel and all(
+                           str(echo[name]) == str(value) for name, value in subscription.spec.request().items()
+                           if name in echo)]
+            if len(matches) != 1:
+                return None, False
+            return self._pending.pop(matches[0])[0], False
 
     def activate(self, subscription: Subscription, chan_id: int) -> bool:
         """Record an ack. False when the subscription is not wanted here any more (then unsubscribe it)."""

@@ -223,9 +223,19 @@ class Subscription:
         """A payload was malformed (already counted and reported); returns a reason to resubscribe, or None."""
         return None
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
-        """A snapshot or update; raises :class:`~bfxsync.errors.ProtocolError` for malformed data."""
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
+        """A snapshot or update; raises :class:`~bfxsync.errors.ProtocolError` for malformed data.
+
+        ``flags`` are the ``conf`` flags in force on the carrying connection (they decide,
+        for instance, whether a book may receive batched updates); the link passes them
+        so that a handle never has to know which connection carries it.
+        """
         raise NotImplementedError
+
+    def _foreign_tag(self, tag: str) -> None:
+        """A typed frame (``te``, an unknown tag) this channel never carries: counted and ignored."""
+        self._owner.problem("unknown_tag", f"tag {tag!r} on {self.spec!r} ignored")
 
     def _deliver(self, items: Sequence[Any], snapshot: bool, tag: Optional[str], seq: Optional[int],
                  mts: Optional[int], convert: Optional[Callable[[Any], Any]] = None) -> None:

@@ -13,10 +13,10 @@ import threading
 from typing import Any, Mapping, Optional, Tuple
 
 from .._engine.threads import wait_event as wait
-from ..errors import BfxTimeoutError, ChecksumMismatchError, SubscriptionError
+from ..errors import BfxTimeoutError, ChecksumMismatchError, ProtocolError, SubscriptionError
 from ..events import BookSynced, ChecksumMismatch
 from ..orderbook import BookSnapshot, Level, OrderBook
-from ..protocol import codec
+from ..protocol import FLAG_BULK_UPDATES, codec
 from ..protocol.checksum import same_checksum
 from ..specs import BookSpec
 from .base import Owner, State, Subscription
@@ -142,7 +142,11 @@ class BookSubscription(Subscription):
         super()._wake()
         self._synced.set()
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
+        if tag is not None:  # book data is never tagged: "te" or an unknown tag is no level
+            self._foreign_tag(tag)
+            return
         if self._expect_snapshot:
             # The first payload after each ack is the snapshot even when it looks like a
             # bulk update or is empty (BULK_UPDATES makes both shapes alike).
@@ -156,9 +160,14 @@ class BookSubscription(Subscription):
             return
         if not self.book.synced:
             return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
-        if payload and type(payload[0]) is list:  # BULK_UPDATES batch
-            for row in payload:
-                self.book.apply_update(row)
+        if payload and type(payload[0]) is list:
+            # A batch is legal only once BULK_UPDATES is in force; otherwise a second
+            # snapshot-shaped payload breaks the protocol, and merging it would keep stale
+            # levels it does not mention. Either way the batch applies all or nothing.
+            if not flags & FLAG_BULK_UPDATES:
+                raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
+                                    f"{payload!r:.200}")
+            self.book.apply_updates(payload)
             self._deliver(payload, False, tag, seq, mts, convert=self._model)
         else:
             self.book.apply_update(payload)
@@ -193,7 +202,11 @@ class BookSubscription(Subscription):
         return "checksum mismatch"
 
     def _on_bad_data(self, error: Exception) -> Optional[str]:
-        """A malformed update means the book lost data: drop it and ask the link to resubscribe."""
+        """A rejected snapshot or update means the book lost data: drop it and ask the link to resubscribe.
+
+        The rejected payload itself never touched the book (rows are validated before any
+        is applied), but the server's stream now has a hole, so only a fresh snapshot is sure.
+        """
         self._drop_book()
         return f"bad update: {error}"
 

@@ -29,7 +29,11 @@ class TickerSubscription(Subscription):
         #: The latest ticker, or ``None`` before the first one.
         self.last: Optional[Any] = None
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
+        if tag is not None:
+            self._foreign_tag(tag)
+            return
         ticker = self._model.from_wire(payload)
         self.last = ticker
         self._deliver((ticker,), self._take_snapshot_flag(), tag, seq, mts)
@@ -58,7 +62,8 @@ class TradesSubscription(Subscription):
                     "unsubscribe it first to change the option")
         return None
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
         if tag is None:
             if not isinstance(payload, list):
                 raise _shape(self, payload)
@@ -69,7 +74,7 @@ class TradesSubscription(Subscription):
         elif tag in ("te", "fte") or (self.execution_updates and tag in ("tu", "ftu")):
             self._deliver((self._model.from_wire(payload),), False, tag, seq, mts)
         elif tag not in ("tu", "ftu"):
-            self._owner.problem("unknown_tag", f"unknown trades tag {tag!r}")
+            self._foreign_tag(tag)
 
 
 class CandlesSubscription(Subscription):
@@ -102,7 +107,11 @@ class CandlesSubscription(Subscription):
         newest = self.candles(1)
         return newest[0] if newest else None
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
+        if tag is not None:
+            self._foreign_tag(tag)
+            return
         if payload and isinstance(payload[0], list):
             candles = tuple(Candle.from_wire(row) for row in reversed(payload))
             self._history = max(self.MIN_HISTORY, len(candles))
@@ -130,7 +139,13 @@ class StatusSubscription(Subscription):
 
     spec: StatusSpec
 
-    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int]) -> None:
+    def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
+                    flags: int) -> None:
+        if tag is not None:
+            self._foreign_tag(tag)
+            return
+        if type(payload) is not list:
+            raise _shape(self, payload)
         snapshot = self._take_snapshot_flag()
         if self.spec.key.startswith("liq:"):
             items: Tuple[Any, ...] = tuple(Liquidation.from_wire(row) for row in payload)
