@@ -176,7 +176,7 @@ class WebSocketAppTransport:
                         self.max_frame_size)
         parse = framer.parse
         recv_into = ws.sock.recv_into
-        base = buffer = bytearray(self.read_size)
+        base = buffer = bytearray(max(self.read_size, 16))  # room for any header (14 bytes)
         view = memoryview(buffer)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
