@@ -30,6 +30,7 @@ import websocket
 from ..backoff import retry_after
 from ..config import Config
 from ..errors import NotConnectedError
+from .framing import FrameError
 from .pacing import ConnectPacer
 from .threads import mark_bfxsync_thread
 from .transport import Transport, TransportFactory, WebSocketAppTransport
@@ -85,6 +86,8 @@ class Connection:
         self._config = config
         self._listener = listener
         self._pacer = pacer
+        if transport_factory is WebSocketAppTransport:
+            transport_factory = WebSocketAppTransport.factory(config.max_frame_size)
         self._factory = transport_factory
         self._stop = threading.Event()
         self._open = threading.Event()
@@ -321,6 +324,12 @@ class Connection:
             self._end = (f"handshake refused with HTTP {status}", None)
         elif self._end[0] == "closed":
             self._end = (f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, None)
+        if isinstance(error, FrameError):
+            # The server broke the framing rules (or the size limit): counted in
+            # Client.stats() under error.kind, like any other bad input; the loop redials.
+            problem = getattr(self._listener, "problem", None)
+            if problem is not None:
+                problem(error.kind, f"connection {self.number} to {self.url} dropped: {error}")
         if not isinstance(error, (websocket.WebSocketConnectionClosedException, OSError,
                                   websocket.WebSocketBadStatusException)):
             logger.debug("bfxsync: websocket error on %s: %r", self.url, error)

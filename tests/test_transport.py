@@ -1,0 +1,337 @@
+"""The transport against a real 127.0.0.1 server that writes hand-made frames.
+
+The server does the HTTP upgrade itself, then runs a per-test script that writes raw
+frame bytes (split, fragmented, masked, oversized, ...) and reads what the client sends
+back (pongs, close frames).
+"""
+import base64
+import hashlib
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+
+import pytest
+from test_framing import STREAM, frame
+
+from bfxsync._engine.transport import WebSocketAppTransport
+
+from conftest import FAST, wait_until
+
+INFO = frame(b'{"event":"info","version":2,"platform":{"status":1}}')
+
+
+class RawServer:
+    """A WebSocket server on port 0 that hands each accepted, upgraded socket to ``script(conn, n)``."""
+
+    def __init__(self, script):
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/ws/2"
+        self.connections = 0
+        self.errors = []
+        self._conns = []
+        self._stop = threading.Event()
+        self._threads = []
+        self._accepter = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self._accepter.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._accepter.join(5)  # no new connection after this
+        for conn in self._conns:  # wakes scripts still reading from a client that is gone
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(5)
+        self.listener.close()
+
+    def _accept(self):
+        self.listener.settimeout(0.05)  # closing a listener does not wake accept(): poll the stop event
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            self.connections += 1
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn, number):
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            key = [line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key")][0]
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            try:
+                self.script(conn, number)
+            except (OSError, ConnectionError) as err:
+                self.errors.append(err)
+
+
+def read_client_frame(conn, buf=None):
+    """One (masked) client frame: (opcode, payload); (None, b'') at EOF."""
+    buf = bytearray() if buf is None else buf
+
+    def need(count):
+        while len(buf) < count:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf.extend(chunk)
+    try:
+        need(2)
+        size, offset = buf[1] & 0x7F, 2
+        if size == 126:
+            need(4)
+            size, offset = struct.unpack("!H", bytes(buf[2:4]))[0], 4
+        elif size == 127:
+            need(10)
+            size, offset = struct.unpack("!Q", bytes(buf[2:10]))[0], 10
+        need(offset + 4 + size)
+    except EOFError:
+        return None, b""
+    mask = bytes(buf[offset:offset + 4])
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(buf[offset + 4:offset + 4 + size]))
+    opcode = buf[0] & 0x0F
+    del buf[:offset + 4 + size]
+    return opcode, payload
+
+
+def read_until(conn, opcode):
+    """Client frames until one with ``opcode``; returns its payload (None at EOF)."""
+    buf = bytearray()
+    while True:
+        got, payload = read_client_frame(conn, buf)
+        if got is None:
+            return None
+        if got == opcode:
+            return payload
+
+
+class Listener:
+    """A TransportListener that records everything, with an event for the end."""
+
+    def __init__(self):
+        self.messages, self.errors, self.controls = [], [], 0
+        self.opened = threading.Event()
+        self.closed = threading.Event()
+        self.close_args = None
+
+    def on_open(self):
+        self.opened.set()
+
+    def on_message(self, data):
+        self.messages.append(data)
+
+    def on_control(self):
+        self.controls += 1
+
+    def on_error(self, error):
+        self.errors.append(error)
+
+    def on_close(self, code, reason):
+        self.close_args = (code, reason)
+        self.closed.set()
+
+
+class _FirstReadSocket(socket.socket):
+    """A socket whose first ``recv_into`` returns exactly ``first`` bytes: a frame stream split
+    at a chosen offset, whatever TCP does (the handshake is read with ``recv``, untouched)."""
+
+    first = 0
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        if self.first:
+            count = min(self.first, nbytes or len(buffer))  # the cut may be past a small buffer's end
+            self.first -= count
+            return super().recv_into(buffer, count, socket.MSG_WAITALL)
+        return super().recv_into(buffer, nbytes, flags)
+
+
+def run_transport(server, first=0, **options):
+    """Run a transport to ``server`` on this thread until the socket ends; returns its listener."""
+    sock = _FirstReadSocket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the connection does
+    sock.first = first
+    listener = Listener()
+    try:
+        WebSocketAppTransport(server.url, **options).run(sock, listener)
+    finally:
+        sock.close()
+    return listener
+
+
+WHOLE = b"".join(data for data, _ in STREAM)
+MESSAGES = [payload for _, events in STREAM for kind, payload in events if kind == "message"]
+
+
+class TestTransport:
+    def test_split_at_every_byte_offset(self):
+        """The same frame stream, its first read cut at every offset, gives the same messages and close."""
+        pongs = []
+
+        def script(conn, number):
+            conn.sendall(WHOLE)
+            pongs.append(read_until(conn, 0x8))  # the client's answer to our close frame
+
+        small = WHOLE.replace(frame(b"y" * 70_000), frame(b"y" * 300))
+        expected = [m if m != b"y" * 70_000 else b"y" * 300 for m in MESSAGES]
+        with RawServer(lambda conn, n: (conn.sendall(small), read_until(conn, 0x8))) as server:
+            for cut in range(1, len(small)):
+                listener = run_transport(server, first=cut, read_size=64)
+                assert listener.messages == expected, cut
+                assert listener.close_args == (4001, "bye")
+                assert listener.controls == 3  # two pings and a pong
+        with RawServer(script) as server:
+            for cut in (1, 2, 9, 300, 70_000, len(WHOLE) - 1):
+                listener = run_transport(server, first=cut)
+                assert listener.messages == MESSAGES and listener.close_args == (4001, "bye")
+        assert pongs and all(p == struct.pack("!H", 4001) for p in pongs)  # the code is echoed
+
+    def test_ping_inside_fragmented_message_is_answered(self):
+        """A ping between fragments is answered with a pong carrying its payload; the message arrives whole."""
+        got = {}
+
+        def script(conn, number):
+            conn.sendall(frame(b'[1,', fin=False) + frame(b"are you there", opcode=0x9))
+            got["pong"] = read_until(conn, 0xA)
+            conn.sendall(frame(b'"hb"]', opcode=0x0) + frame(struct.pack("!H", 1000), opcode=0x8))
+            read_until(conn, 0x8)
+
+        with RawServer(script) as server:
+            listener = run_transport(server)
+        assert got["pong"] == b"are you there"
+        assert listener.messages == [b'[1,"hb"]'] and listener.close_args == (1000, "")
+
+    def test_frame_larger_than_a_read_and_many_small_ones(self):
+        """A 1 MiB frame (four reads' worth) between thousands of small ones arrives intact."""
+        big = b"[" + b"7," * 524_287 + b"7]"
+        small = [b"[%d]" % i for i in range(5000)]
+        stream = b"".join(frame(m) for m in small) + frame(big) + b"".join(frame(m) for m in small)
+
+        with RawServer(lambda conn, n: (conn.sendall(stream + frame(b"", opcode=0x8)), read_until(conn, 0x8))) \
+                as server:
+            listener = run_transport(server)
+        assert listener.messages == small + [big] + small
+        assert listener.close_args == (None, "")
+
+    def test_masked_server_frame_fails_with_1002(self):
+        """A masked frame from the server is a protocol error: on_error, close frame 1002, socket ends."""
+        got = {}
+
+        def script(conn, number):
+            conn.sendall(frame(b"fine") + frame(b"masked", mask=b"abcd") + frame(b"never"))
+            got["close"] = read_until(conn, 0x8)
+
+        with RawServer(script) as server:
+            listener = run_transport(server)
+        assert listener.messages == [b"fine"]
+        assert [type(e).__name__ for e in listener.errors] == ["FrameError"]
+        assert got["close"][:2] == struct.pack("!H", 1002)
+
+    def test_oversized_header_drops_without_buffering(self):
+        """A header claiming 1 GiB ends the session at once: close 1009, and far less than 1 GiB allocated."""
+        got = {}
+
+        def script(conn, number):
+            conn.sendall(frame(b"ok") + frame(b"", length=1 << 30) + b"x" * 65536)
+            got["close"] = read_until(conn, 0x8)
+
+        tracemalloc.start()
+        try:
+            with RawServer(script) as server:
+                started = time.monotonic()
+                listener = run_transport(server, max_frame_size=1 << 20)
+                elapsed = time.monotonic() - started
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert listener.messages == [b"ok"]
+        assert listener.errors and listener.errors[0].kind == "oversized_frame"
+        assert got["close"][:2] == struct.pack("!H", 1009)
+        assert peak < 8 * 1024 * 1024, peak
+        assert elapsed < 3.0
+
+    def test_eof_without_close_frame(self):
+        """The server vanishing mid-frame is reported as a lost connection, with no close code."""
+        with RawServer(lambda conn, n: conn.sendall(frame(b"one") + frame(b"two")[:3])) as server:
+            listener = run_transport(server)
+        assert listener.messages == [b"one"]
+        assert listener.close_args == (None, None)
+        assert "lost" in str(listener.errors[0])
+
+
+class TestThroughTheClient:
+    """The same rule breaks seen from a Client: counted in stats(), and the connection redials."""
+
+    @staticmethod
+    def scripted(bad):
+        """Each connection: info, then ``bad`` on the first connection only; then idle until closed."""
+
+        def script(conn, number):
+            conn.sendall(INFO)
+            if number == 1:
+                conn.sendall(bad)
+            read_until(conn, 0x8)
+
+        return script
+
+    def test_masked_frame_counts_and_redials(self, make_client):
+        """A masked server frame: counted as protocol_error, connection dropped, redialled and connected."""
+        with RawServer(self.scripted(frame(b'{"event":"pong"}', mask=b"\x00\x01\x02\x03"))) as server:
+            client = make_client(server.url, FAST)
+            assert wait_until(lambda: client.stats()["dials"] >= 2 and client.connected)
+            assert client.stats()["protocol_error"] == 1
+
+    def test_invalid_utf8_is_malformed_and_the_stream_goes_on(self, make_client):
+        """A text frame that is not UTF-8 is counted as malformed by the link; the connection stays."""
+        with RawServer(self.scripted(frame(b'[1,"\xff\xfe"]') + frame(b'{"event":"pong","cid":1}'))) as server:
+            client = make_client(server.url, FAST)
+            assert wait_until(lambda: client.stats().get("malformed") == 1)
+            assert client.connected and client.stats()["dials"] == 1
+
+    def test_oversized_header_counts_and_redials(self, make_client):
+        """A 1 GiB header with max_frame_size 64 KiB: counted as oversized_frame, redialled."""
+        bad = frame(b"", length=1 << 30) + b"x" * 1000
+        with RawServer(self.scripted(bad)) as server:
+            client = make_client(server.url, FAST, max_frame_size=65536)
+            assert wait_until(lambda: client.stats()["dials"] >= 2 and client.connected)
+            assert client.stats()["oversized_frame"] == 1
+
+    def test_server_close_code_reaches_disconnected(self, make_client):
+        """A close frame with a code and reason is reported in the Disconnected event."""
+        seen = []
+        with RawServer(self.scripted(frame(struct.pack("!H", 4001) + b"going away", opcode=0x8))) as server:
+            client = make_client(server.url, FAST)
+            client.on_disconnected(seen.append)
+            assert wait_until(lambda: seen)
+            assert seen[0].code == 4001 and "4001 going away" in seen[0].reason
+
+
+@pytest.mark.parametrize("value", [0, 1023])
+def test_max_frame_size_is_validated(value):
+    """max_frame_size below 1 KiB is refused when the config is built."""
+    import bfxsync
+    with pytest.raises(ValueError):
+        bfxsync.Config(max_frame_size=value)
