@@ -7,16 +7,39 @@ and offline use.
 """
 import logging
 
+from ._engine.requests import Request
+from .account import AccountSnapshot
+from .account.models import (
+    AccountFundingTrade,
+    BalanceInfo,
+    FundingCredit,
+    FundingInfo,
+    FundingLoan,
+    FundingOffer,
+    MarginInfo,
+    Notification,
+    Order,
+    Position,
+    SymbolMarginInfo,
+    UserTrade,
+    Wallet,
+)
+from .auth import Credentials, MicrosecondNonce, NonceSource, default_nonce
 from .backoff import Backoff
 from .client import Client
 from .config import Config
 from .errors import (
+    AuthenticationError,
     BfxError,
     BfxTimeoutError,
     CallbackError,
     CallbackThreadError,
     ChecksumMismatchError,
+    MaintenanceError,
+    NotAuthenticatedError,
     NotConnectedError,
+    OrderError,
+    OutcomeUnknownError,
     ProtocolError,
     ServerError,
     SubscriptionClosedError,
@@ -24,6 +47,8 @@ from .errors import (
     VersionMismatchError,
 )
 from .events import (
+    AccountMessage,
+    Authenticated,
     BookSynced,
     ChannelMessage,
     ChecksumMismatch,
@@ -32,6 +57,7 @@ from .events import (
     Disconnected,
     ErrorEvent,
     Info,
+    OrderReconciled,
     Reconnecting,
     Recovery,
     Subscribed,
@@ -61,19 +87,25 @@ from .subscriptions import (
     TickerSubscription,
     TradesSubscription,
 )
+from .trading import Account
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backoff", "BfxError", "BfxTimeoutError", "BookLevel", "BookSnapshot", "BookSpec", "BookSubscription",
-    "BookSynced", "CallbackError", "CallbackThreadError", "Candle", "CandlesSpec", "CandlesSubscription",
-    "ChannelMessage", "ChecksumMismatch", "ChecksumMismatchError", "Client", "Config", "Connected",
-    "ConnectionInfo", "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingTicker",
-    "FundingTrade", "Info", "Liquidation", "NotConnectedError", "OrderBook", "ProtocolError", "RawBookOrder",
-    "RawFundingOffer", "Reconnecting", "Recovery", "ServerError", "State", "StatusSpec", "StatusSubscription",
-    "Subscribed", "Subscription", "SubscriptionClosedError", "SubscriptionError", "TickerSpec",
-    "TickerSubscription", "Trade", "TradesSpec", "TradesSubscription", "TradingTicker", "Unsubscribed",
-    "VersionMismatchError", "candle_key", "__version__",
+    "Account", "AccountFundingTrade", "AccountMessage", "AccountSnapshot", "Authenticated",
+    "AuthenticationError", "Backoff", "BalanceInfo", "BfxError", "BfxTimeoutError", "BookLevel",
+    "BookSnapshot", "BookSpec", "BookSubscription", "BookSynced", "CallbackError", "CallbackThreadError",
+    "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage", "ChecksumMismatch",
+    "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionInfo", "Credentials",
+    "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingCredit", "FundingInfo",
+    "FundingLoan", "FundingOffer", "FundingTicker", "FundingTrade", "Info", "Liquidation", "MaintenanceError",
+    "MarginInfo", "MicrosecondNonce", "NonceSource", "NotAuthenticatedError", "NotConnectedError",
+    "Notification", "Order", "OrderBook", "OrderError", "OrderReconciled", "OutcomeUnknownError", "Position",
+    "ProtocolError", "RawBookOrder", "RawFundingOffer", "Reconnecting", "Recovery", "Request", "ServerError",
+    "State", "StatusSpec", "StatusSubscription", "Subscribed", "Subscription", "SubscriptionClosedError",
+    "SubscriptionError", "SymbolMarginInfo", "TickerSpec", "TickerSubscription", "Trade", "TradesSpec",
+    "TradesSubscription", "TradingTicker", "Unsubscribed", "UserTrade", "VersionMismatchError", "Wallet",
+    "candle_key", "default_nonce", "__version__",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

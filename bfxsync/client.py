@@ -10,22 +10,22 @@ instead of deadlocking. Everything else (subscribing, unsubscribing, reading boo
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
 import attrs
 
 from . import protocol
+from ._engine.account_session import AccountSession
 from ._engine.dispatch import Handlers
 from ._engine.pool import Pool
 from ._engine.runtime import Runtime
 from ._engine.scheduler import Scheduler
-from ._engine.threads import on_bfxsync_thread, poll
+from ._engine.threads import InterruptsAsFlag, on_bfxsync_thread, poll
+from .auth import Credentials, NonceSource, default_nonce
 from .config import Config
-from .errors import BfxTimeoutError, NotConnectedError
+from .errors import BfxTimeoutError, NotAuthenticatedError, NotConnectedError
 from .events import ConnectionInfo
 from .specs import BookSpec, CandlesSpec, Spec, StatusSpec, TickerSpec, TradesSpec, candle_key
 from .subscriptions import (
@@ -36,6 +36,7 @@ from .subscriptions import (
     TickerSubscription,
     TradesSubscription,
 )
+from .trading import Account, check_url, resolve_credentials
 
 logger = logging.getLogger("bfxsync")
 
@@ -60,18 +61,29 @@ class Client:
             print(book.best_bid(), book.best_ask())
     """
 
-    def __init__(self, url: str = protocol.PUBLIC_URL, config: Optional[Config] = None, **options: Any) -> None:
+    def __init__(self, url: str = protocol.PUBLIC_URL, config: Optional[Config] = None, *,
+                 api_key: Optional[str] = None, api_secret: Optional[str] = None,
+                 credentials: Optional[Credentials] = None, auth_url: Optional[str] = None,
+                 nonce: Optional[NonceSource] = None, dms: bool = False, filters: Optional[Sequence[str]] = None,
+                 **options: Any) -> None:
         config = config or Config()
         if options:
             config = attrs.evolve(config, **options)
-        parts = urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
+        check_url(url)
         self.config = config
         self._handlers = Handlers()
         self._runtime = Runtime(config, self._handlers, on_end=self._stop_engine)
         self._scheduler = Scheduler(lambda now: self._pool.sweep(now))
-        self._pool = Pool(url, self._runtime, self._scheduler.wake)
+        credentials = resolve_credentials(api_key, api_secret, credentials)
+        session = None
+        if credentials is not None:
+            auth_url = auth_url or (protocol.AUTH_URL if url == protocol.PUBLIC_URL else url)
+            check_url(auth_url, authenticated=True)
+            session = AccountSession(credentials, nonce or default_nonce, dms, filters, self._runtime.dispatcher)
+        self._pool = Pool(url, self._runtime, self._scheduler.wake, account=session, auth_url=auth_url or "")
+        #: The authenticated half (live account state and order entry), or None without credentials.
+        self.account: Optional[Account] = (
+            Account(session, self._pool, self._runtime, self._handlers) if session is not None else None)
         self._start_lock = threading.Lock()
         self._started = False
 
@@ -154,7 +166,7 @@ class Client:
         self._pool.refuse_wait("run_forever")
         deadline = None if timeout is None else time.monotonic() + timeout
         ended = self._runtime.ended
-        with _InterruptsAsFlag() as interrupts:
+        with InterruptsAsFlag() as interrupts:
             try:
                 poll(lambda: ended.is_set() or interrupts.seen or (deadline is not None and time.monotonic() >= deadline),
                      float("inf"))
@@ -171,6 +183,19 @@ class Client:
             logger.info("bfxsync: interrupted; closed")
         elif self._runtime.fatal is not None:
             raise self._runtime.fatal
+
+    def wait_authenticated(self, timeout: float = 10.0) -> "Client":
+        """Block until the account connection authenticated and its wallet snapshot arrived.
+
+        Raises:
+            NotAuthenticatedError: the client has no credentials.
+            AuthenticationError: the server refused (not retried); ``hint`` says what usually causes it.
+            BfxTimeoutError: not within ``timeout``.
+        """
+        if self.account is None:
+            raise NotAuthenticatedError("this client has no credentials: Client(api_key=..., api_secret=...)")
+        self.account.wait_authenticated(timeout)
+        return self
 
     @property
     def connected(self) -> bool:
@@ -343,6 +368,15 @@ class Client:
         """Call ``handler(ChecksumMismatch)`` when a book disagrees with the server's checksum."""
         return self._handlers.add("checksum", handler)
 
+    def on_authenticated(self, handler: F) -> F:
+        """Call ``handler(Authenticated)`` after each authentication (``reauthenticated`` after a reconnect)."""
+        return self._handlers.add("authenticated", handler)
+
+    def on_order_reconciled(self, handler: F) -> F:
+        """Call ``handler(OrderReconciled)`` when an order whose outcome was unknown (the connection dropped
+        with it in flight) shows up in the fresh orders snapshot: it was placed."""
+        return self._handlers.add("order_reconciled", handler)
+
     def on_recovery(self, handler: F) -> F:
         """Call ``handler(Recovery)`` when the client repairs something by itself (a silent channel
         resubscribed, an unanswered request or handshake redialled, an unconfirmed unsubscribe given up)."""
@@ -354,32 +388,3 @@ class Client:
         Per-subscription handlers are removed with ``subscription.remove_callback(handler)``.
         """
         return self._handlers.remove(handler)
-
-
-class _InterruptsAsFlag:
-    """While ``run_forever`` waits on the main thread, Ctrl-C sets a flag instead of raising.
-
-    A ``KeyboardInterrupt`` can land anywhere, including inside a lock's bookkeeping or
-    half-way through ``close()``; a second Ctrl-C soon after the first (an impatient user,
-    ``timeout -s INT``) then left threads running or a lock broken. With Python's default
-    handler replaced for the duration, both interrupts just ask for the close, which
-    then runs undisturbed. A handler the application installed itself is left alone.
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Any = None
-
-    def __enter__(self) -> "_InterruptsAsFlag":
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._note)
-        return self
-
-    def _note(self, signum: int, frame: Any) -> None:
-        self.seen = True
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-

@@ -50,6 +50,10 @@ class Config:
             (the server sends one every 15 s) before it is resubscribed alone.
         idle_connection_grace: seconds an extra connection stays open with no
             subscriptions before it is closed.
+        input_rate: account inputs (orders, cancels, calc) sent per second after a burst
+            of ``input_burst`` (the docs allow ``calc`` 8 times a second); inputs wait,
+            they are never dropped.
+        input_burst: account inputs that may leave at once.
         max_frame_size: largest WebSocket frame (or fragmented message) accepted, in
             bytes. A frame header announcing more drops the connection before any of its
             payload is buffered; it is counted in ``Client.stats()["oversized_frame"]``
@@ -74,6 +78,8 @@ class Config:
     request_timeout: float = field(default=15.0, validator=gt(0))
     channel_timeout: float = field(default=2 * protocol.HEARTBEAT_INTERVAL + 5.0, validator=gt(0))
     idle_connection_grace: float = field(default=10.0, validator=ge(0))
+    input_rate: float = field(default=8.0, validator=gt(0))
+    input_burst: int = field(default=8, validator=ge(1))
     max_frame_size: int = field(default=16 * 1024 * 1024, validator=ge(1024))
 
     def __attrs_post_init__(self) -> None:

@@ -91,3 +91,55 @@ class SubscriptionClosedError(SubscriptionError):
 
     def __init__(self, msg: str, request: Optional[Mapping[str, Any]] = None) -> None:
         super().__init__(None, msg, request)
+
+
+class AuthenticationError(ServerError):
+    """The server refused to authenticate (``code``/``msg`` as sent; ``hint`` says what usually causes it).
+
+    A refused authentication is not retried: fix the key, secret or nonce and create a new client.
+    """
+
+    def __init__(self, code: Optional[int], msg: str, hint: str = "", request: Optional[Mapping[str, Any]] = None) -> None:
+        super().__init__(code, f"{msg} ({hint})" if hint else msg, request)
+        self.msg = msg
+        self.hint = hint
+
+
+class NotAuthenticatedError(BfxError):
+    """An account call was made on a client without credentials, or before authentication succeeded."""
+
+
+class OrderError(ServerError):
+    """The server answered an account request (order, cancel, update, funding offer) with ERROR or FAILURE.
+
+    Attributes:
+        cid, cid_date, order_id: what identified the request.
+        notification: the server's notification (``bfxsync.account.Notification``), if one came.
+    """
+
+    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
+                 order_id: Optional[int] = None, notification: Any = None) -> None:
+        super().__init__(None, msg)
+        self.cid = cid
+        self.cid_date = cid_date
+        self.order_id = order_id
+        self.notification = notification
+
+
+class OutcomeUnknownError(BfxError):
+    """The connection dropped while a request was in flight: it may or may not have been executed.
+
+    It is never sent again. After re-authentication, an order with this ``cid`` found in the
+    fresh orders snapshot is reported through ``Client.on_order_reconciled``.
+    """
+
+    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
+                 order_id: Optional[int] = None) -> None:
+        super().__init__(msg)
+        self.cid = cid
+        self.cid_date = cid_date
+        self.order_id = order_id
+
+
+class MaintenanceError(BfxError):
+    """The exchange announced maintenance (info 20060): orders are refused until it ends (20061)."""

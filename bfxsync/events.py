@@ -105,6 +105,61 @@ class ConnectionInfo:
 
 
 @frozen
+class Authenticated:
+    """The account connection authenticated (again after each reconnect; then ``reauthenticated``).
+
+    Attributes:
+        user_id: the account's user id.
+        caps: the key's permissions as sent (``{"orders": {"read": 1, "write": 1}, ...}``).
+        reauthenticated: True after a reconnect or an account sequence gap: the account
+            state is being rebuilt from fresh snapshots.
+        connection: the number of the account connection.
+    """
+
+    user_id: Optional[int]
+    caps: Mapping[str, Any] = field(repr=False)
+    reauthenticated: bool
+    connection: Optional[int] = None
+
+
+@frozen
+class AccountMessage:
+    """Data from one channel-0 frame.
+
+    Attributes:
+        stream: ``orders``, ``positions``, ``trades``, ``funding_trades``, ``wallets``,
+            ``balance``, ``margin``, ``funding_info``, ``funding_offers``,
+            ``funding_credits``, ``funding_loans`` or ``notifications``.
+        items: the models (several for a snapshot).
+        snapshot: True for the snapshot after each authentication.
+        tag: the wire tag (``os``, ``on``, ``te``, ``n``, ...).
+        seq, auth_seq: the connection's and the account's sequence numbers when ``sequence`` is on.
+    """
+
+    stream: str
+    items: Tuple[Any, ...]
+    snapshot: bool
+    tag: str
+    seq: Optional[int] = None
+    auth_seq: Optional[int] = None
+
+    @property
+    def item(self) -> Any:
+        """The first (for updates: the only) item."""
+        return self.items[0]
+
+
+@frozen
+class OrderReconciled:
+    """An order whose request failed with an unknown outcome (the connection dropped) was found in the
+    fresh orders snapshot after re-authentication: it was placed."""
+
+    order: Any
+    cid: int
+    cid_date: str
+
+
+@frozen
 class ErrorEvent:
     """Something went wrong off the caller's thread: a server error, a bad frame, a raising callback.
 

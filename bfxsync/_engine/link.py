@@ -105,7 +105,6 @@ class Link(EventFrames):
     def stop(self) -> None:
         """Stop for good without waiting, and release every waiter."""
         self.connection.stop()
-        self._connected.clear()
         self._fail_pings()
 
     @property

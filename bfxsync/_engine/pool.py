@@ -18,6 +18,8 @@ from ..errors import BfxError, NotConnectedError
 from ..events import ConnectionInfo
 from ..specs import Spec
 from ..subscriptions import State, Subscription, make_subscription
+from .account_link import AccountLink
+from .account_session import AccountSession
 from .link import STAT_KEYS, Link
 from .pacing import ConnectPacer, SendPacer
 from .runtime import Runtime
@@ -38,7 +40,8 @@ class Pool:
     """
 
     def __init__(self, url: str, runtime: Runtime, wake: Callable[[float], None],
-                 transport_factory: TransportFactory = WebSocketAppTransport) -> None:
+                 transport_factory: TransportFactory = WebSocketAppTransport,
+                 account: Optional[AccountSession] = None, auth_url: str = "") -> None:
         self.url = url
         self.config = runtime.config
         self.dispatcher = runtime.dispatcher
@@ -54,6 +57,11 @@ class Pool:
         self._placed: Dict[Link, Set[Subscription]] = {}
         self._where: Dict[Subscription, Link] = {}
         self._idle_since: Dict[Link, float] = {}
+        self._account: Optional[AccountLink] = None
+        if account is not None:
+            # Inputs: well under the documented calc limit of 8/s and the order rate the official clients keep.
+            self._account = AccountLink(auth_url, runtime, self._pacer, self._send_pacer, wake, transport_factory,
+                                        account, SendPacer(runtime.config.input_rate, runtime.config.input_burst))
         self._started = False
         self._stopped = False
 
@@ -67,6 +75,8 @@ class Pool:
             self._started = True
             link = self._new_link()
         link.start()
+        if self._account is not None:
+            self._account.start()
 
     def _new_link(self) -> Link:
         link = Link(self.url, self._runtime, self._pacer, self._send_pacer, self._wake, self._factory)
@@ -74,11 +84,19 @@ class Pool:
         self._placed[link] = set()
         return link
 
+    def _every_link(self) -> List[Link]:
+        """Public links, retired ones not yet reaped, and the account link (lock held)."""
+        return self._links + self._retired + ([self._account] if self._account is not None else [])
+
+    def account_link(self) -> Optional[AccountLink]:
+        """The authenticated link, if the client has credentials."""
+        return self._account
+
     def stop(self) -> None:
         """Stop every link without waiting and release every waiter (any thread, callbacks included)."""
         with self._lock:
             self._stopped = True
-            links = self._links + self._retired
+            links = self._every_link()
             handles = list(self._wanted.values())
         for link in links:
             link.stop()
@@ -88,14 +106,14 @@ class Pool:
     def join(self, deadline: float) -> None:
         """Wait for every reader thread to end, until ``deadline`` (``time.monotonic()``)."""
         with self._lock:
-            links = self._links + self._retired
+            links = self._every_link()
         for link in links:
             link.connection.join(max(0.0, deadline - time.monotonic()))
 
     def threads(self) -> List[threading.Thread]:
         """The reader threads of the current connections (and of closed ones not yet reaped)."""
         with self._lock:
-            links = self._links + self._retired
+            links = self._every_link()
         return [t for t in (link.connection.thread() for link in links) if t is not None]
 
     # -- Owner of the handles ------------------------------------------------------------
@@ -129,7 +147,8 @@ class Pool:
     def failure_hint(self) -> str:
         """The last connection failure, for timeout messages."""
         with self._lock:
-            failures = [link.last_disconnect for link in self._links if not link.connected and link.last_disconnect]
+            links = self._links + ([self._account] if self._account is not None else [])
+            failures = [link.last_disconnect for link in links if not link.connected and link.last_disconnect]
         return f" (last connection failure: {failures[-1]})" if failures else ""
 
     # -- subscribing ----------------------------------------------------------------------
@@ -185,7 +204,12 @@ class Pool:
     # -- state ---------------------------------------------------------------------------
 
     def links(self) -> List[Link]:
-        """The open links, the first one first."""
+        """The open links, the first one first, the account link last."""
+        with self._lock:
+            return self._links + ([self._account] if self._account is not None else [])
+
+    def public_links(self) -> List[Link]:
+        """The links that carry public subscriptions."""
         with self._lock:
             return list(self._links)
 
@@ -249,6 +273,9 @@ class Pool:
             states[subscription.state.value] += 1
             for key, value in subscription.counters().items():
                 stats[key] += value
+        if self._account is not None:
+            stats.update(self._account.session.counts)
+            stats["requests_in_flight"] = self._account.session.requests.pending()
         stats["callback_errors"] = self.dispatcher.callback_errors
         stats["subscriptions"] = states
         stats["connections"] = len(self.links())
@@ -259,7 +286,7 @@ class Pool:
         now = time.monotonic()
         with self._lock:
             placed = {link: len(subs) for link, subs in self._placed.items()}
-            links = list(self._links)
+            links = self._links + ([self._account] if self._account is not None else [])
         return [
             ConnectionInfo(
                 link.number, link.url,

@@ -13,9 +13,10 @@ event's flag with short sleeps, which an interrupt cannot corrupt.
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 _local = threading.local()
 
@@ -62,3 +63,31 @@ def poll(predicate: Callable[[], bool], timeout: float) -> bool:
         time.sleep(min(step, remaining))
         step = min(step * 2, _POLL_MAX)
     return True
+
+
+class InterruptsAsFlag:
+    """While ``run_forever`` waits on the main thread, Ctrl-C sets a flag instead of raising.
+
+    A ``KeyboardInterrupt`` can land anywhere, including inside a lock's bookkeeping or
+    half-way through ``close()``; a second Ctrl-C soon after the first (an impatient user,
+    ``timeout -s INT``) then left threads running or a lock broken. With Python's default
+    handler replaced for the duration, both interrupts just ask for the close, which
+    then runs undisturbed. A handler the application installed itself is left alone.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "InterruptsAsFlag":
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.seen = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

@@ -36,8 +36,8 @@ decode = _fast_decoder(json.JSONDecoder())
 decode_tokens = _fast_decoder(json.JSONDecoder(parse_float=str))
 
 
-def encode(message: Mapping[str, Any]) -> str:
-    """Serialise an outgoing event compactly."""
+def encode(message: Any) -> str:
+    """Serialise an outgoing event (an object) or account input (an array) compactly."""
     return json.dumps(message, separators=_COMPACT)
 
 

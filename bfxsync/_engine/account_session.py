@@ -1,0 +1,180 @@
+"""The account side of a client: credentials, authentication state, live account state, requests.
+
+It outlives connections: the account link re-authenticates after every reconnect with the
+same options, and the state is rebuilt from the fresh snapshots (``Authenticated`` with
+``reauthenticated=True`` says so). Channel-0 frames are applied to
+:class:`~bfxsync.account.AccountState` (readable from any thread as consistent
+snapshots) and delivered to the per-stream callbacks.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence
+
+from ..account import AccountState
+from ..auth import AUTH_ERROR_HINTS, Credentials, NonceSource, auth_event
+from ..errors import AuthenticationError, ProtocolError
+from ..events import AccountMessage, Authenticated, OrderReconciled
+from .dispatch import Dispatcher
+from .requests import Callback, Request, RequestTracker
+
+logger = logging.getLogger("bfxsync")
+
+#: Order tags whose payload settles requests.
+_ORDER_EVENTS = ("on", "ou", "oc")
+#: Seconds after authentication after which missing snapshots are no longer waited for.
+SNAPSHOT_GRACE = 5.0
+
+
+def _expected_snapshots(filters: Optional[Sequence[str]]) -> FrozenSet[str]:
+    """The snapshot tags the server sends after auth for these filters (docs: ws-auth, channel filters)."""
+    if filters is None:
+        return frozenset({"ps", "ws", "os", "fos", "fcs", "fls"})
+    expected = set()
+    for name in filters:
+        if name.startswith("trading"):
+            expected |= {"os", "ps"}
+        elif name.startswith("wallet"):
+            expected.add("ws")
+        elif name.startswith("funding"):
+            expected |= {"fos", "fcs", "fls"}
+    return frozenset(expected)
+
+
+class AccountSession:
+    """Authentication and account state of one client (thread-safe where it says so)."""
+
+    def __init__(self, credentials: Credentials, nonce: NonceSource, dms: bool, filters: Optional[Sequence[str]],
+                 dispatcher: Dispatcher) -> None:
+        self.credentials = credentials
+        self._nonce = nonce
+        self._dms = 4 if dms else None
+        self._filters = list(filters) if filters is not None else None
+        self._dispatcher = dispatcher
+        self.state = AccountState()
+        self.requests = RequestTracker(self._run_callbacks)
+        #: Set while authenticated and the wallet snapshot is in (inputs may go out).
+        self.ready = threading.Event()
+        #: Set once every snapshot the filters ask for arrived (or SNAPSHOT_GRACE passed after auth).
+        self.synced = threading.Event()
+        #: ``time.monotonic()`` of the last successful authentication.
+        self.authenticated_at: Optional[float] = None
+        self._expected = _expected_snapshots(filters)
+        self.authenticated = threading.Event()
+        #: The refusal, when the server refused to authenticate (not retried).
+        self.refused: Optional[AuthenticationError] = None
+        self.auth_count = 0
+        self.user_id: Optional[int] = None
+        self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0}
+        self._last_auth_seq: Optional[int] = None
+
+    # -- authentication (reader thread of the account link) ------------------------------
+
+    def auth_frame(self) -> Dict[str, Any]:
+        """A fresh ``auth`` event (new nonce); the state starts over until the snapshots arrive."""
+        self.authenticated.clear()
+        self.ready.clear()
+        self.synced.clear()
+        self.state.reset()
+        self._last_auth_seq = None
+        return auth_event(self.credentials, self._nonce(), self._dms, self._filters)
+
+    def on_auth(self, event: Mapping[str, Any], connection: int) -> Optional[AuthenticationError]:
+        """The server's answer; returns the refusal (the link then stops) or None."""
+        if event.get("status") == "OK":
+            self.auth_count += 1
+            self.counts["authentications"] += 1
+            user_id = event.get("userId")
+            self.user_id = user_id if type(user_id) is int else None
+            caps = event.get("caps")
+            self.authenticated_at = time.monotonic()
+            self.authenticated.set()
+            if self._filters is not None and not any(f.startswith("wallet") for f in self._filters):
+                self.ready.set()  # no wallet snapshot will come to wait for
+            logger.info("bfxsync: authenticated on connection %d (user %s)", connection, self.user_id)
+            self._dispatcher.emit("authenticated", Authenticated(
+                self.user_id, caps if isinstance(caps, Mapping) else {}, self.auth_count > 1, connection))
+            return None
+        return self.refuse(event.get("code"), str(event.get("msg", "authentication failed")))
+
+    def refuse(self, code: Any, msg: str) -> AuthenticationError:
+        """Record a refused authentication (never retried)."""
+        code = code if type(code) is int else None
+        error = AuthenticationError(code, msg, AUTH_ERROR_HINTS.get(code, "") if code is not None else "")
+        self.refused = error
+        self.authenticated.clear()
+        self.ready.clear()
+        self.synced.clear()
+        logger.error("bfxsync: authentication refused: %s", error)
+        self._dispatcher.report(error)
+        return error
+
+    def settle_late_snapshots(self, now: float) -> None:
+        """Scheduler: a snapshot the server never sends must not hold waits and inputs for ever."""
+        at = self.authenticated_at
+        if self.authenticated.is_set() and at is not None and now - at >= SNAPSHOT_GRACE and not self.synced.is_set():
+            missing = sorted(self._expected - set(self.state.snapshot().snapshots_received))
+            logger.warning("bfxsync: account snapshots %s did not arrive within %g s of authentication; "
+                           "going on without them", ", ".join(missing), SNAPSHOT_GRACE)
+            self.ready.set()
+            self.synced.set()
+
+    def connection_lost(self, reason: str) -> None:
+        """The account connection ended: requests in flight have an unknown outcome."""
+        self.authenticated.clear()
+        self.ready.clear()
+        self.synced.clear()
+        self.requests.fail_all(reason)
+
+    # -- channel 0 (reader thread) ----------------------------------------------------------
+
+    def check_auth_seq(self, auth_seq: Any) -> bool:
+        """SEQ_ALL's account number; False on a gap (the link then re-authenticates)."""
+        if type(auth_seq) is not int:
+            raise ProtocolError(f"account sequence number is not an integer: {auth_seq!r:.50}")
+        last = self._last_auth_seq
+        if auth_seq == 0 or auth_seq == last:
+            return True  # calc answers carry 0; notifications were seen repeating the current number
+        self._last_auth_seq = auth_seq
+        if last is not None and auth_seq != last + 1:
+            self.counts["account_sequence_gaps"] += 1
+            return False
+        return True
+
+    def on_frame(self, tag: str, payload: Any, seq: Optional[int], auth_seq: Optional[int]) -> None:
+        """Apply one account frame, settle requests, reach the callbacks."""
+        self.counts["account_frames"] += 1
+        stream, items, snapshot = self.state.apply(tag, payload)
+        if stream == "unknown":
+            return
+        if stream == "notifications":
+            for notification in items:
+                self.requests.on_notification(notification)
+        elif stream == "orders":
+            if snapshot:
+                for order in self.requests.reconcile(items):
+                    self._dispatcher.emit("order_reconciled", OrderReconciled(order, order.cid, order.cid_date))
+            elif tag in _ORDER_EVENTS:
+                for order in items:
+                    self.requests.on_order(tag, order)
+        if snapshot:
+            if stream == "wallets":
+                self.ready.set()  # the docs: inputs before the wallet snapshot may fail on balance
+            if self._expected <= self.state.snapshot().snapshots_received:
+                self.synced.set()
+        message = AccountMessage(stream, items, snapshot, tag, seq, auth_seq)
+        self._dispatcher.emit("account", message)
+        self._dispatcher.emit(f"account:{stream}", message)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def track(self, request: Request) -> None:
+        """Register a request before its input is sent."""
+        self.requests.register(request)
+
+    def _run_callbacks(self, callbacks: List[Callback], request: Request) -> None:
+        for callback in callbacks:
+            self._dispatcher.call((callback,), request)
+
