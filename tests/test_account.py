@@ -254,3 +254,40 @@ def test_account_state_reads_are_consistent_from_another_thread(emulator, make_c
         stop.set()
         reader.join(5)
     assert not problems
+
+
+def test_margin_orders_open_and_close_a_position(emulator, make_client):
+    client = authenticated(make_client, emulator.url)
+    positions = []
+    client.account.on_positions(positions.append)
+    client.account.submit_order("tBTCUSD", "0.01", type="MARKET").result(10)
+    assert wait_until(lambda: "tBTCUSD" in client.account.snapshot().positions, 10)
+    assert client.account.snapshot().positions["tBTCUSD"].amount == Decimal("0.01")
+    client.account.submit_order("tBTCUSD", "-0.01", type="MARKET", reduce_only=True).result(10)
+    assert wait_until(lambda: "tBTCUSD" not in client.account.snapshot().positions, 10)
+    assert {m.tag for m in positions} >= {"pn", "pc"}
+
+
+def test_group_cancel_multi_op_funding_and_callbacks(emulator, make_client):
+    client = authenticated(make_client, emulator.url)
+    account = client.account
+    done = []
+    first = account.submit_order("tBTCUSD", "0.01", "20000", gid=7)
+    first.add_done_callback(done.append)
+    second = account.submit_order("tBTCUSD", "0.01", "20001", gid=7).result(10)
+    first.result(10)
+    assert wait_until(lambda: done == [first])
+    account.cancel_orders(gids=[7]).result(10)
+    assert wait_until(lambda: not account.snapshot().orders, 10) and second.id
+    multi = account.order_multi_op([("on", {"cid": 99, "type": "EXCHANGE LIMIT", "symbol": "tBTCUSD",
+                                            "amount": "0.01", "price": "20000"})])
+    multi.result(10)
+    assert wait_until(lambda: any(o.cid == 99 for o in account.snapshot().orders.values()), 10)
+    offer = account.submit_funding_offer("fUSD", "100", "0.0002", 7).result(10)
+    assert offer.ok
+    assert wait_until(lambda: account.snapshot().funding_offers, 10)
+    offer_id = next(iter(account.snapshot().funding_offers))
+    account.cancel_funding_offer(offer_id).result(10)
+    assert wait_until(lambda: not account.snapshot().funding_offers, 10)
+    with pytest.raises(errors.OrderError, match="not found"):
+        account.cancel_order(123456789).result(10)

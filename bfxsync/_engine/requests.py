@@ -20,6 +20,9 @@ from .threads import refuse_on_bfxsync_thread, wait_event
 
 Callback = Callable[["Request"], Any]
 
+#: Requests whose notification carries nothing to correlate on reliably: answered first in, first out.
+_ANSWERED_IN_ORDER = ("funding_offer", "cancel_funding_offer", "cancel_multi", "multi")
+
 
 class Request:
     """The outcome of one account input; ``result()`` blocks until it is known.
@@ -109,7 +112,9 @@ class RequestTracker:
     def register(self, request: Request) -> None:
         """Before sending: make the request findable by its answer."""
         with self._lock:
-            if request.kind == "submit" and request.cid is not None:
+            if request.kind in _ANSWERED_IN_ORDER:
+                self._other.append(request)
+            elif request.kind == "submit" and request.cid is not None:
                 self._by_cid[request.cid] = request
             elif request.order_id is not None:
                 self._by_id[request.order_id] = request
