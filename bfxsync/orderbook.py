@@ -35,7 +35,7 @@ from attrs import frozen
 
 from .errors import ProtocolError
 from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
-from .protocol.checksum import CHECKSUM_DEPTH, book_checksum
+from .protocol.checksum import CHECKSUM_DEPTH, signed_crc32
 from .protocol.constants import is_funding
 
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
@@ -322,10 +322,19 @@ class OrderBook:
         return self._read(self._checksum)
 
     def _checksum(self) -> int:
-        key, amount = (0, self._amount_index)
-        bids = [(r[key], r[amount]) for r in self._bids.best(CHECKSUM_DEPTH)]
-        asks = [(r[key], r[amount]) for r in self._asks.best(CHECKSUM_DEPTH)]
-        return book_checksum(bids, asks)
+        # The text of protocol.checksum.checksum_text, built in one pass over the rows: this runs
+        # on the reader thread for every cs frame, so it avoids a call per token. Tokens are the
+        # wire text of floats (str) or ints, so str() is the identity or the exact integer text.
+        amount = self._amount_index
+        bids = self._bids.best(CHECKSUM_DEPTH)
+        asks = self._asks.best(CHECKSUM_DEPTH)
+        parts: List[Any] = []
+        extend = parts.extend
+        for bid, ask in zip(bids, asks):
+            extend((bid[0], bid[amount], ask[0], ask[amount]))
+        for row in (bids if len(bids) > len(asks) else asks)[min(len(bids), len(asks)):]:
+            extend((row[0], row[amount]))
+        return signed_crc32(":".join(map(str, parts)))
 
     def snapshot(self) -> BookSnapshot:
         """A consistent copy of the whole book with its checksum."""
