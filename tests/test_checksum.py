@@ -82,3 +82,33 @@ class TestWorkedExamples:
     def test_tokens_survive_decoding(self):
         """Decoding with parse_float=str keeps the float text; ints stay ints."""
         assert json.loads("[1e-8, 30000, 0.0000082]", parse_float=str) == ["1e-8", 30000, "0.0000082"]
+
+
+def test_the_books_fast_checksum_equals_the_reference_text_on_random_books():
+    """OrderBook builds the checksum text in one pass; it must equal checksum_text for every book kind and size."""
+    import random
+
+    rnd = random.Random(11)
+    for _ in range(300):
+        prec, symbol = rnd.choice(["P0", "R0"]), rnd.choice(["tBTCUSD", "fUSD"])
+        book = OrderBook(symbol, prec)
+        n_bids, n_asks = rnd.randint(0, 30), rnd.randint(0, 30)
+        rows = []
+        for i in range(n_bids + n_asks):
+            bid = i < n_bids
+            amount = str(round(rnd.uniform(0.1, 3), 4)) if rnd.random() < 0.8 else str(rnd.randint(1, 5))
+            funding_bid = symbol.startswith("f") and bid
+            trading_ask = not symbol.startswith("f") and not bid
+            signed = "-" + amount if funding_bid or trading_ask else amount
+            wire = signed if "." in signed else int(signed)
+            if symbol.startswith("f"):
+                rate = str(0.0001 + i * 1e-6)
+                rows.append([1000 + i, rnd.randint(2, 30), rate, wire] if prec == "R0" else [rate, rnd.randint(2, 30), 1, wire])
+            else:
+                price = 30000 - i if bid else 30000 + i
+                rows.append([1000 + i, price, wire] if prec == "R0" else [price, 1, wire])
+        book.apply_snapshot(rows)
+        key, amount_index = 0, book._amount_index
+        bids = [(r[key], r[amount_index]) for r in book._bids.best(25)]
+        asks = [(r[key], r[amount_index]) for r in book._asks.best(25)]
+        assert book.checksum() == book_checksum(bids, asks)
