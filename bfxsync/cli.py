@@ -1,8 +1,9 @@
-"""The ``bfxsync`` command: watch a book, ticker, trades or candles from a terminal.
+"""The ``bfxsync`` command: watch a book, ticker, trades or candles from a terminal; see the account, place orders.
 
     bfxsync book tBTCUSD                  # live top-of-book table, verified by checksum
     bfxsync ticker tETHUSD --seconds 10   # one line per ticker frame; stop after 10 s
     bfxsync trades tBTCUSD --emulator     # offline, against the embedded emulator
+    bfxsync account --emulator --once     # wallets, positions, open orders (cli_account.py)
 
 Exit status: 0 done (``--seconds`` elapsed), 1 cannot connect (or no usable server),
 2 invalid arguments (a symbol the server rejects included) or a missing optional extra,
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence
 import bfxsync
 from bfxsync import protocol
 
+from . import cli_account
 from .cli_book import TICK, UpdateCounter, choose_display, num_text, watch_book
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ class CliError(Exception):
 # -- arguments ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands ``book``, ``ticker``, ``trades``, ``candles``)."""
+    """The argument parser (subcommands ``book``, ``ticker``, ``trades``, ``candles``, ``account``, ``order``)."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_mutually_exclusive_group()
     where.add_argument("--url", default=protocol.PUBLIC_URL, help="WebSocket endpoint (default: %(default)s)")
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="give up (status 1) if not connected within S seconds (default: %(default)s)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
 
-    parser = argparse.ArgumentParser(prog="bfxsync", description="Watch Bitfinex public market data (WebSocket API v2).")
+    parser = argparse.ArgumentParser(prog="bfxsync", description="Watch Bitfinex market data, see your account and "
+                                     "place orders (WebSocket API v2).")
     parser.add_argument("--version", action="version", version=f"bfxsync {bfxsync.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -74,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     candles.add_argument("symbol")
     candles.add_argument("--timeframe", default="1m", help=f"{' '.join(protocol.CANDLE_TIMEFRAMES)} (default: %(default)s)")
     candles.add_argument("--period", type=int, help="funding period in days (funding symbols only, e.g. 30)")
+    cli_account.add_commands(commands, common)
     return parser
 
 
@@ -121,6 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in cli_account.COMMANDS:
+        return cli_account.run(args)
     try:
         spec = _spec(args)
         display = choose_display(args.display) if args.command == "book" else None

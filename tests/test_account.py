@@ -291,3 +291,8 @@ def test_group_cancel_multi_op_funding_and_callbacks(emulator, make_client):
     assert wait_until(lambda: not account.snapshot().funding_offers, 10)
     with pytest.raises(errors.OrderError, match="not found"):
         account.cancel_order(123456789).result(10)
+
+
+def test_bad_filters_are_refused_at_construction():
+    with pytest.raises(ValueError, match="bogus"):
+        bfxsync.Client("ws://127.0.0.1:1/ws/2", **DEMO, filters=["bogus"])

@@ -32,6 +32,9 @@ EXPECTED = {
     "legacy_loop.py": [r"^\[ticker\] tBTCUSD last \d+$", r"^\[trade \] tBTCUSD [+-][\d.]+ @ \d+$",
                        r"^\[loop  \] drained [1-9]\d* ticker, [1-9]\d* trades, [1-9]\d* book messages; "
                        r"bid \d+ ask \d+; checksums ok [1-9]\d*; dropped 0$"],
+    "trading.py": [r"^wallet exchange USD 100000$", r"^placed \d+: ACTIVE 0\.0002 @ \d+$",
+                   r"^modified \d+: ACTIVE 0\.0002 @ \d+$", r"^cancelled \d+: CANCELED$",
+                   r"^fill tBTCUSD 0\.0002 @ \d+ \(order \d+\)$", r"^wallet exchange BTC now 2\.0001998$"],
 }
 #: Examples with a window, tested elsewhere (under Xvfb).
 GUI = {"tk_book.py"}

@@ -52,6 +52,8 @@ class AccountSession:
         self._nonce = nonce
         self._dms = 4 if dms else None
         self._filters = list(filters) if filters is not None else None
+        # Check dms and filters now, on the caller's thread, rather than in the reader at each auth.
+        auth_event(credentials, 1, self._dms, self._filters)
         self._dispatcher = dispatcher
         self.state = AccountState()
         self.requests = RequestTracker(self._run_callbacks)
