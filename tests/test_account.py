@@ -296,3 +296,42 @@ def test_group_cancel_multi_op_funding_and_callbacks(emulator, make_client):
 def test_bad_filters_are_refused_at_construction():
     with pytest.raises(ValueError, match="bogus"):
         bfxsync.Client("ws://127.0.0.1:1/ws/2", **DEMO, filters=["bogus"])
+
+
+def test_a_refusal_at_reauthentication_is_reported_and_not_retried(emulator, make_client):
+    client = authenticated(make_client, emulator.url)
+    errors_seen = []
+    client.on_error(errors_seen.append)
+    emulator.reject_auth(10100)
+    emulator.drop_connections()
+    with pytest.raises(errors.AuthenticationError):
+        assert wait_until(lambda: client.account._session.refused is not None, 10)
+        client.wait_authenticated(5)
+    link = client._pool.account_link()
+    assert wait_until(lambda: not link.connection.alive(), 5)
+    assert any(isinstance(e.error, errors.AuthenticationError) for e in errors_seen)
+    with pytest.raises(errors.AuthenticationError):
+        client.account.submit_order("tBTCUSD", "0.01", "20000")
+
+
+def test_an_auth_refusal_sent_as_an_error_event_is_understood():
+    """Some refusals come as {"event":"error","code":10100,"msg":"auth: invalid"} instead of an auth event."""
+    from test_link import FakeConnection
+
+    from bfxsync._engine.dispatch import Handlers
+    from bfxsync._engine.pool import Pool
+    from bfxsync._engine.runtime import Runtime
+    from bfxsync.auth import Credentials
+
+    runtime = Runtime(bfxsync.Config(), Handlers(), on_end=lambda: None)
+    from bfxsync._engine.account_session import AccountSession
+
+    session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.dispatcher)
+    pool = Pool("ws://test", runtime, wake=lambda delay: None, account=session, auth_url="ws://127.0.0.1:1/ws/2")
+    link = pool.account_link()
+    link.connection = fake = FakeConnection()
+    link.on_open()
+    link.on_frame('{"event":"info","version":2,"platform":{"status":1}}')
+    assert fake.sent[-1]["event"] == "auth" and fake.sent[-1]["authNonce"] == 7
+    link.on_frame('{"event":"error","code":10100,"msg":"auth: invalid"}')
+    assert session.refused is not None and session.refused.code == 10100 and fake.stopped
