@@ -4,6 +4,8 @@
     bfxsync ticker tETHUSD --seconds 10   # one line per ticker frame; stop after 10 s
     bfxsync trades tBTCUSD --emulator     # offline, against the embedded emulator
     bfxsync account --emulator --once     # wallets, positions, open orders (cli_account.py)
+    bfxsync record --out s.jsonl book:tBTCUSD trades:tBTCUSD   # every frame to a file
+    bfxsync replay s.jsonl --speed 10     # serve that recording (cli_record.py)
 
 Exit status: 0 done (``--seconds`` elapsed), 1 cannot connect (or no usable server),
 2 invalid arguments (a symbol the server rejects included) or a missing optional extra,
@@ -28,7 +30,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence
 import bfxsync
 from bfxsync import protocol
 
-from . import cli_account
+from . import cli_account, cli_record
 from .cli_book import TICK, UpdateCounter, choose_display, num_text, watch_book
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class CliError(Exception):
 # -- arguments ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands ``book``, ``ticker``, ``trades``, ``candles``, ``account``, ``order``)."""
+    """The argument parser: ``book``, ``ticker``, ``trades``, ``candles``, ``account``, ``order``, ``record``, ``replay``."""
     common = argparse.ArgumentParser(add_help=False)
     where = common.add_mutually_exclusive_group()
     where.add_argument("--url", default=protocol.PUBLIC_URL, help="WebSocket endpoint (default: %(default)s)")
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     candles.add_argument("--timeframe", default="1m", help=f"{' '.join(protocol.CANDLE_TIMEFRAMES)} (default: %(default)s)")
     candles.add_argument("--period", type=int, help="funding period in days (funding symbols only, e.g. 30)")
     cli_account.add_commands(commands, common)
+    cli_record.add_commands(commands, common)
     return parser
 
 
@@ -127,6 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command in cli_account.COMMANDS:
         return cli_account.run(args)
+    if args.command in cli_record.COMMANDS:
+        return cli_record.run(args)
     try:
         spec = _spec(args)
         display = choose_display(args.display) if args.command == "book" else None
@@ -158,14 +163,14 @@ def _start_emulator(symbol: str) -> Any:
     return Emulator(symbols=(symbol,))
 
 
-def _connect(stack: contextlib.ExitStack, url: str, timeout: float) -> bfxsync.Client:
+def _connect(stack: contextlib.ExitStack, url: str, timeout: float, **options: Any) -> bfxsync.Client:
     """Start a client and wait for the handshake; on failure, say why in one line.
 
     The client redials forever by itself, so "unreachable" can only mean "not connected
     within ``timeout``"; the reason comes from the last failed attempt.
     """
     try:
-        client = bfxsync.Client(url, connect_timeout=timeout)
+        client = bfxsync.Client(url, connect_timeout=timeout, **options)
     except ValueError as err:  # bad URL, non-positive timeout
         raise CliError(str(err), EXIT_USAGE) from None
     reasons: List[str] = []

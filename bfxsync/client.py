@@ -20,6 +20,7 @@ from . import protocol
 from ._engine.account_session import AccountSession
 from ._engine.dispatch import Handlers
 from ._engine.pool import Pool
+from ._engine.recording import recorder_for
 from ._engine.runtime import Runtime
 from ._engine.scheduler import Scheduler
 from ._engine.threads import InterruptsAsFlag, on_bfxsync_thread, poll
@@ -80,7 +81,8 @@ class Client:
             auth_url = auth_url or (protocol.AUTH_URL if url == protocol.PUBLIC_URL else url)
             check_url(auth_url, authenticated=True)
             session = AccountSession(credentials, nonce or default_nonce, dms, filters, self._runtime.dispatcher)
-        self._pool = Pool(url, self._runtime, self._scheduler.wake, account=session, auth_url=auth_url or "")
+        self._recorder, factory = recorder_for(config)  # record=PATH wraps every transport; None wraps nothing
+        self._pool = Pool(url, self._runtime, self._scheduler.wake, factory, account=session, auth_url=auth_url or "")
         #: The authenticated half (live account state and order entry), or None without credentials.
         self.account: Optional[Account] = (
             Account(session, self._pool, self._runtime, self._handlers) if session is not None else None)
@@ -106,6 +108,8 @@ class Client:
             if self._started:
                 return self
             self._started = True
+        if self._recorder is not None:
+            self._recorder.start()  # first: it opens the file, and an OSError is best raised now
         self._scheduler.start()
         self._pool.start()
         return self
@@ -120,10 +124,14 @@ class Client:
         self._runtime.end()
         self._stop_engine()  # again: an interrupted earlier close() may have ended before stopping anything
         if on_bfxsync_thread():
+            if self._recorder is not None:
+                self._recorder.close(0.0)  # no waiting here; the writer writes what is queued and ends
             return
         deadline = time.monotonic() + timeout
         self._pool.join(deadline)
         self._scheduler.join(max(0.0, deadline - time.monotonic()))
+        if self._recorder is not None:  # after the readers: their last frames and close lines are in the file
+            self._recorder.close(max(1.0, deadline - time.monotonic()))
 
     def _stop_engine(self) -> None:
         """Called once when the client ends, on whichever thread ended it."""
@@ -238,12 +246,13 @@ class Client:
         return self._pool.connections()
 
     def threads(self) -> List[threading.Thread]:
-        """The threads the client started: one reader per connection and the scheduler."""
+        """The threads the client started: one reader per connection, the scheduler (and the recorder)."""
         threads = self._pool.threads()
         scheduler = self._scheduler.thread()
         if scheduler is not None:
             threads.append(scheduler)
-        return threads
+        recorder = self._recorder.thread() if self._recorder is not None else None
+        return threads + ([recorder] if recorder is not None else [])
 
     def _require_started(self) -> None:
         if not self._started:

@@ -1,14 +1,19 @@
 """Client options, grouped in one frozen object (use ``attrs.evolve`` for variants)."""
 from __future__ import annotations
 
+import os
 import ssl
-from typing import Optional
+from typing import Optional, Union
 
 from attrs import field, frozen
-from attrs.validators import ge, gt, instance_of, optional
+from attrs.validators import ge, gt, instance_of, le, optional
 
 from . import protocol
 from .backoff import Backoff
+
+
+def _path_or_none(value: Union[None, str, "os.PathLike[str]"]) -> Optional[str]:
+    return None if value is None else os.fspath(value)
 
 
 @frozen
@@ -58,6 +63,15 @@ class Config:
             bytes. A frame header announcing more drops the connection before any of its
             payload is buffered; it is counted in ``Client.stats()["oversized_frame"]``
             and the connection redials.
+        record: write every frame of every connection, in and out, to this JSON Lines
+            file (credentials redacted; format: :mod:`bfxsync.recording`). None records
+            nothing and costs nothing. ``Emulator.replay(path)`` serves a recording.
+        record_max_bytes: size at which the recording rotates to ``PATH.1`` (and older
+            ones to ``PATH.2`` ...).
+        record_backups: rotated recordings kept; 0 starts the file over instead.
+        record_flush_interval: seconds between the recorder's writes: what a crash can
+            lose at most. Frames are queued on the reader thread and written by the
+            recorder's own thread, never one disk write per frame.
     """
 
     checksums: bool = True
@@ -81,6 +95,10 @@ class Config:
     input_rate: float = field(default=8.0, validator=gt(0))
     input_burst: int = field(default=8, validator=ge(1))
     max_frame_size: int = field(default=16 * 1024 * 1024, validator=ge(1024))
+    record: Optional[str] = field(default=None, converter=_path_or_none)
+    record_max_bytes: int = field(default=256 * 1024 * 1024, validator=ge(4096))
+    record_backups: int = field(default=3, validator=ge(0))
+    record_flush_interval: float = field(default=0.5, validator=[gt(0), le(1.0)])
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:

@@ -26,6 +26,9 @@ logger = logging.getLogger("bfxsync")
 class TransportListener(Protocol):
     """What a transport reports to (on the reader thread)."""
 
+    #: The connection's number (as in ``Client.connections()``); recordings name it.
+    number: int
+
     def on_open(self) -> None:
         """The WebSocket handshake completed."""
 

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Container, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bfxsync import protocol
 
@@ -44,6 +44,9 @@ from .config import (
 )
 from .market import Market
 from .session import Session, Transport, now_ms
+
+if TYPE_CHECKING:
+    from .replay import Replay
 
 __all__ = ["Hub"]
 
@@ -87,6 +90,7 @@ class Hub:
         self.subscribe_reply: SubscribeReply = "ok"
         self.unsubscribe_reply: UnsubscribeReply = "ok"
         self.corrupt_checksums: set[tuple[str, str]] = set()  # (symbol, prec); guarded by market_lock
+        self.replay: Replay | None = None  # Emulator.replay: subscriptions answered from a recording
         server_bits = random.Random(f"server:{config.seed}").getrandbits(128)
         self.server_id = str(uuid.UUID(int=server_bits, version=4))
         self._registry = threading.Condition()
@@ -143,6 +147,8 @@ class Hub:
         orders before the connection is forgotten.
         """
         self.trading.session_closed(session)
+        if self.replay is not None:
+            self.replay.session_closed(session)
         self.detach(session)
         session.finish()
         with self._registry:
@@ -248,6 +254,8 @@ class Hub:
             return
         if not isinstance(request, dict):
             logger.debug("connection %d: ignoring non-event frame %.80s", session.id, text)
+            return
+        if self.replay is not None and self.replay.handle(session, request):
             return
         event = request.get("event")
         handler = self._handlers.get(event) if isinstance(event, str) else None

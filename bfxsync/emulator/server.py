@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from .faults import FaultControls
 from .feed import book_entries, checksum_of
 from .hub import Hub
 from .ratelimit import ConnectLimiter
+from .replay import Replay
 from .session import shutdown_socket
 from .trading_faults import TradingControls
 
@@ -322,3 +324,22 @@ class Emulator(FaultControls, TradingControls):
         """Run ``n`` ticks now (meant for a paused emulator or ``rate=0``); waits until written."""
         self._hub.step(n)
         return self._hub.wait_flushed(timeout)
+
+    # -- control API: replay -------------------------------------------------------------
+    def replay(self, path: str | os.PathLike[str], speed: float = 1.0) -> Replay:
+        """Serve the recording at ``path`` (``Client(record=...)``, ``bfxsync record``) from now on.
+
+        Every client's subscribe is answered with the matching recorded ack and frames, in
+        recorded order, at ``speed`` times the recorded pace (0: as fast as possible); a
+        resubscribe gets the next recorded one (see :mod:`bfxsync.emulator.replay`). Use
+        ``rate=0`` so the market does not tick for nothing. Returns the :class:`Replay`
+        (``wait_finished(timeout)``, ``sent``).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: it is not a recording.
+        """
+        replay = Replay.from_file(path, speed, self.config.heartbeat_interval)
+        self._hub.replay = replay
+        logger.info("replaying %s: %d recorded subscriptions", os.fspath(path), replay.episode_count)
+        return replay
