@@ -5,7 +5,7 @@ import ssl
 from typing import Optional
 
 from attrs import field, frozen
-from attrs.validators import ge, gt, instance_of, optional
+from attrs.validators import ge, gt, in_, instance_of, optional
 
 from . import protocol
 from .backoff import Backoff
@@ -54,6 +54,16 @@ class Config:
             of ``input_burst`` (the docs allow ``calc`` 8 times a second); inputs wait,
             they are never dropped.
         input_burst: account inputs that may leave at once.
+        dispatch: how callbacks run unless a subscription or account stream says otherwise:
+            ``inline`` (on the connection's reader thread, in frame order) or ``queued``
+            (the reader only queues; a dispatcher thread runs them, in order per
+            subscription). See README "Slow consumers".
+        queue_size: messages a queued subscription may hold before ``queue_overflow`` applies.
+        queue_overflow: what a full queue does: ``block`` (the reader waits: backpressure,
+            nothing lost), ``drop_oldest`` (counted) or ``latest`` (conflate to the newest
+            state, counted as conflated).
+        dispatch_threads: the most dispatcher threads a client starts for queued
+            callbacks (started on demand; none unless something is queued).
         max_frame_size: largest WebSocket frame (or fragmented message) accepted, in
             bytes. A frame header announcing more drops the connection before any of its
             payload is buffered; it is counted in ``Client.stats()["oversized_frame"]``
@@ -81,6 +91,10 @@ class Config:
     input_rate: float = field(default=8.0, validator=gt(0))
     input_burst: int = field(default=8, validator=ge(1))
     max_frame_size: int = field(default=16 * 1024 * 1024, validator=ge(1024))
+    dispatch: str = field(default="inline", validator=in_(("inline", "queued")))
+    queue_size: int = field(default=1000, validator=ge(1))
+    queue_overflow: str = field(default="block", validator=in_(("block", "drop_oldest", "latest")))
+    dispatch_threads: int = field(default=4, validator=ge(1))
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:
