@@ -2,7 +2,9 @@
 
 Threading model: each connection has one reader thread that runs the callbacks of the
 subscriptions it carries, in frame order; one scheduler thread does the housekeeping
-for all of them. Callbacks must be quick and must not call the blocking helpers
+for all of them. A subscription made with ``dispatch="queued"`` has its callbacks run
+by a dispatcher thread instead (at most ``Config.dispatch_threads``, started on demand),
+so a slow one holds back nobody else. Callbacks must not call the blocking helpers
 (``wait_*``, ``ping``, ``run_forever``), which raise ``CallbackThreadError`` there
 instead of deadlocking. Everything else (subscribing, unsubscribing, reading books,
 ``close()``) is safe from any thread, callbacks included.
@@ -231,6 +233,9 @@ class Client:
     def stats(self) -> Dict[str, Any]:
         """Counters for the whole client: connection events, bad frames by kind, stalls and timeouts,
         book checksums, callback errors, subscriptions by state, and the number of connections.
+        Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
+        ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
+        ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
 
         Per-connection figures: :meth:`connections`.
         """
