@@ -290,3 +290,25 @@ def test_a_slow_queued_consumer_does_not_hold_back_twenty_others(make_client):
             assert conflated and all(m.snapshot and 0 < len(m.items) <= 50 for m in conflated)
         finally:
             emu.resume()
+
+
+@pytest.mark.callback_errors_expected
+def test_a_queued_callback_that_raises_is_reported_and_systemexit_ends_the_client(emulator, make_client):
+    """Queued callbacks get the same isolation: a raise goes to on_error, SystemExit ends the client visibly."""
+    client = make_client(emulator.url)
+    errors, calls = [], []
+    client.on_error(errors.append)
+
+    def handler(message):
+        calls.append(message)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        if len(calls) == 3:
+            raise SystemExit(3)
+
+    client.subscribe_ticker("tBTCUSD", handler, dispatch="queued")
+    assert wait_until(lambda: client.closed, 10)
+    assert isinstance(errors[0].error, bfxsync.errors.CallbackError) and client.fatal_error is not None
+    workers = [t for t in client.threads() if t.name.startswith("bfxsync-dispatch-")]
+    client.close()
+    assert workers and not any(t.is_alive() for t in workers)

@@ -232,7 +232,10 @@ class Lane:
                 self.delivered += 1  # counted as it leaves, so the figures always add up
                 self.max_lag = max(self.max_lag, time.monotonic() - entry.at)
                 self._room.notify()
-            self._run(entry.item, entry.conflated)
+            try:
+                self._run(entry.item, entry.conflated)  # the dispatcher already isolates user callbacks
+            except Exception:  # noqa: BLE001 - a bug of ours must not leave the lane scheduled for ever
+                logger.exception("bfxsync: dispatching from %r failed", self)
             if time.monotonic() - started >= SLICE_SECONDS:
                 break
         with self._lock:
@@ -338,13 +341,8 @@ class Workers:
                 if self._stopped:
                     return
                 lane = self._ready.popleft()
-            try:
-                more = lane.run_slice()
-            except Exception:  # noqa: BLE001 - the dispatcher already isolates callbacks; a bug of ours must not kill the worker
-                logger.exception("bfxsync: dispatcher thread failed on %r", lane)
-                more = False
-            if more:
-                self.schedule(lane)
+            if lane.run_slice():
+                self.schedule(lane)  # to the back of the ready queue: round-robin between lanes
 
     def stop(self) -> None:
         """Stop the workers after their current callback and discard pending messages (any thread)."""
