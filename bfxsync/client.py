@@ -2,7 +2,9 @@
 
 Threading model: each connection has one reader thread that runs the callbacks of the
 subscriptions it carries, in frame order; one scheduler thread does the housekeeping
-for all of them. Callbacks must be quick and must not call the blocking helpers
+for all of them. A subscription made with ``dispatch="queued"`` has its callbacks run
+by a dispatcher thread instead (at most ``Config.dispatch_threads``, started on demand),
+so a slow one holds back nobody else. Callbacks must not call the blocking helpers
 (``wait_*``, ``ping``, ``run_forever``), which raise ``CallbackThreadError`` there
 instead of deadlocking. Everything else (subscribing, unsubscribing, reading books,
 ``close()``) is safe from any thread, callbacks included.
@@ -17,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 import attrs
 
 from . import protocol
+from ._engine import queues
 from ._engine.account_session import AccountSession
 from ._engine.dispatch import Handlers
 from ._engine.pool import Pool
@@ -130,6 +133,7 @@ class Client:
         deadline = time.monotonic() + timeout
         self._pool.join(deadline)
         self._scheduler.join(max(0.0, deadline - time.monotonic()))
+        self._runtime.dispatcher.workers.join(max(0.0, deadline - time.monotonic()))
         if self._recorder is not None:  # after the readers: their last frames and close lines are in the file
             self._recorder.close(max(1.0, deadline - time.monotonic()))
 
@@ -137,6 +141,7 @@ class Client:
         """Called once when the client ends, on whichever thread ended it."""
         self._pool.stop()
         self._scheduler.stop()
+        self._runtime.dispatcher.workers.stop()  # queued messages not yet delivered are discarded (counted)
 
     def __enter__(self) -> "Client":
         return self.start()
@@ -236,6 +241,9 @@ class Client:
     def stats(self) -> Dict[str, Any]:
         """Counters for the whole client: connection events, bad frames by kind, stalls and timeouts,
         book checksums, callback errors, subscriptions by state, and the number of connections.
+        Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
+        ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
+        ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
 
         Per-connection figures: :meth:`connections`.
         """
@@ -246,11 +254,13 @@ class Client:
         return self._pool.connections()
 
     def threads(self) -> List[threading.Thread]:
-        """The threads the client started: one reader per connection, the scheduler (and the recorder)."""
+        """The threads the client started: one reader per connection, the scheduler, the dispatcher
+        threads of queued callbacks (none unless something is queued) and the recorder (when recording)."""
         threads = self._pool.threads()
         scheduler = self._scheduler.thread()
         if scheduler is not None:
             threads.append(scheduler)
+        threads += self._runtime.dispatcher.workers.threads()
         recorder = self._recorder.thread() if self._recorder is not None else None
         return threads + ([recorder] if recorder is not None else [])
 
@@ -262,47 +272,76 @@ class Client:
 
     # -- subscribing --------------------------------------------------------------------
 
-    def subscribe(self, spec: Spec, on_data: DataHandler = None, **options: Any) -> Subscription:
+    def subscribe(self, spec: Spec, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+                  overflow: Optional[str] = None, queue_size: Optional[int] = None, **options: Any) -> Subscription:
         """Subscribe to ``spec``; subscribing twice to the same thing returns the same handle.
 
         Returns at once; the handle's ``wait_subscribed()`` waits for the server's answer.
-        ``on_data(message)`` runs on the reader thread for every snapshot and update.
-        Asking again with different options (``execution_updates``) raises ``ValueError``.
+        ``on_data(message)`` runs on the reader thread for every snapshot and update, or,
+        with ``dispatch="queued"``, on a dispatcher thread (with the client-level
+        ``on_<channel>`` handlers for this subscription) from a queue of at most
+        ``queue_size`` messages whose ``overflow`` policy is ``block``, ``drop_oldest`` or
+        ``latest``; unset ones take ``Config.dispatch``/``queue_size``/``queue_overflow``.
+        Asking again with different options (``execution_updates``, an explicit other
+        dispatch) raises ``ValueError``.
         """
         self._require_started()
-        subscription = self._pool.subscribe(spec, options)
+        delivery = queues.resolve(queues.default_delivery(self.config), dispatch, overflow, queue_size)
+        with queues.reserve(delivery):  # a new handle takes it in its constructor, before any data
+            subscription = self._pool.subscribe(spec, options)
+        if (dispatch, overflow, queue_size) != (None, None, None):
+            queues.check_same(subscription.delivery, delivery, repr(spec))
         if on_data is not None:
             subscription.on_data(on_data)
         return subscription
 
-    def subscribe_ticker(self, symbol: str, on_data: DataHandler = None) -> TickerSubscription:
-        """Subscribe to the ticker of ``symbol`` (``tBTCUSD`` or ``fUSD``)."""
-        return self.subscribe(TickerSpec(symbol), on_data)  # type: ignore[return-value]
+    # Every subscribe_* also takes the keyword-only dispatch, overflow and queue_size of subscribe().
 
-    def subscribe_trades(self, symbol: str, on_data: DataHandler = None, execution_updates: bool = False) -> TradesSubscription:
+    def subscribe_ticker(self, symbol: str, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+                         overflow: Optional[str] = None, queue_size: Optional[int] = None) -> TickerSubscription:
+        """Subscribe to the ticker of ``symbol`` (``tBTCUSD`` or ``fUSD``)."""
+        return self.subscribe(TickerSpec(symbol), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
+                              queue_size=queue_size)
+
+    def subscribe_trades(self, symbol: str, on_data: DataHandler = None, execution_updates: bool = False, *,
+                         dispatch: Optional[str] = None, overflow: Optional[str] = None,
+                         queue_size: Optional[int] = None) -> TradesSubscription:
         """Subscribe to the trades of ``symbol``; ``execution_updates`` also delivers the ``tu`` duplicates."""
-        return self.subscribe(TradesSpec(symbol), on_data, execution_updates=execution_updates)  # type: ignore[return-value]
+        return self.subscribe(TradesSpec(symbol), on_data, execution_updates=execution_updates,  # type: ignore[return-value]
+                              dispatch=dispatch, overflow=overflow, queue_size=queue_size)
 
     def subscribe_book(
         self, symbol: str, prec: str = "P0", freq: str = "F0", length: Union[int, str] = 25, on_data: DataHandler = None,
+        *, dispatch: Optional[str] = None, overflow: Optional[str] = None, queue_size: Optional[int] = None,
     ) -> BookSubscription:
-        """Subscribe to a verified local order book (``prec`` ``P0``-``P4``, or ``R0`` for the raw book)."""
-        return self.subscribe(BookSpec(symbol, prec, freq, length), on_data)  # type: ignore[return-value]
+        """Subscribe to a verified local order book (``prec`` ``P0``-``P4``, or ``R0`` for the raw book).
 
-    def subscribe_raw_book(self, symbol: str, length: Union[int, str] = 25, on_data: DataHandler = None) -> BookSubscription:
+        The book is applied and verified on the reader thread whatever the dispatch mode.
+        """
+        return self.subscribe(BookSpec(symbol, prec, freq, length), on_data, dispatch=dispatch,  # type: ignore[return-value]
+                              overflow=overflow, queue_size=queue_size)
+
+    def subscribe_raw_book(self, symbol: str, length: Union[int, str] = 25, on_data: DataHandler = None, *,
+                           dispatch: Optional[str] = None, overflow: Optional[str] = None,
+                           queue_size: Optional[int] = None) -> BookSubscription:
         """Subscribe to the raw (order-by-order, ``R0``) book of ``symbol``."""
-        return self.subscribe_book(symbol, "R0", "F0", length, on_data)
+        return self.subscribe_book(symbol, "R0", "F0", length, on_data, dispatch=dispatch, overflow=overflow,
+                                   queue_size=queue_size)
 
     def subscribe_candles(
         self, symbol_or_key: str, timeframe: str = "1m", period: Optional[int] = None, on_data: DataHandler = None,
+        *, dispatch: Optional[str] = None, overflow: Optional[str] = None, queue_size: Optional[int] = None,
     ) -> CandlesSubscription:
         """Subscribe to candles by key (``trade:1m:tBTCUSD``) or by symbol, time frame and funding period."""
         key = symbol_or_key if symbol_or_key.startswith("trade:") else candle_key(timeframe, symbol_or_key, period)
-        return self.subscribe(CandlesSpec(key), on_data)  # type: ignore[return-value]
+        return self.subscribe(CandlesSpec(key), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
+                              queue_size=queue_size)
 
-    def subscribe_status(self, key: str, on_data: DataHandler = None) -> StatusSubscription:
+    def subscribe_status(self, key: str, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+                         overflow: Optional[str] = None, queue_size: Optional[int] = None) -> StatusSubscription:
         """Subscribe to ``deriv:SYMBOL`` derivatives status or ``liq:global`` liquidations."""
-        return self.subscribe(StatusSpec(key), on_data)  # type: ignore[return-value]
+        return self.subscribe(StatusSpec(key), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
+                              queue_size=queue_size)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop ``subscription`` (same as ``subscription.unsubscribe()``)."""
@@ -397,3 +436,4 @@ class Client:
         Per-subscription handlers are removed with ``subscription.remove_callback(handler)``.
         """
         return self._handlers.remove(handler)
+

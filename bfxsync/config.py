@@ -6,7 +6,7 @@ import ssl
 from typing import Optional, Union
 
 from attrs import field, frozen
-from attrs.validators import ge, gt, instance_of, le, optional
+from attrs.validators import ge, gt, in_, instance_of, le, optional
 
 from . import protocol
 from .backoff import Backoff
@@ -59,6 +59,16 @@ class Config:
             of ``input_burst`` (the docs allow ``calc`` 8 times a second); inputs wait,
             they are never dropped.
         input_burst: account inputs that may leave at once.
+        dispatch: how callbacks run unless a subscription or account stream says otherwise:
+            ``inline`` (on the connection's reader thread, in frame order) or ``queued``
+            (the reader only queues; a dispatcher thread runs them, in order per
+            subscription). See README "Slow consumers".
+        queue_size: messages a queued subscription may hold before ``queue_overflow`` applies.
+        queue_overflow: what a full queue does: ``block`` (the reader waits: backpressure,
+            nothing lost), ``drop_oldest`` (counted) or ``latest`` (conflate to the newest
+            state, counted as conflated).
+        dispatch_threads: the most dispatcher threads a client starts for queued
+            callbacks (started on demand; none unless something is queued).
         max_frame_size: largest WebSocket frame (or fragmented message) accepted, in
             bytes. A frame header announcing more drops the connection before any of its
             payload is buffered; it is counted in ``Client.stats()["oversized_frame"]``
@@ -99,6 +109,10 @@ class Config:
     record_max_bytes: int = field(default=256 * 1024 * 1024, validator=ge(4096))
     record_backups: int = field(default=3, validator=ge(0))
     record_flush_interval: float = field(default=0.5, validator=[gt(0), le(1.0)])
+    dispatch: str = field(default="inline", validator=in_(("inline", "queued")))
+    queue_size: int = field(default=1000, validator=ge(1))
+    queue_overflow: str = field(default="block", validator=in_(("block", "drop_oldest", "latest")))
+    dispatch_threads: int = field(default=4, validator=ge(1))
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:

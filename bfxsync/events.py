@@ -213,6 +213,10 @@ class ChannelMessage(Generic[T]):
         tag: ``"te"``/``"tu"``/``"fte"``/``"ftu"`` for trade frames, else ``None``.
         seq: the sequence number when the ``sequence`` option is on.
         mts: the server timestamp (ms) when the ``timestamps`` option is on.
+        conflated: under the ``latest`` overflow policy of a queued subscription, how many
+            earlier messages this one stands for (they were superseded, not lost). A
+            conflated book message carries the whole current book (bids, then asks, best
+            first) with ``snapshot=True``: replace your copy with it.
     """
 
     subscription: "Subscription"
@@ -221,6 +225,7 @@ class ChannelMessage(Generic[T]):
     tag: Optional[str] = None
     seq: Optional[int] = None
     mts: Optional[int] = None
+    conflated: int = 0
 
     @property
     def item(self) -> T:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlsplit
 
+from ._engine import queues
 from ._engine.dispatch import Handlers
+from ._engine.queues import QueueStats
 from ._engine.requests import Request
 from ._engine.threads import poll
 from .account import AccountSnapshot, inputs as build
@@ -37,6 +39,9 @@ class Account:
         self._pool = pool
         self._runtime = runtime
         self._handlers = handlers
+        if runtime.config.dispatch == "queued":  # the client-wide default covers the account streams too
+            for stream in ("all", *STREAMS):
+                self.set_dispatch(stream)
 
     def __repr__(self) -> str:
         state = "authenticated" if self.authenticated else "refused" if self._session.refused else "not authenticated"
@@ -75,7 +80,37 @@ class Account:
             raise BfxTimeoutError(f"not authenticated within {timeout:g} s{self._pool.failure_hint()}")
         return self
 
-    # -- callbacks (each works as a decorator; all run on the account connection's reader thread) --
+    # -- callbacks (each works as a decorator; all run on the account connection's reader thread
+    #    unless their stream was made queued with set_dispatch) ----------------------------------
+
+    def set_dispatch(self, stream: str, dispatch: str = "queued", *, overflow: Optional[str] = None,
+                     queue_size: Optional[int] = None) -> None:
+        """Run one stream's callbacks ``inline`` (on the reader thread) or ``queued`` (on a dispatcher thread).
+
+        ``stream`` is one of :data:`STREAMS`, or ``"all"`` for the :meth:`on_message`
+        handlers. Queued handlers run in order on a dispatcher thread from a queue of at
+        most ``queue_size`` messages with the ``overflow`` policy (``block``,
+        ``drop_oldest`` or ``latest``; under ``latest`` a handler sees the newest message
+        and reads the rest from :meth:`snapshot`). Requests settle and the account state
+        updates on the reader thread whatever the mode. Set it before ``start()`` so that
+        every message of the stream keeps one order.
+        """
+        kind = self._kind(stream)
+        default = queues.default_delivery(self._runtime.config)
+        self._runtime.dispatcher.route(kind, queues.resolve(default, dispatch, overflow, queue_size))
+
+    def queue(self, stream: str) -> Optional[QueueStats]:
+        """The queue of a queued stream (``"all"``: of the on_message handlers), or ``None`` if inline."""
+        lane = self._runtime.dispatcher.routed(self._kind(stream))
+        return lane.stats() if lane is not None else None
+
+    @staticmethod
+    def _kind(stream: str) -> str:
+        if stream == "all":
+            return "account"
+        if stream not in STREAMS:
+            raise ValueError(f"unknown account stream {stream!r}: expected all or one of {', '.join(STREAMS)}")
+        return f"account:{stream}"
 
     def on_message(self, handler: F) -> F:
         """Call ``handler(AccountMessage)`` for every account frame, whatever the stream."""

@@ -71,7 +71,8 @@ def settle_books(emu, subs, timeout=10.0):
 
 def bfxsync_threads():
     """Threads started by bfxsync clients."""
-    return [t for t in threading.enumerate() if t.name.startswith(("bfxsync-reader-", "bfxsync-scheduler-"))]
+    prefixes = ("bfxsync-reader-", "bfxsync-scheduler-", "bfxsync-dispatch-", "bfxsync-recorder-")
+    return [t for t in threading.enumerate() if t.name.startswith(prefixes)]
 
 
 def pytest_configure(config):

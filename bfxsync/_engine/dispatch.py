@@ -7,6 +7,11 @@ configured at all, that first traceback goes to Python's last-resort handler (st
 so a broken callback is never silent. Handler lists are copy-on-write: the reader
 thread takes the current tuple without a lock, and no bfxsync lock is held while user
 code runs.
+
+Callbacks run on the reader thread (``inline``) unless their subscription or account
+stream is ``queued``: then the reader only appends to a bounded queue and a dispatcher
+thread (:mod:`.queues`) calls them here later. Client-level event kinds are routed by
+:meth:`Dispatcher.route` (the account streams use it); subscriptions hold their own queue.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import BfxError, CallbackError
 from ..events import ErrorEvent
+from .queues import Delivery, Lane, Workers
 from .threads import on_bfxsync_thread
 
 logger = logging.getLogger("bfxsync")
@@ -89,18 +95,52 @@ class Dispatcher:
             then ends visibly instead of leaving a dead reader behind.
     """
 
-    def __init__(self, handlers: Handlers, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(self, handlers: Handlers, on_fatal: Callable[[BaseException], None], max_threads: int = 4) -> None:
         self.handlers = handlers
         self._on_fatal = on_fatal
+        #: The dispatcher threads of ``queued`` callbacks (none started until one is needed).
+        self.workers = Workers(max_threads)
+        #: Event kinds whose handlers run queued, with their queue (copy-on-write, read without a lock).
+        self._routes: Dict[str, Lane] = {}
+        self._routes_lock = threading.Lock()
         self.callback_errors = 0
         #: (callback name, exception type) -> [raises since the last summary, time of the last summary]
         self._raised: Dict[Tuple[str, str], List[Any]] = {}
 
     def emit(self, kind: str, event: Any) -> None:
-        """Call the client-level handlers of ``kind`` with ``event``."""
+        """Call the client-level handlers of ``kind`` with ``event``, or queue them if ``kind`` is routed."""
         handlers = self.handlers.get(kind)
         if handlers:
-            self.call(handlers, event, report=kind != "error")
+            lane = self._routes.get(kind)
+            if lane is not None:
+                lane.put(event)  # the handlers are looked up again when the message runs
+            else:
+                self.call(handlers, event, report=kind != "error")
+
+    def route(self, kind: str, delivery: Delivery) -> None:
+        """Run the handlers of ``kind`` as ``delivery`` says from now on (an account stream's mode).
+
+        A queue already holding messages keeps delivering them, so set the mode before
+        ``start()`` to keep every message of the kind in one order.
+        """
+        with self._routes_lock:
+            routes = dict(self._routes)
+            if delivery.queued:
+                routes[kind] = self.workers.lane(kind, delivery, lambda event, conflated: self._run_routed(kind, event))
+            else:
+                routes.pop(kind, None)
+            self._routes = routes
+
+    def routed(self, kind: str) -> Optional[Lane]:
+        """The queue of ``kind``, if its handlers run queued."""
+        return self._routes.get(kind)
+
+    def lanes(self) -> Dict[str, Lane]:
+        """Every routed kind's queue."""
+        return dict(self._routes)
+
+    def _run_routed(self, kind: str, event: Any) -> None:
+        self.call(self.handlers.get(kind), event, report=kind != "error")
 
     def call(self, handlers: Sequence[Handler], event: Any, report: bool = True) -> None:
         """Call each handler with ``event``; a raising handler is logged and, if ``report``, sent to on_error.

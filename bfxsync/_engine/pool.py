@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
+import attrs
+
 from ..errors import BfxError, NotConnectedError
 from ..events import ConnectionInfo
 from ..specs import Spec
@@ -277,9 +279,23 @@ class Pool:
             stats.update(self._account.session.counts)
             stats["requests_in_flight"] = self._account.session.requests.pending()
         stats["callback_errors"] = self.dispatcher.callback_errors
+        stats.update(self._queue_stats())
         stats["subscriptions"] = states
         stats["connections"] = len(self.links())
         return stats
+
+    def _queue_stats(self) -> Dict[str, Any]:
+        """Queued dispatch: every queue's figures by name, their totals, and the dispatcher threads."""
+        lanes = {repr(sub.spec): sub.queue for sub in self.subscriptions() if sub.queue is not None}
+        lanes.update((kind, lane.stats()) for kind, lane in self.dispatcher.lanes().items())
+        figures = list(lanes.values())
+        return {
+            "queues": {name: attrs.asdict(figures) for name, figures in lanes.items()},
+            "queue_depth": sum(q.depth for q in figures), "queue_lag": max((q.lag for q in figures), default=0.0),
+            "queue_dropped": sum(q.dropped for q in figures), "queue_conflated": sum(q.conflated for q in figures),
+            "queue_delivered": sum(q.delivered for q in figures), "queue_blocked": sum(q.blocked for q in figures),
+            "dispatch_threads": len(self.dispatcher.workers.threads()),
+        }
 
     def connections(self) -> List[ConnectionInfo]:
         """A description of every open connection."""

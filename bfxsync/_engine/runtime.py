@@ -25,7 +25,7 @@ class Runtime:
 
     def __init__(self, config: Config, handlers: Handlers, on_end: Callable[[], None]) -> None:
         self.config = config
-        self.dispatcher = Dispatcher(handlers, on_fatal=self._callback_escaped)
+        self.dispatcher = Dispatcher(handlers, on_fatal=self._callback_escaped, max_threads=config.dispatch_threads)
         #: Set once the client has ended (closed by the user or stopped by a fatal problem).
         self.ended = threading.Event()
         #: What stopped the client, if it did not end by ``close()``.

@@ -13,6 +13,9 @@ import enum
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 
+import attrs
+
+from .._engine.queues import Delivery, Lane, QueueStats, take_reserved
 from .._engine.threads import wait_event as wait
 from ..errors import BfxError, BfxTimeoutError, SubscriptionClosedError, SubscriptionError
 from ..events import ChannelMessage
@@ -85,6 +88,11 @@ class Subscription:
         self._handlers_lock = threading.Lock()
         self._expect_snapshot = True
         self._ended = False
+        #: How the callbacks run; queued handles own a queue from birth (see ``Client.subscribe``).
+        self.delivery: Delivery = take_reserved()
+        self._lane: Optional[Lane] = None
+        if self.delivery.queued:
+            self._lane = owner.dispatcher.workers.lane(repr(spec), self.delivery, self._run_queued)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r} {self._state.value} chan_id={self.chan_id}>"
@@ -109,10 +117,21 @@ class Subscription:
         """The server's rejection, if the subscription failed."""
         return self._error
 
+    @property
+    def dispatch(self) -> str:
+        """``inline`` (callbacks on the reader thread) or ``queued`` (on a dispatcher thread)."""
+        return self.delivery.mode
+
+    @property
+    def queue(self) -> Optional[QueueStats]:
+        """The queue's depth, lag, drop and conflation counts, or ``None`` for an inline subscription."""
+        return self._lane.stats() if self._lane is not None else None
+
     def on_data(self, handler: F) -> F:
         """Register ``handler(message: ChannelMessage)`` for this subscription; usable as a decorator.
 
-        Runs on the reader thread of the connection that carries the subscription.
+        Runs on the reader thread of the connection that carries the subscription, or on
+        a dispatcher thread if it was subscribed with ``dispatch="queued"``.
         """
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
@@ -249,10 +268,28 @@ class Subscription:
         if self._handlers or client_handlers:
             models = tuple(map(convert, items)) if convert is not None else tuple(items)
             message = ChannelMessage(self, models, snapshot, tag, seq, mts)
+            if self._lane is not None:
+                self._lane.put(message, snapshot)  # handlers are looked up again when it runs
+                return
             if self._handlers:
                 dispatcher.call(self._handlers, message)
             if client_handlers:
                 dispatcher.call(client_handlers, message)
+
+    def _run_queued(self, message: ChannelMessage[Any], conflated: int) -> None:
+        """Dispatcher thread: call this subscription's handlers, then the client's, with a queued message."""
+        if conflated:
+            message = self._conflate(message, conflated)
+        dispatcher = self._owner.dispatcher
+        if self._handlers:
+            dispatcher.call(self._handlers, message)
+        client_handlers = dispatcher.handlers.get(self.channel)
+        if client_handlers:
+            dispatcher.call(client_handlers, message)
+
+    def _conflate(self, message: ChannelMessage[Any], conflated: int) -> ChannelMessage[Any]:
+        """The message delivered in place of ``conflated + 1`` (``latest``): the newest, counted."""
+        return attrs.evolve(message, conflated=conflated)
 
     def _take_snapshot_flag(self) -> bool:
         snapshot = self._expect_snapshot

@@ -12,6 +12,8 @@ import logging
 import threading
 from typing import Any, Mapping, Optional, Tuple
 
+import attrs
+
 from .._engine.threads import wait_event as wait
 from ..errors import BfxTimeoutError, ChecksumMismatchError, ProtocolError, SubscriptionError
 from ..events import BookSynced, ChecksumMismatch
@@ -111,6 +113,17 @@ class BookSubscription(Subscription):
     def counters(self) -> Mapping[str, int]:
         """Checksum results and rebuilds, added up by ``Client.stats()``."""
         return {"checks_passed": self.checks_passed, "checks_failed": self.checks_failed, "resyncs": self.resyncs}
+
+    def _conflate(self, message: Any, conflated: int) -> Any:
+        """Dispatcher thread, ``latest``: the current book (if synced) in place of the superseded messages.
+
+        Book levels are absolute states, so an update that arrives after this and which
+        the copy already reflects changes nothing when applied again.
+        """
+        snap = self.book.snapshot()
+        if not snap.synced:  # dropped for a resync: the newest message, until the fresh snapshot comes
+            return attrs.evolve(message, conflated=conflated)
+        return attrs.evolve(message, items=snap.bids + snap.asks, snapshot=True, conflated=conflated)
 
     # -- reader thread ----------------------------------------------------------------
 
