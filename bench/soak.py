@@ -14,7 +14,9 @@ the IDs it never received. A gap whose neighbours (the trades received just befo
 after it) enclose part of a fault window is an outage loss, expected; any other gap is a
 trade lost while nothing was wrong, and fails the soak.
 
-Faults (``--faults`` picks a subset; the schedule comes from ``--seed``):
+Faults (``--faults`` picks a subset). The schedule comes from ``--seed``: rounds of every
+kind once in a shuffled order, with targets (a connection or all, a symbol, a delay) drawn
+from the same generator, and 1-3 quiet seconds between faults:
 
   drop            abrupt close (no close frame, 1006) of one connection or of all
   stall           half-open socket: the server goes silent (one connection or all) until
@@ -64,7 +66,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import bfxsync
-from bfxsync.emulator import Emulator  # the child process serves it; only RemoteEmulator here
+from bfxsync.emulator import Emulator  # run by serve_emulator() in the child process
 
 KINDS: Tuple[str, ...] = (
     "drop", "stall", "info_20051", "maintenance", "checksum", "sequence_gap", "malformed",
@@ -342,13 +344,16 @@ class Soak:
     def _loop(self) -> None:
         deadline = mono() + self.duration
         bans_allowed = int(self.duration // 300) if self.duration >= 180 else 0
+        deck: List[str] = []
         while mono() < deadline:
-            kinds = [k for k in self.kinds if k != "refused_429" or bans_allowed > 0]
-            # A 429 costs a minute: not when it would run far past the end.
-            if deadline - mono() < BAN_SECONDS + 10:
-                kinds = [k for k in kinds if k != "refused_429"] or kinds
-            kind = self.rng.choice(kinds)
+            if not deck:  # rounds of every kind once, shuffled: even a short run sees each kind
+                deck = list(self.kinds)
+                self.rng.shuffle(deck)
+            kind = deck.pop()
             if kind == "refused_429":
+                # A 429 costs a minute: rationed, and never when it would run far past the end.
+                if bans_allowed <= 0 or deadline - mono() < BAN_SECONDS + 10:
+                    continue
                 bans_allowed -= 1
             fault = self._inject(kind)
             self._recover(fault)
