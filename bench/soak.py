@@ -3,7 +3,8 @@
 
 A client with books, trades and tickers of every emulator symbol (24 subscriptions;
 ``max_subscriptions`` 10, so 3 connections; SEQ_ALL on, so a lost frame is visible) runs
-against the in-process emulator while this script injects one fault at a time and, after
+against the emulator, served by a child process (see ``RemoteEmulator``), while this
+script injects one fault at a time and, after
 each, waits until the client has recovered: every subscription active again and every book
 equal to the emulator's (the market paused, checksum and depth compared as in the test
 suite's ``book_matches``, then resumed). Time to recover runs from the injection to that
