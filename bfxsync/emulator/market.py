@@ -53,8 +53,13 @@ class Trade:
         return entry
 
 
+#: Trade IDs reserved per symbol: each symbol numbers its trades consecutively within its own
+#: block, so a subscriber can count lost trades (at 100 trades a second, a block lasts 11 days).
+TRADE_ID_BLOCK = 100_000_000
+
+
 class _Ids:
-    """Monotonic order and trade IDs, large like the real ones but below 2**53."""
+    """Monotonic order IDs, and per-symbol blocks of trade IDs; large like the real ones but below 2**53."""
 
     def __init__(self, rng: random.Random) -> None:
         self.order = 34_753_000_000 + rng.randrange(1_000_000)
@@ -64,9 +69,11 @@ class _Ids:
         self.order += 1
         return self.order
 
-    def next_trade(self) -> int:
-        self.trade += 1
-        return self.trade
+    def trade_block(self) -> int:
+        """The last ID before a new symbol's block (its first trade is this + 1)."""
+        start = self.trade
+        self.trade += TRADE_ID_BLOCK
+        return start
 
 
 class SymbolMarket:
@@ -86,6 +93,7 @@ class SymbolMarket:
         self.open = self.last = self.high = self.low = spec.base
         self.volume = Decimal(0)
         self._rng, self._ids = rng, ids
+        self._trade_id = ids.trade_block()  # consecutive per symbol: a gap is a lost trade
         self._views: dict[tuple[str, int], tuple[int, BookView]] = {}
         for bid in (True, False):
             for _ in range(depth):
@@ -94,7 +102,7 @@ class SymbolMarket:
         for _ in range(30):
             mts += rng.randint(0, 3000)
             price = self.mid + self.tick * rng.randint(-5, 5)
-            self.trades.append(Trade(ids.next_trade(), mts, self.random_amount() * rng.choice((1, -1)),
+            self.trades.append(Trade(self._next_trade_id(), mts, self.random_amount() * rng.choice((1, -1)),
                                      price, self._period()))
 
     # -- queries -----------------------------------------------------------------------
@@ -181,6 +189,10 @@ class SymbolMarket:
         raw = self.size * Decimal(rng.randint(1, 300_000_000)).scaleb(-8)
         return max(raw.quantize(_EIGHT_DP), _EIGHT_DP).normalize()
 
+    def _next_trade_id(self) -> int:
+        self._trade_id += 1
+        return self._trade_id
+
     def _period(self) -> int | None:
         if not self.funding:
             return None
@@ -228,7 +240,7 @@ class SymbolMarket:
             self._remove(order)
         # The taker is on the other side of the resting order.
         taker_sign = -1 if is_bid(order, self.funding) else 1
-        trade = Trade(self._ids.next_trade(), now_ms, taker_sign * fill, order.price, order.period)
+        trade = Trade(self._next_trade_id(), now_ms, taker_sign * fill, order.price, order.period)
         self.trades.append(trade)
         self.new_trades.append(trade)
         self.last = order.price
