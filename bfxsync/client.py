@@ -289,11 +289,9 @@ class Client(ClientCallbacks):
         self._require_started()
         delivery = queues.resolve(queues.default_delivery(self.config), dispatch, overflow, queue_size)
         with queues.reserve(delivery):  # a new handle takes it in its constructor, before any data
-            subscription = self._pool.subscribe(spec, options)
+            subscription = self._pool.subscribe(spec, options, on_data)
         if (dispatch, overflow, queue_size) != (None, None, None):
             queues.check_same(subscription.delivery, delivery, repr(spec))
-        if on_data is not None:
-            subscription.on_data(on_data)
         return subscription
 
     # Every subscribe_* also takes the keyword-only dispatch, overflow and queue_size of subscribe().

@@ -117,3 +117,16 @@ def test_close_from_a_callback_then_run_forever_returns_after_the_threads(emulat
     client.subscribe_ticker("tBTCUSD", on_data=lambda message: client.close())
     client.run_forever(timeout=10)
     assert client.closed and not any(t.is_alive() for t in client.threads())
+
+
+def test_on_data_given_to_subscribe_sees_the_snapshot(emulator, make_client):
+    """The handler is attached before the request goes out, so the first message it gets is the snapshot."""
+    client = make_client(emulator.url)
+    client.wait_connected(5)
+    firsts = []
+    for symbol in ("tBTCUSD", "tETHUSD", "fUSD"):
+        seen = []
+        client.subscribe_book(symbol, on_data=seen.append)
+        firsts.append(seen)
+    assert wait_until(lambda: all(firsts), 10)
+    assert all(seen[0].snapshot for seen in firsts)

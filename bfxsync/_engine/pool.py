@@ -155,8 +155,12 @@ class Pool:
 
     # -- subscribing ----------------------------------------------------------------------
 
-    def subscribe(self, spec: Spec, options: Dict[str, Any]) -> Subscription:
-        """The handle for ``spec``: the existing one, or a new one placed on a link with room."""
+    def subscribe(self, spec: Spec, options: Dict[str, Any],
+                  on_data: Optional[Callable[[Any], Any]] = None) -> Subscription:
+        """The handle for ``spec``: the existing one, or a new one placed on a link with room.
+
+        ``on_data`` is attached before the request can go out, so it sees the snapshot.
+        """
         new_link = None
         with self._lock:
             if self._stopped:
@@ -166,10 +170,14 @@ class Pool:
                 conflict = existing.options_conflict(options)
                 if conflict:
                     raise ValueError(conflict)
+                if on_data is not None:
+                    existing.on_data(on_data)
                 return existing
             if existing is not None:  # rejected before: forget it and try afresh
                 self._drop(existing)
             subscription = make_subscription(spec, self, **options)
+            if on_data is not None:
+                subscription.on_data(on_data)
             link = self._place()
             if link.connection.thread() is None:
                 new_link = link
