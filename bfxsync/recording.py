@@ -159,7 +159,9 @@ def _timestamp(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # Python 3.9's fromisoformat wants 3 or 6 fraction digits: pad or cut to 6 first.
+        iso = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text.replace("Z", "+00:00"), count=1)
+        moment = datetime.datetime.fromisoformat(iso)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=datetime.timezone.utc)
         return moment.timestamp()
