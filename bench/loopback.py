@@ -150,48 +150,55 @@ def read_frame(conn, buf):
 
 
 def serve_one(conn, data, args):
-    with conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = b""
-        while b"\r\n\r\n" not in req:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            req += chunk
-        key = [ln.split(b":", 1)[1].strip() for ln in req.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")][0]
-        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
-        conn.sendall(frame(b'{"event":"info","version":2,"serverId":"bench","platform":{"status":1}}'))
-        buf, flags, sent = bytearray(), 0, False
-        while True:
-            try:
-                op, payload = read_frame(conn, buf)
-            except (ConnectionError, OSError):
-                return
-            if op == 8:
-                return
-            if op == 9:
-                conn.sendall(frame(payload, 10))
-            if op != 1:
-                continue
-            msg = json.loads(payload)
-            event = msg.get("event") if isinstance(msg, dict) else None
-            if event == "conf":
-                flags = int(msg.get("flags", 0))
-                conn.sendall(frame(dumps({"event": "conf", "status": "OK", "flags": flags})))
-            elif event == "ping":
-                conn.sendall(frame(dumps({"event": "pong", "ts": 1, "cid": msg.get("cid")})))
-            elif event == "subscribe":
-                ack = dict(msg, event="subscribed", chanId=CHAN, pair="BTCUSD")
-                conn.sendall(frame(dumps(ack)))
-                if not sent:
-                    sent = True
-                    if args.pace:
-                        paced(conn, args.pace, args.seconds)
-                        continue
-                    channel = msg.get("channel")
-                    conn.sendall(data[channel, channel == "book" and bool(flags & FLAG_CHECKSUM)])
+    try:
+        with conn:
+            _serve_one(conn, data, args)
+    except OSError:
+        pass  # a client that stops reading early (btfxwss reads a part of the stream) resets the connection
+
+
+def _serve_one(conn, data, args):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    req = b""
+    while b"\r\n\r\n" not in req:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        req += chunk
+    key = [ln.split(b":", 1)[1].strip() for ln in req.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")][0]
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    conn.sendall(frame(b'{"event":"info","version":2,"serverId":"bench","platform":{"status":1}}'))
+    buf, flags, sent = bytearray(), 0, False
+    while True:
+        try:
+            op, payload = read_frame(conn, buf)
+        except (ConnectionError, OSError):
+            return
+        if op == 8:
+            return
+        if op == 9:
+            conn.sendall(frame(payload, 10))
+        if op != 1:
+            continue
+        msg = json.loads(payload)
+        event = msg.get("event") if isinstance(msg, dict) else None
+        if event == "conf":
+            flags = int(msg.get("flags", 0))
+            conn.sendall(frame(dumps({"event": "conf", "status": "OK", "flags": flags})))
+        elif event == "ping":
+            conn.sendall(frame(dumps({"event": "pong", "ts": 1, "cid": msg.get("cid")})))
+        elif event == "subscribe":
+            ack = dict(msg, event="subscribed", chanId=CHAN, pair="BTCUSD")
+            conn.sendall(frame(dumps(ack)))
+            if not sent:
+                sent = True
+                if args.pace:
+                    paced(conn, args.pace, args.seconds)
+                    continue
+                channel = msg.get("channel")
+                conn.sendall(data[channel, channel == "book" and bool(flags & FLAG_CHECKSUM)])
 
 
 def main():
