@@ -112,3 +112,25 @@ def test_the_books_fast_checksum_equals_the_reference_text_on_random_books():
         bids = [(r[key], r[amount_index]) for r in book._bids.best(25)]
         asks = [(r[key], r[amount_index]) for r in book._asks.best(25)]
         assert book.checksum() == book_checksum(bids, asks)
+
+
+def test_the_books_checksum_text_follows_updates_removals_and_side_changes():
+    """Each level's checksum text is kept as rows are stored: after any update it still equals the reference."""
+    import random
+
+    rnd = random.Random(5)
+    for prec in ("P0", "R0"):
+        book = OrderBook("tBTCUSD", prec)
+        book.apply_snapshot([])
+        for i in range(3000):
+            price = 30000 + rnd.randint(-40, 40)
+            amount = str(round(rnd.uniform(-3, 3), 3) or 1.5)
+            if prec == "P0":
+                count = rnd.randint(0, 3)
+                book.apply_update([price, count, amount if count else (1 if amount[0] != "-" else -1)])
+            else:
+                book.apply_update([rnd.randint(1, 120), 0 if rnd.random() < 0.3 else price, amount])
+            amount_index = book._amount_index
+            bids = [(r[0], r[amount_index]) for r in book._bids.best(25)]
+            asks = [(r[0], r[amount_index]) for r in book._asks.best(25)]
+            assert book.checksum() == book_checksum(bids, asks), (prec, i)
