@@ -1,6 +1,6 @@
 """End-to-end: the client against the emulator over ws:// — channels, books, handles, callbacks, lifecycle."""
+import sys
 import threading
-import time
 
 import pytest
 
@@ -385,7 +385,19 @@ def test_wait_connected_released_by_close():
     outcome = []
     waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(errors.NotConnectedError, client.wait_connected, 30)))
     waiter.start()
-    time.sleep(0.2)  # let it block (the release is what is tested, not the timing)
+    # The release is what is tested: close only once the waiter is inside wait_connected().
+    assert wait_until(lambda: "wait_connected" in _frames_of(waiter), 5)
     client.close()
     waiter.join(5)
     assert not waiter.is_alive() and outcome
+
+
+def _frames_of(thread):
+    """The function names on ``thread``'s stack right now."""
+    frame = sys._current_frames().get(thread.ident)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
