@@ -316,12 +316,12 @@ def test_a_refusal_at_reauthentication_is_reported_and_not_retried(emulator, mak
 
 def test_an_auth_refusal_sent_as_an_error_event_is_understood():
     """Some refusals come as {"event":"error","code":10100,"msg":"auth: invalid"} instead of an auth event."""
-    from test_link import FakeConnection
-
     from bfxsync._engine.dispatch import Handlers
     from bfxsync._engine.pool import Pool
     from bfxsync._engine.runtime import Runtime
     from bfxsync.auth import Credentials
+
+    from test_link import FakeConnection
 
     runtime = Runtime(bfxsync.Config(), Handlers(), on_end=lambda: None)
     from bfxsync._engine.account_session import AccountSession

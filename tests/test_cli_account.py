@@ -7,7 +7,6 @@ them: ``--emulator`` (the demo account), or BFX_API_KEY / BFX_API_SECRET with ``
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,23 +18,13 @@ from bfxsync import cli, cli_account
 from bfxsync.emulator import Account, Emulator
 from bfxsync.emulator.config import DEFAULT_ACCOUNTS
 
+from test_cli import closed_port, default_sigint
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
 TIMEOUT = 30.0
 #: A second account on the test emulators, for the commands given credentials through the environment.
 TEST_ACCOUNT = Account("test-key", "test-secret", wallets={("exchange", "USD"): "1000", ("exchange", "BTC"): "0.5"})
-
-
-def closed_port():
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def default_sigint():
-    # A background job ignores SIGINT and children inherit that: restore it so Ctrl-C can be tested.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Processes:

@@ -2,9 +2,10 @@
 import json
 
 import pytest
-from test_link import INFO, Harness, ack
 
 from bfxsync.specs import BookSpec, CandlesSpec, StatusSpec, TickerSpec, TradesSpec
+
+from test_link import INFO, Harness, ack
 
 BULK = 131072 | 536870912
 

@@ -271,19 +271,18 @@ class Subscription:
             if self._lane is not None:
                 self._lane.put(message, snapshot)  # handlers are looked up again when it runs
                 return
-            if self._handlers:
-                dispatcher.call(self._handlers, message)
-            if client_handlers:
-                dispatcher.call(client_handlers, message)
+            self._call_handlers(message, client_handlers)
 
     def _run_queued(self, message: ChannelMessage[Any], conflated: int) -> None:
-        """Dispatcher thread: call this subscription's handlers, then the client's, with a queued message."""
-        if conflated:
-            message = self._conflate(message, conflated)
+        """Dispatcher thread: deliver a queued message (conflated ones counted on it)."""
+        message = self._conflate(message, conflated) if conflated else message
+        self._call_handlers(message, self._owner.dispatcher.handlers.get(self.channel))  # as registered now
+
+    def _call_handlers(self, message: ChannelMessage[Any], client_handlers: Sequence[Callable[[Any], Any]]) -> None:
+        """This subscription's handlers, then the client's for the channel."""
         dispatcher = self._owner.dispatcher
         if self._handlers:
             dispatcher.call(self._handlers, message)
-        client_handlers = dispatcher.handlers.get(self.channel)
         if client_handlers:
             dispatcher.call(client_handlers, message)
 
