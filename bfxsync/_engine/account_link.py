@@ -125,7 +125,10 @@ class AccountLink(Link):
                 text = self._inputs.popleft()
             except IndexError:
                 return
-            self.send(text)
+            try:
+                self.connection.send(text)
+            except NotConnectedError:
+                return  # never re-sent: connection_lost() fails its request as outcome-unknown
 
     def sweep(self, now: float) -> None:
         super().sweep(now)
