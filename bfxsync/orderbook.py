@@ -45,6 +45,29 @@ _MAX_READ_ATTEMPTS = 10_000
 #: (NaN/Infinity literals; rejected as non-finite). ``bool`` is deliberately absent.
 _NUMBER_TYPES = frozenset((int, str, float))
 
+#: A validated book row: ``(row, sort key, is bid, is removal, price or rate, amount)``,
+#: the last two already converted to float. The sort key makes ascending mean best first:
+#: the signed price for aggregated trading books, else ``(signed price or rate, tie-breaker)``.
+Entry = Tuple[List[Any], Any, bool, bool, float, float]
+
+
+def _book_level(entry: Entry) -> BookLevel:
+    return BookLevel(entry[4], entry[0][1], entry[5])
+
+
+def _funding_book_level(entry: Entry) -> FundingBookLevel:
+    row = entry[0]
+    return FundingBookLevel(entry[4], row[1], row[2], entry[5])
+
+
+def _raw_book_order(entry: Entry) -> RawBookOrder:
+    return RawBookOrder(entry[0][0], entry[4], entry[5])
+
+
+def _raw_funding_offer(entry: Entry) -> RawFundingOffer:
+    row = entry[0]
+    return RawFundingOffer(row[0], row[1], entry[4], entry[5])
+
 
 @frozen
 class BookSnapshot:
@@ -126,10 +149,18 @@ class OrderBook:
         #: Index of the field that orders the book (price or rate).
         self._price_index = (2 if self.is_funding else 1) if self.is_raw else 0
         self._positive_is_bid = not self.is_funding
+        #: Aggregated trading books are keyed by the signed price alone; funding levels (rate,
+        #: period) and raw entries (price, id) need a tie-breaker, so their keys are pairs.
+        self._plain_keys = not self.is_funding and not self.is_raw
         self._model: Callable[[Sequence[Any]], Level] = (
             (RawFundingOffer if self.is_funding else RawBookOrder) if self.is_raw
             else (FundingBookLevel if self.is_funding else BookLevel)
         ).from_wire
+        #: Builds the model of a validated entry from its already converted numbers.
+        self.level: Callable[[Entry], Level] = (
+            (_raw_funding_offer if self.is_funding else _raw_book_order) if self.is_raw
+            else (_funding_book_level if self.is_funding else _book_level)
+        )
         self._bids = _Side(self._amount_index)
         self._asks = _Side(self._amount_index)
         self._where: Dict[Any, Tuple[_Side, Any]] = {}  # raw books: id -> (side, sort key)
@@ -138,48 +169,54 @@ class OrderBook:
 
     # -- writing (one thread) -------------------------------------------------------
 
-    def apply_snapshot(self, rows: Sequence[Any]) -> None:
-        """Replace the whole book with a snapshot. Nothing changes if any row is malformed."""
+    def apply_snapshot(self, rows: Sequence[Any]) -> List[Entry]:
+        """Replace the whole book with a snapshot; returns its validated entries (see :meth:`level`).
+
+        Nothing changes if any row is malformed (ProtocolError).
+        """
         if not isinstance(rows, list):
             raise ProtocolError(f"book snapshot is not a list: {rows!r:.200}")
-        placed = [self._parse(row) for row in rows]
+        entries = [self._parse(row) for row in rows]
         self._version += 1
         try:
             self._clear()
-            for parsed in placed:
-                self._place(*parsed)
+            for entry in entries:
+                self._place(entry)
             self._synced = True
         finally:
             self._version += 1
+        return entries
 
-    def apply_update(self, row: Any) -> None:
-        """Apply one update row; a malformed row raises ProtocolError and changes nothing.
+    def apply_update(self, row: Any) -> Entry:
+        """Apply one update row and return its validated entry; a malformed row raises ProtocolError and changes nothing.
 
         Deleting an entry the book does not hold is a no-op: it happens legitimately
         when a level leaves the subscribed window (node-models does the same).
         """
-        parsed = self._parse(row)
+        entry = self._parse(row)
         self._version += 1
         try:
-            self._place(*parsed)
+            self._place(entry)
         finally:
             self._version += 1
+        return entry
 
-    def apply_updates(self, rows: Sequence[Any]) -> None:
-        """Apply a batch of update rows (``BULK_UPDATES``) all or nothing.
+    def apply_updates(self, rows: Sequence[Any]) -> List[Entry]:
+        """Apply a batch of update rows (``BULK_UPDATES``) all or nothing; returns their entries.
 
         Every row is validated before the first one is applied, so a batch with one
         malformed row raises ProtocolError and leaves the book exactly as it was.
         """
         if type(rows) is not list:
             raise ProtocolError(f"book update batch is not a list: {rows!r:.200}")
-        placed = [self._parse(row) for row in rows]
+        entries = [self._parse(row) for row in rows]
         self._version += 1
         try:
-            for parsed in placed:
-                self._place(*parsed)
+            for entry in entries:
+                self._place(entry)
         finally:
             self._version += 1
+        return entries
 
     def invalidate(self, clear: bool = False) -> None:
         """Mark the book unsynced (disconnect, checksum mismatch); ``clear`` also drops its rows."""
@@ -196,8 +233,8 @@ class OrderBook:
         self._asks.clear()
         self._where.clear()
 
-    def _parse(self, row: Any) -> Tuple[List[Any], Any, bool, bool]:
-        """Validate a row and work out (row, sort key, is bid, is removal) before touching state.
+    def _parse(self, row: Any) -> Entry:
+        """Validate a row and work out its :data:`Entry` before touching state.
 
         Nothing hostile reaches the book: the price/rate and amount must be finite numbers
         (an int, or a float's wire text; NaN, Infinity, ``1e999``, ints too large for a
@@ -232,13 +269,14 @@ class OrderBook:
         if not amount and not (removal and self.is_raw):
             raise self._bad(row, "has a zero amount, which names no side")
         is_bid = (amount > 0) == self._positive_is_bid
-        key = (-price if is_bid else price, tie)
-        return row, key, is_bid, removal
+        signed = -price if is_bid else price
+        return row, signed if self._plain_keys else (signed, tie), is_bid, removal, price, amount
 
     def _bad(self, row: Any, why: str) -> ProtocolError:
         return ProtocolError(f"book entry for {self.symbol} {self.precision} {why}: {row!r:.200}")
 
-    def _place(self, row: List[Any], key: Any, is_bid: bool, removal: bool) -> None:
+    def _place(self, entry: Entry) -> None:
+        row, key, is_bid, removal = entry[:4]
         if self.is_raw:
             where = self._where.pop(row[0], None)
             if where is not None:
@@ -254,7 +292,7 @@ class OrderBook:
             side.pop(key)
             return
         # A price can only be on one side; drop a stale entry left on the other one.
-        other.pop((-key[0], key[1]))
+        other.pop(-key if self._plain_keys else (-key[0], key[1]))
         side.put(key, row)
 
     # -- reading (any thread) -------------------------------------------------------

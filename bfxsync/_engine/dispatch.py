@@ -59,30 +59,32 @@ class Handlers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_kind: Dict[str, Tuple[Handler, ...]] = {}
+        #: Handlers by kind. Readers (the receive path) use it without the lock; each change
+        #: replaces a kind's tuple whole, so a reader sees the old or the new tuple, never half.
+        self.by_kind: Dict[str, Tuple[Handler, ...]] = {}
 
     def add(self, kind: str, handler: F) -> F:
         """Register ``handler`` for ``kind`` and return it (so it works as a decorator)."""
         if not callable(handler):
             raise TypeError(f"handler for {kind!r} must be callable, got {handler!r}")
         with self._lock:
-            self._by_kind[kind] = (*self._by_kind.get(kind, ()), handler)
+            self.by_kind[kind] = (*self.by_kind.get(kind, ()), handler)
         return handler
 
     def remove(self, handler: Handler, kind: Optional[str] = None) -> bool:
         """Unregister ``handler`` (from ``kind``, or from every kind). True if it was registered."""
         found = False
         with self._lock:
-            for name in [kind] if kind is not None else list(self._by_kind):
-                handlers = self._by_kind.get(name, ())
+            for name in [kind] if kind is not None else list(self.by_kind):
+                handlers = self.by_kind.get(name, ())
                 kept = tuple(h for h in handlers if h is not handler)
                 found = found or len(kept) != len(handlers)
-                self._by_kind[name] = kept
+                self.by_kind[name] = kept
         return found
 
     def get(self, kind: str) -> Sequence[Handler]:
         """The handlers of ``kind`` (a tuple, possibly empty)."""
-        return self._by_kind.get(kind, ())
+        return self.by_kind.get(kind, ())
 
 
 class Dispatcher:

@@ -22,10 +22,9 @@ import threading
 import time
 from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 
-from .. import protocol
 from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
 from ..events import Disconnected, Reconnecting, Recovery, Unsubscribed
-from ..protocol import codec
+from ..protocol import CHECKSUM, FLAG_SEQ_ALL, FLAG_TIMESTAMP, HEARTBEAT, codec
 from ..subscriptions.base import Subscription
 from .connection import Connection
 from .link_events import EventFrames
@@ -37,6 +36,9 @@ from .threads import wait_event
 from .transport import TransportFactory
 
 logger = logging.getLogger("bfxsync")
+
+#: The flags that append a sequence number or a timestamp to data frames.
+_TRAILING_FLAGS = FLAG_SEQ_ALL | FLAG_TIMESTAMP
 
 #: Counters always present in a link's stats (bad-input kinds are added as they occur).
 STAT_KEYS = ("disconnects", "reconnects", "sequence_gaps", "dials", "channel_stalls", "request_timeouts",
@@ -74,6 +76,7 @@ class Link(EventFrames):
         self._runtime = runtime
         self._dispatcher = runtime.dispatcher
         self.registry = ChannelRegistry()
+        self._active = self.registry.active.get  # the dict is changed in place, never replaced
         self.connection = Connection(url, runtime.config, self, pacer, transport_factory)
         self.number = self.connection.number
         self._send_pacer = send_pacer
@@ -324,43 +327,40 @@ class Link(EventFrames):
     # -- array frames: the hot path ---------------------------------------------------------
 
     def _on_array(self, text: str) -> None:
+        # Every name below is a local or a module constant: this runs once per data frame.
         try:
             chan_id = int(text[1:text.index(",")])
         except ValueError:
             raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}") from None
-        subscription = self.registry.active.get(chan_id)
+        subscription = self._active(chan_id)
         if subscription is None:
             self._on_stray(chan_id, text)
             return
         subscription.received += 1
-        message = _decode(subscription.decode, text)
-        if len(message) < 2:
-            raise ProtocolError(f"channel frame without payload: {text[:100]!r}")
-        second = message[1]
+        try:
+            message = subscription.decode(text)
+            second = message[1]
+        except (ValueError, RecursionError) as err:
+            raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
+        except IndexError:
+            raise ProtocolError(f"channel frame without payload: {text[:100]!r}") from None
         flags = self.flags
         if type(second) is list:
             payload, tag, rest = second, None, 2
-        elif second == protocol.HEARTBEAT:
-            if flags & protocol.FLAG_SEQ_ALL:
+        elif second == HEARTBEAT:
+            if flags & FLAG_SEQ_ALL:
                 self._check_sequence(_at(message, 2))
             subscription._on_heartbeat(time.monotonic())
             return
-        elif second == protocol.CHECKSUM:
-            if flags & protocol.FLAG_SEQ_ALL:
-                self._check_sequence(_at(message, 3))
-            value = _at(message, 2)
-            if type(value) is not int or not -0x80000000 <= value <= 0xFFFFFFFF:
-                raise ProtocolError(f"checksum is not a 32-bit integer: {text[:100]!r}")
-            reason = subscription._on_checksum(value)
-            if reason is not None:
-                self.resync(subscription, reason)
+        elif second == CHECKSUM:
+            self._on_checksum(subscription, message, flags, text)
             return
         elif type(second) is str and len(message) > 2:
             payload, tag, rest = message[2], second, 3
         else:
             raise ProtocolError(f"unexpected element after the chanId: {second!r:.100}")
         seq = mts = None
-        if flags & (protocol.FLAG_SEQ_ALL | protocol.FLAG_TIMESTAMP):
+        if flags & _TRAILING_FLAGS:
             seq, mts = self._trailing(message, rest, flags)
         try:
             subscription._on_payload(payload, tag, seq, mts, flags)
@@ -371,14 +371,24 @@ class Link(EventFrames):
             if reason is not None:
                 self.resync(subscription, reason)
 
+    def _on_checksum(self, subscription: Subscription, message: List[Any], flags: int, text: str) -> None:
+        if flags & FLAG_SEQ_ALL:
+            self._check_sequence(_at(message, 3))
+        value = _at(message, 2)
+        if type(value) is not int or not -0x80000000 <= value <= 0xFFFFFFFF:
+            raise ProtocolError(f"checksum is not a 32-bit integer: {text[:100]!r}")
+        reason = subscription._on_checksum(value)
+        if reason is not None:
+            self.resync(subscription, reason)
+
     def _trailing(self, message: List[Any], rest: int, flags: int) -> Tuple[Optional[int], Optional[int]]:
         """Read the sequence number and/or timestamp the flags append, by flag, not by guessing."""
         seq = mts = None
-        if flags & protocol.FLAG_SEQ_ALL:
+        if flags & FLAG_SEQ_ALL:
             seq = _at(message, rest)
             self._check_sequence(seq)
             rest += 1
-        if flags & protocol.FLAG_TIMESTAMP and len(message) > rest:
+        if flags & FLAG_TIMESTAMP and len(message) > rest:
             mts = message[rest]
             if type(mts) is not int:
                 raise ProtocolError(f"non-integer server timestamp: {mts!r:.50}")
@@ -400,9 +410,9 @@ class Link(EventFrames):
         if chan_id == 0:
             self._on_channel_zero(text)
             return
-        if self.flags & protocol.FLAG_SEQ_ALL:
+        if self.flags & FLAG_SEQ_ALL:
             message = _decode(codec.decode, text)  # its sequence number still counts
-            index = 3 if type(_at(message, 1)) is str and message[1] != protocol.HEARTBEAT else 2
+            index = 3 if type(_at(message, 1)) is str and message[1] != HEARTBEAT else 2
             self._check_sequence(_at(message, index))
         if not self.registry.is_leaving(chan_id):
             self.problem("unknown_channel", f"frame for unknown chanId {chan_id}: {text[:120]}")

@@ -81,6 +81,10 @@ class Subscription:
         self.heartbeats = 0
         self.last_heartbeat: Optional[float] = None
         self._owner = owner
+        self._channel = spec.channel
+        #: The client-level handlers by event kind (copy-on-write tuples, read without a lock).
+        self._client_handlers = owner.dispatcher.handlers.by_kind
+        self._call = owner.dispatcher.call
         self._state = State.PENDING
         self._error: Optional[SubscriptionError] = None
         self._acked = threading.Event()
@@ -260,13 +264,18 @@ class Subscription:
                  mts: Optional[int], convert: Optional[Callable[[Any], Any]] = None) -> None:
         """Hand a message to this subscription's and the client's handlers, if there are any.
 
-        ``convert`` turns raw rows into models only when someone will see them, so a
-        book nobody listens to costs no model objects.
+        ``convert`` turns raw items into models only when someone will see them, so a
+        book nobody listens to costs no model objects. This runs for every frame: it reads
+        plain attributes only (no properties, no lookups through the owner).
         """
-        dispatcher = self._owner.dispatcher
-        client_handlers = dispatcher.handlers.get(self.channel)
+        client_handlers = self._client_handlers.get(self._channel)
         if self._handlers or client_handlers:
-            models = tuple(map(convert, items)) if convert is not None else tuple(items)
+            if convert is None:
+                models = tuple(items)
+            elif len(items) == 1:
+                models = (convert(items[0]),)
+            else:
+                models = tuple(map(convert, items))
             message = ChannelMessage(self, models, snapshot, tag, seq, mts)
             if self._lane is not None:
                 self._lane.put(message, snapshot)  # handlers are looked up again when it runs
@@ -276,15 +285,15 @@ class Subscription:
     def _run_queued(self, message: ChannelMessage[Any], conflated: int) -> None:
         """Dispatcher thread: deliver a queued message (conflated ones counted on it)."""
         message = self._conflate(message, conflated) if conflated else message
-        self._call_handlers(message, self._owner.dispatcher.handlers.get(self.channel))  # as registered now
+        self._call_handlers(message, self._client_handlers.get(self._channel))  # as registered now
 
-    def _call_handlers(self, message: ChannelMessage[Any], client_handlers: Sequence[Callable[[Any], Any]]) -> None:
+    def _call_handlers(self, message: ChannelMessage[Any],
+                       client_handlers: Optional[Sequence[Callable[[Any], Any]]]) -> None:
         """This subscription's handlers, then the client's for the channel."""
-        dispatcher = self._owner.dispatcher
         if self._handlers:
-            dispatcher.call(self._handlers, message)
+            self._call(self._handlers, message)
         if client_handlers:
-            dispatcher.call(client_handlers, message)
+            self._call(client_handlers, message)
 
     def _conflate(self, message: ChannelMessage[Any], conflated: int) -> ChannelMessage[Any]:
         """The message delivered in place of ``conflated + 1`` (``latest``): the newest, counted."""

@@ -48,7 +48,7 @@ class BookSubscription(Subscription):
         super().__init__(spec, owner)
         self.book = OrderBook(spec.symbol, spec.prec)
         self._synced = threading.Event()
-        self._model = self.book._model  # noqa: SLF001 - same row -> level mapping as the book
+        self._level = self.book.level
         self.checks_passed = 0
         self.checks_failed = 0
         self.resyncs = 0
@@ -163,13 +163,13 @@ class BookSubscription(Subscription):
         if self._expect_snapshot:
             # The first payload after each ack is the snapshot even when it looks like a
             # bulk update or is empty (BULK_UPDATES makes both shapes alike).
-            self.book.apply_snapshot(payload)
+            entries = self.book.apply_snapshot(payload)
             self._expect_snapshot = False
             self._mismatch_logged = False
             self._synced.set()
             self._owner.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
-            self._deliver(payload, True, tag, seq, mts, convert=self._model)
+            self._deliver(entries, True, tag, seq, mts, convert=self._level)
             return
         if not self.book.synced:
             return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
@@ -180,11 +180,9 @@ class BookSubscription(Subscription):
             if not flags & FLAG_BULK_UPDATES:
                 raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
                                     f"{payload!r:.200}")
-            self.book.apply_updates(payload)
-            self._deliver(payload, False, tag, seq, mts, convert=self._model)
+            self._deliver(self.book.apply_updates(payload), False, tag, seq, mts, convert=self._level)
         else:
-            self.book.apply_update(payload)
-            self._deliver((payload,), False, tag, seq, mts, convert=self._model)
+            self._deliver((self.book.apply_update(payload),), False, tag, seq, mts, convert=self._level)
 
     def _on_checksum(self, value: int) -> Optional[str]:
         if not self.book.synced:
