@@ -202,7 +202,9 @@ class ChecksumMismatch:
     resyncing: bool
 
 
-@frozen
+# A dict class, not slotted: attrs fills a frozen dict class's __dict__ directly, which
+# builds this object (one per data frame) in two thirds of the time of a slotted one.
+@frozen(slots=False)
 class ChannelMessage(Generic[T]):
     """Data from one channel frame.
 

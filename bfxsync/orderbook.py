@@ -85,8 +85,10 @@ class BookSnapshot:
 class _Side:
     """One side of a book: rows by sort key, the sort keys in best-first order, and each row's checksum text.
 
-    ``text[key]`` is ``"KEY:AMOUNT"`` built from the row's wire tokens when the row is
-    stored, so a checksum joins ready-made strings instead of formatting 100 tokens.
+    ``text[key]`` is ``"KEY:AMOUNT"`` built from the row's wire tokens. It is made when a
+    checksum first needs it and dropped when the row changes, so a checksum joins
+    ready-made strings for every level that did not change since the last one, and a
+    level that changes many times between two checksums is formatted once at most.
     """
 
     __slots__ = ("rows", "order", "text", "_amount")
@@ -98,16 +100,16 @@ class _Side:
         self._amount = amount_index
 
     def put(self, key: Any, row: List[Any]) -> None:
-        if key not in self.rows:
+        if key in self.rows:
+            self.text.pop(key, None)
+        else:
             insort(self.order, key)
         self.rows[key] = row
-        # Tokens are a float's wire text (str) or an int, so this is the server's own number text.
-        self.text[key] = f"{row[0]}:{row[self._amount]}"
 
     def pop(self, key: Any) -> Optional[List[Any]]:
         row = self.rows.pop(key, None)
         if row is not None:
-            del self.text[key]
+            self.text.pop(key, None)
             # Keys are finite (checked by OrderBook._parse), so ``order`` is totally ordered
             # and bisect finds exactly this key.
             del self.order[bisect_left(self.order, key)]
@@ -117,8 +119,26 @@ class _Side:
         rows = self.rows
         return [rows[k] for k in (self.order if n is None else self.order[:n])]
 
-    def best_text(self, n: int) -> List[str]:
-        return list(map(self.text.__getitem__, self.order[:n]))
+    def best_text(self, n: int, keep: bool) -> List[str]:
+        """The checksum texts of the best ``n`` rows; ``keep`` stores the ones it had to make.
+
+        Only the writing thread may keep them: a reader on another thread could otherwise
+        store the text of a row that the writer replaced meanwhile.
+        """
+        keys = self.order[:n]
+        texts: List[Any] = list(map(self.text.get, keys))  # None where a text is still to be made
+        missing = texts.count(None)
+        if missing:
+            rows, amount = self.rows, self._amount
+            store = self.text if keep else {}
+            start = 0
+            for _ in range(missing):
+                start = texts.index(None, start)
+                key = keys[start]
+                row = rows[key]
+                # Tokens are a float's wire text (str) or an int: the server's own number text.
+                texts[start] = store[key] = f"{row[0]}:{row[amount]}"
+        return texts
 
     def clear(self) -> None:
         self.rows.clear()
@@ -291,8 +311,11 @@ class OrderBook:
         if removal:
             side.pop(key)
             return
-        # A price can only be on one side; drop a stale entry left on the other one.
-        other.pop(-key if self._plain_keys else (-key[0], key[1]))
+        # A price can only be on one side; drop a stale entry left on the other one (rare:
+        # tested here so that the common case costs no call).
+        mirror = -key if self._plain_keys else (-key[0], key[1])
+        if mirror in other.rows:
+            other.pop(mirror)
         side.put(key, row)
 
     # -- reading (any thread) -------------------------------------------------------
@@ -372,12 +395,19 @@ class OrderBook:
         """The signed CRC-32 the server would send for the current state (docs: ws-websocket-checksum)."""
         return self._read(self._checksum)
 
-    def _checksum(self) -> int:
+    def checksum_from_writer(self) -> int:
+        """:meth:`checksum` for the one thread that applies updates (it needs no read retries).
+
+        Only that thread may call it: it also keeps the level texts it makes, for the next checksum.
+        """
+        return self._checksum(keep=True)
+
+    def _checksum(self, keep: bool = False) -> int:
         # The text of protocol.checksum.checksum_text: the sides' "KEY:AMOUNT" texts of the best 25,
         # bid and ask interleaved, then the rest of the longer side. This runs on the reader thread
         # for every cs frame, so it is slicing and joins only, no call per token.
-        bids = self._bids.best_text(CHECKSUM_DEPTH)
-        asks = self._asks.best_text(CHECKSUM_DEPTH)
+        bids = self._bids.best_text(CHECKSUM_DEPTH, keep)
+        asks = self._asks.best_text(CHECKSUM_DEPTH, keep)
         both = min(len(bids), len(asks))
         parts: List[str] = [""] * (2 * both)
         parts[0::2] = bids[:both]

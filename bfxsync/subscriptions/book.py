@@ -191,7 +191,7 @@ class BookSubscription(Subscription):
             else:  # stale in maintenance, or dropped and waiting for the resync: nothing to check
                 self.checks_skipped += 1
             return None
-        local = self.book.checksum()
+        local = self.book.checksum_from_writer()
         if same_checksum(value, local):
             self.checks_passed += 1
             return None
