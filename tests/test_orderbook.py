@@ -116,6 +116,24 @@ class TestOtherKinds:
 
 # -- property test: random update sequences against a plain model ------------------------
 
+@pytest.mark.parametrize("symbol, prec, model, rows", [
+    ("tBTCUSD", "P0", BookLevel, [[100.5, 2, 1.25], [101, 1, -3], [99.0, 0, 1]]),
+    ("fUSD", "P0", FundingBookLevel, [[0.0002, 30, 1, -5.5], [0.0003, 2, 4, 7], [0.0003, 2, 0, 1]]),
+    ("tBTCUSD", "R0", RawBookOrder, [[11, 100.5, 1.25], [12, 101, -3.0], [11, 0, 1]]),
+    ("fUSD", "R0", RawFundingOffer, [[21, 30, 0.0002, -5.5], [22, 2, 0.0003, 7], [21, 30, 0, 1]]),
+])
+def test_levels_of_entries_equal_the_models_from_wire(symbol, prec, model, rows):
+    """Levels built for delivery from validated entries (every slot set) equal ``from_wire`` of the same rows."""
+    book = OrderBook(symbol, prec)
+    entries = book.apply_snapshot(wire(rows[:2])) + [book.apply_update(wire(rows[2:])[0])]
+    for row, entry in zip(wire(rows), entries):
+        level = book.level(entry)
+        assert type(level) is model
+        assert level == model.from_wire(row)
+        assert repr(level) == repr(model.from_wire(row))
+        assert hash(level) == hash(model.from_wire(row))
+
+
 def model_checksum(bids, asks):
     """Independent of bfxsync.protocol.checksum: JS text of each number, interleaved, CRC-32, signed."""
     def text(v):
