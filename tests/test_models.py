@@ -1,5 +1,10 @@
 """Models read the documented positions, tolerate extra fields and reject short or mistyped rows."""
+import json
+import math
+
+import attrs
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from bfxsync.errors import ProtocolError
 from bfxsync.models import (
@@ -11,6 +16,7 @@ from bfxsync.models import (
     Trade,
     TradingTicker,
 )
+from bfxsync.protocol import decode_tokens
 
 TRADING_TICKER = [7616.5, 31.89055171, 7617.5, 43.358118629999986, -550.8, -0.0674, 7617.1, 8314.71200815, 8257.8, 7500]
 FUNDING_TICKER = [0.0003193369863013699, 0.0002401, 30, 3939629.6177260396, 0.00019012, 2, 307776.1592138799,
@@ -115,3 +121,16 @@ def test_optional_fields_still_take_null():
     row[3] = float("nan")
     with pytest.raises(ProtocolError):
         DerivativesStatus.from_wire(row)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=10, max_size=10))
+def test_models_read_the_same_numbers_from_wire_text_as_from_json_floats(values):
+    """The link decodes every channel with floats kept as wire text: the models hold exactly what a float parse gives."""
+    text = json.dumps([17, values])
+    from_text = TradingTicker.from_wire(decode_tokens(text)[1])
+    from_floats = TradingTicker.from_wire(json.loads(text)[1])
+    assert from_text == from_floats
+    assert [math.copysign(1, v) for v in attrs.astuple(from_text)] == [math.copysign(1, v) for v in attrs.astuple(from_floats)]
+    trade_text = json.dumps([17, "te", [1, 1700000000000, values[0], values[1]]])
+    assert Trade.from_wire(decode_tokens(trade_text)[2]) == Trade.from_wire(json.loads(trade_text)[2])

@@ -66,8 +66,7 @@ class AccountLink(Link):
 
     # -- channel 0 -----------------------------------------------------------------------------
 
-    def _on_channel_zero(self, text: str) -> None:
-        message = codec.decode_tokens(text)  # money keeps its wire text
+    def _on_channel_zero(self, message: List[Any], text: str) -> None:
         if len(message) < 2 or type(message[1]) is not str:
             raise ProtocolError(f"account frame without a tag: {text[:100]!r}")
         tag = message[1]

@@ -1,9 +1,10 @@
 """Link: the protocol spoken on one connection.
 
 Every frame of the connection goes through :meth:`Link.on_frame`. Array frames
-(channel data) are the hot path: the chanId is sliced from the text, the subscription
-looked up without a lock, the frame decoded once (book channels keep float tokens as
-text for the checksum) and handed to the handle. Object frames (events) drive the
+(channel data) are the hot path: the frame is decoded once, every float kept as its wire
+text (books need it for the checksum, the models read numbers from it, channel 0 keeps
+money exact), the subscription looked up by chanId without a lock, and the payload
+handed to the handle. Object frames (events) drive the
 handshake: ``info`` -> ``conf`` + replay of every subscription held here, acks,
 errors, unsubscribe confirmations, pongs (message shapes:
 https://docs.bitfinex.com/docs/ws-general).
@@ -25,6 +26,7 @@ from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
 from ..events import Disconnected, Reconnecting, Recovery, Unsubscribed
 from ..protocol import CHECKSUM, FLAG_SEQ_ALL, FLAG_TIMESTAMP, HEARTBEAT, codec
+from ..protocol.codec import decode_tokens
 from ..subscriptions.base import Subscription
 from .connection import Connection
 from .link_events import EventFrames
@@ -328,22 +330,23 @@ class Link(EventFrames):
 
     def _on_array(self, text: str) -> None:
         # Every name below is a local or a module constant: this runs once per data frame.
+        # One decoder for every channel (see the module docstring), so the chanId comes out
+        # of the one parse instead of being sliced from the text first.
         try:
-            chan_id = int(text[1:text.index(",")])
-        except ValueError:
-            raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}") from None
-        subscription = self._active(chan_id)
-        if subscription is None:
-            self._on_stray(chan_id, text)
-            return
-        subscription.received += 1
-        try:
-            message = subscription.decode(text)
+            message = decode_tokens(text)
+            chan_id = message[0]
             second = message[1]
         except (ValueError, RecursionError) as err:
             raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
         except IndexError:
             raise ProtocolError(f"channel frame without payload: {text[:100]!r}") from None
+        if type(chan_id) is not int:
+            raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}")
+        subscription = self._active(chan_id)
+        if subscription is None:
+            self._on_stray(chan_id, message, text)
+            return
+        subscription.received += 1
         flags = self.flags
         if type(second) is list:
             payload, tag, rest = second, None, 2
@@ -405,20 +408,19 @@ class Link(EventFrames):
             self._dispatcher.report(ProtocolError(f"sequence gap: {last} then {seq}"))
             self.connection.drop(f"sequence gap ({last} then {seq}): frames were lost")
 
-    def _on_stray(self, chan_id: int, text: str) -> None:
+    def _on_stray(self, chan_id: int, message: List[Any], text: str) -> None:
         """A frame for a chanId that is not active: normal right after an unsubscribe, else counted."""
         if chan_id == 0:
-            self._on_channel_zero(text)
+            self._on_channel_zero(message, text)
             return
-        if self.flags & FLAG_SEQ_ALL:
-            message = _decode(codec.decode, text)  # its sequence number still counts
-            index = 3 if type(_at(message, 1)) is str and message[1] != HEARTBEAT else 2
+        if self.flags & FLAG_SEQ_ALL:  # its sequence number still counts
+            index = 3 if type(message[1]) is str and message[1] != HEARTBEAT else 2
             self._check_sequence(_at(message, index))
         if not self.registry.is_leaving(chan_id):
             self.problem("unknown_channel", f"frame for unknown chanId {chan_id}: {text[:120]}")
 
-    def _on_channel_zero(self, text: str) -> None:
-        """A channel-0 (account) frame; only an authenticated link expects them."""
+    def _on_channel_zero(self, message: List[Any], text: str) -> None:
+        """A channel-0 (account) frame (floats as wire text); only an authenticated link expects them."""
         self.problem("account_frame", "frame on channel 0 (account stream) on a connection that did not authenticate")
 
     def _bad_frame(self, kind: str, error: Exception, data: Any) -> None:

@@ -32,7 +32,7 @@ def _fast_decoder(decoder: json.JSONDecoder) -> Callable[[str], Any]:
 
 #: Decode a frame (prebuilt: ``json.loads`` with options would build a decoder per call).
 decode = _fast_decoder(json.JSONDecoder())
-#: Decode a book frame keeping every float as its wire text, for the checksum.
+#: Decode a channel frame keeping every float as its wire text (book checksums, exact money).
 decode_tokens = _fast_decoder(json.JSONDecoder(parse_float=str))
 
 

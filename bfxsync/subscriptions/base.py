@@ -19,7 +19,6 @@ from .._engine.queues import Delivery, Lane, QueueStats, take_reserved
 from .._engine.threads import wait_event as wait
 from ..errors import BfxError, BfxTimeoutError, SubscriptionClosedError, SubscriptionError
 from ..events import ChannelMessage
-from ..protocol import codec
 
 if TYPE_CHECKING:  # pragma: no cover
     from .._engine.dispatch import Dispatcher
@@ -70,9 +69,6 @@ class Subscription:
         heartbeats: heartbeats received.
         last_heartbeat: ``time.monotonic()`` of the last heartbeat, or ``None``.
     """
-
-    #: How this channel's frames are decoded (book channels keep float text for the checksum).
-    decode = staticmethod(codec.decode)
 
     def __init__(self, spec: "Spec", owner: Owner) -> None:
         self.spec = spec

@@ -18,7 +18,7 @@ from .._engine.threads import wait_event as wait
 from ..errors import BfxTimeoutError, ChecksumMismatchError, ProtocolError, SubscriptionError
 from ..events import BookSynced, ChecksumMismatch
 from ..orderbook import BookSnapshot, Level, OrderBook
-from ..protocol import FLAG_BULK_UPDATES, codec
+from ..protocol import FLAG_BULK_UPDATES
 from ..protocol.checksum import same_checksum
 from ..specs import BookSpec
 from .base import Owner, State, Subscription
@@ -42,7 +42,6 @@ class BookSubscription(Subscription):
     """
 
     spec: BookSpec
-    decode = staticmethod(codec.decode_tokens)
 
     def __init__(self, spec: BookSpec, owner: Owner) -> None:
         super().__init__(spec, owner)
