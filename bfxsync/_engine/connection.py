@@ -85,6 +85,7 @@ class Connection:
         self._secure = parts.scheme == "wss"
         self._config = config
         self._listener = listener
+        self._on_frame = listener.on_frame  # bound once: called for every frame
         self._pacer = pacer
         if transport_factory is WebSocketAppTransport:
             transport_factory = WebSocketAppTransport.factory(config.max_frame_size)
@@ -312,7 +313,7 @@ class Connection:
 
     def on_message(self, data: Any) -> None:
         self.frames += 1
-        self._listener.on_frame(data)
+        self._on_frame(data)
 
     def on_control(self) -> None:
         self.frames += 1

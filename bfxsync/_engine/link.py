@@ -282,10 +282,53 @@ class Link(EventFrames):
         """The one parser. Never raises: the reader thread has to survive any input."""
         try:
             text = data.decode("utf-8") if type(data) is bytes else data
-            if text[:1] == "[":
-                self._on_array(text)
-            else:
+            if text[:1] != "[":
                 self._on_event(_decode(codec.decode, text))
+                return
+            # A channel frame: the hot path, written out here rather than called, and reading
+            # only locals and module constants. One decoder serves every channel (see the
+            # module docstring), so the chanId comes out of the one parse.
+            try:
+                message = decode_tokens(text)
+                chan_id = message[0]
+                second = message[1]
+            except (ValueError, RecursionError) as err:
+                raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
+            except IndexError:
+                raise ProtocolError(f"channel frame without payload: {text[:100]!r}") from None
+            if type(chan_id) is not int:
+                raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}")
+            subscription = self._active(chan_id)
+            if subscription is None:
+                self._on_stray(chan_id, message, text)
+                return
+            subscription.received += 1
+            flags = self.flags
+            if type(second) is list:
+                payload, tag, rest = second, None, 2
+            elif second == HEARTBEAT:
+                if flags & FLAG_SEQ_ALL:
+                    self._check_sequence(_at(message, 2))
+                subscription._on_heartbeat(time.monotonic())
+                return
+            elif second == CHECKSUM:
+                self._on_checksum(subscription, message, flags, text)
+                return
+            elif type(second) is str and len(message) > 2:
+                payload, tag, rest = message[2], second, 3
+            else:
+                raise ProtocolError(f"unexpected element after the chanId: {second!r:.100}")
+            seq = mts = None
+            if flags & _TRAILING_FLAGS:
+                seq, mts = self._trailing(message, rest, flags)
+            try:
+                subscription._on_payload(payload, tag, seq, mts, flags)
+            except ProtocolError as err:
+                self.problem("bad_payload", f"bad payload on {subscription.spec!r}: {err}")
+                self._dispatcher.report(err, subscription)
+                reason = subscription._on_bad_data(err)
+                if reason is not None:
+                    self.resync(subscription, reason)
         except (ProtocolError, UnicodeDecodeError) as err:
             self._bad_frame("malformed", err, data)
         except Exception as err:  # noqa: BLE001 - a bug of ours must not kill the stream
@@ -326,53 +369,7 @@ class Link(EventFrames):
         logger.error("bfxsync: reader of connection %d failed", self.number, exc_info=error)
         self._runtime.end(BfxError(f"the reader of connection {self.number} failed: {error!r}"))
 
-    # -- array frames: the hot path ---------------------------------------------------------
-
-    def _on_array(self, text: str) -> None:
-        # Every name below is a local or a module constant: this runs once per data frame.
-        # One decoder for every channel (see the module docstring), so the chanId comes out
-        # of the one parse instead of being sliced from the text first.
-        try:
-            message = decode_tokens(text)
-            chan_id = message[0]
-            second = message[1]
-        except (ValueError, RecursionError) as err:
-            raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
-        except IndexError:
-            raise ProtocolError(f"channel frame without payload: {text[:100]!r}") from None
-        if type(chan_id) is not int:
-            raise ProtocolError(f"channel frame without a numeric chanId: {text[:100]!r}")
-        subscription = self._active(chan_id)
-        if subscription is None:
-            self._on_stray(chan_id, message, text)
-            return
-        subscription.received += 1
-        flags = self.flags
-        if type(second) is list:
-            payload, tag, rest = second, None, 2
-        elif second == HEARTBEAT:
-            if flags & FLAG_SEQ_ALL:
-                self._check_sequence(_at(message, 2))
-            subscription._on_heartbeat(time.monotonic())
-            return
-        elif second == CHECKSUM:
-            self._on_checksum(subscription, message, flags, text)
-            return
-        elif type(second) is str and len(message) > 2:
-            payload, tag, rest = message[2], second, 3
-        else:
-            raise ProtocolError(f"unexpected element after the chanId: {second!r:.100}")
-        seq = mts = None
-        if flags & _TRAILING_FLAGS:
-            seq, mts = self._trailing(message, rest, flags)
-        try:
-            subscription._on_payload(payload, tag, seq, mts, flags)
-        except ProtocolError as err:
-            self.problem("bad_payload", f"bad payload on {subscription.spec!r}: {err}")
-            self._dispatcher.report(err, subscription)
-            reason = subscription._on_bad_data(err)
-            if reason is not None:
-                self.resync(subscription, reason)
+    # -- channel frames: helpers of on_frame --------------------------------------------------
 
     def _on_checksum(self, subscription: Subscription, message: List[Any], flags: int, text: str) -> None:
         if flags & FLAG_SEQ_ALL:

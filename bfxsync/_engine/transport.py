@@ -128,12 +128,13 @@ class WebSocketAppTransport:
         return functools.partial(cls, max_frame_size=max_frame_size)
 
     def run(self, sock: socket.socket, listener: TransportListener) -> None:
+        on_message = listener.on_message  # bound once: called for every frame
         app = _App(
             self.url,
             self,
             socket=sock,
             on_open=lambda app: listener.on_open(),
-            on_message=lambda app, data: listener.on_message(data),
+            on_message=lambda app, data: on_message(data),
             on_ping=lambda app, data: listener.on_control(),
             on_pong=lambda app, data: listener.on_control(),
             on_error=lambda app, error: listener.on_error(error),

@@ -168,7 +168,7 @@ class BookSubscription(Subscription):
             self._synced.set()
             self._owner.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
-            self._deliver(entries, True, tag, seq, mts, convert=self._level)
+            self._deliver(entries, True, tag, seq, mts, self._level)
             return
         if not self.book.synced:
             return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
@@ -179,9 +179,9 @@ class BookSubscription(Subscription):
             if not flags & FLAG_BULK_UPDATES:
                 raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
                                     f"{payload!r:.200}")
-            self._deliver(self.book.apply_updates(payload), False, tag, seq, mts, convert=self._level)
+            self._deliver(self.book.apply_updates(payload), False, tag, seq, mts, self._level)
         else:
-            self._deliver((self.book.apply_update(payload),), False, tag, seq, mts, convert=self._level)
+            self._deliver((self.book.apply_update(payload),), False, tag, seq, mts, self._level)
 
     def _on_checksum(self, value: int) -> Optional[str]:
         if not self.book.synced:
