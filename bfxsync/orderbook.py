@@ -335,7 +335,7 @@ class OrderBook:
         return ProtocolError(f"book entry for {self.symbol} {self.precision} {why}: {row!r:.200}")
 
     def _place(self, entry: Entry) -> None:
-        row, key, is_bid, removal = entry[:4]
+        row, key, is_bid, removal, _, _ = entry
         if self.is_raw:
             where = self._where.pop(row[0], None)
             if where is not None:

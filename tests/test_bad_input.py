@@ -11,6 +11,10 @@ BAD_FRAMES = [
     ("malformed", "[{chan},"),
     ("malformed", "[{chan},[1,2,3]"),
     ("malformed", "[abc,[1,2,3]]"),
+    ("malformed", "[{chan},[1,2,3]] and more"),
+    ("malformed", "[{chan}]"),
+    ("malformed", "[]"),
+    ("malformed", '["{chan}",[1,2,3]]'),
     ("malformed", "42"),
     ("malformed", ""),
     ("unknown_event", '{"event":"surprise"}'),
@@ -34,6 +38,17 @@ def test_bad_frame_is_counted_and_stream_goes_on(emulator, make_client, kind, fr
     assert wait_until(lambda: book.checks_passed > passed)
     assert settle_books(emulator, [book])
     assert all(t.is_alive() for t in client.threads())
+
+
+def test_a_channel_frame_with_whitespace_is_read_like_any_other(emulator, make_client):
+    """JSON whitespace inside and after a channel frame takes the full decoder's path and still counts."""
+    client = make_client(emulator.url)
+    book = client.subscribe_book("tBTCUSD").wait_synced(5)
+    beats = book.heartbeats
+    emulator.inject(f'[ {book.chan_id} , "hb" ] \n', chan_id=book.chan_id)
+    assert wait_until(lambda: book.heartbeats > beats)
+    assert not client.stats().get("malformed")
+    assert settle_books(emulator, [book])
 
 
 def test_wrong_shape_book_update_resyncs_instead_of_corrupting(emulator, make_client):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Tuple
 from ..errors import BfxError, BfxTimeoutError, NotConnectedError, ProtocolError, SubscriptionError
 from ..events import Disconnected, Reconnecting, Recovery, Unsubscribed
 from ..protocol import CHECKSUM, FLAG_SEQ_ALL, FLAG_TIMESTAMP, HEARTBEAT, codec
-from ..protocol.codec import decode_tokens
+from ..protocol.codec import decode_tokens, scan_tokens
 from ..subscriptions.base import Subscription
 from .connection import Connection
 from .link_events import EventFrames
@@ -289,9 +289,13 @@ class Link(EventFrames):
             # only locals and module constants. One decoder serves every channel (see the
             # module docstring), so the chanId comes out of the one parse.
             try:
-                message = decode_tokens(text)
+                message, end = scan_tokens(text, 0)
+                if end != len(text):
+                    message = decode_tokens(text)  # whitespace or trailing data: the full decoder decides
                 chan_id = message[0]
                 second = message[1]
+            except StopIteration:
+                raise ProtocolError("undecodable frame: no JSON value", raw=text[:500]) from None
             except (ValueError, RecursionError) as err:
                 raise ProtocolError(f"undecodable frame: {err}", raw=text[:500]) from None
             except IndexError:

@@ -32,8 +32,13 @@ def _fast_decoder(decoder: json.JSONDecoder) -> Callable[[str], Any]:
 
 #: Decode a frame (prebuilt: ``json.loads`` with options would build a decoder per call).
 decode = _fast_decoder(json.JSONDecoder())
+_TOKENS = json.JSONDecoder(parse_float=str)
 #: Decode a channel frame keeping every float as its wire text (book checksums, exact money).
-decode_tokens = _fast_decoder(json.JSONDecoder(parse_float=str))
+decode_tokens = _fast_decoder(_TOKENS)
+#: The C scanner of :data:`decode_tokens`: ``scan_tokens(text, 0)`` returns ``(value, end)``
+#: and raises StopIteration when no JSON value starts the text; for the receive hot path,
+#: which falls back to :data:`decode_tokens` when ``end`` is not the end of the text.
+scan_tokens = _TOKENS.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__
 
 
 def encode(message: Any) -> str:
