@@ -5,7 +5,7 @@ Feeds the same pre-encoded book update frames (as bytes, as websocket-client han
 with skip_utf8_validation) to:
 
   floor    json.loads + a plain dict book (price -> (count, amount)), the least any client does
-  bfxsync  Session.on_frame: chanId routing, token-preserving decode, sorted verified book
+  bfxsync  Link.on_frame: one token-preserving decode, chanId routing, sorted verified book
 
 Rounds are interleaved so both see the same machine state; the best round of each is
 reported, with bfxsync's cost as a ratio of the floor's. The socket is left out: see
