@@ -216,7 +216,7 @@ class OrderBook:
     # -- writing (one thread) -------------------------------------------------------
 
     def apply_snapshot(self, rows: Sequence[Any]) -> List[Entry]:
-        """Replace the whole book with a snapshot; returns its validated entries (see :meth:`level`).
+        """Replace the whole book with a snapshot; returns its validated entries (see :attr:`level`).
 
         Nothing changes if any row is malformed (ProtocolError).
         """
