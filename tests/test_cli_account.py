@@ -23,8 +23,14 @@ from test_cli import closed_port, default_sigint
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
 TIMEOUT = 30.0
+TEST_WALLETS = {("exchange", "USD"): "1000", ("exchange", "BTC"): "0.5"}
 #: A second account on the test emulators, for the commands given credentials through the environment.
-TEST_ACCOUNT = Account("test-key", "test-secret", wallets={("exchange", "USD"): "1000", ("exchange", "BTC"): "0.5"})
+TEST_ACCOUNT = Account("test-key", "test-secret", wallets=TEST_WALLETS)
+# Processes that authenticate on the shared emulator at the same moment each have their own key:
+# two processes signing with one key race on its nonce (10114), as they would on the exchange.
+LINES_ACCOUNT = Account("lines-key", "lines-secret", wallets=TEST_WALLETS)
+ANSI_ACCOUNT = Account("ansi-key", "ansi-secret", wallets=TEST_WALLETS)
+REFUSED_ACCOUNT = Account("refused-key", "refused-secret", wallets=TEST_WALLETS)
 
 
 class Processes:
@@ -75,11 +81,12 @@ class Processes:
 
 @pytest.fixture(scope="module")
 def emulators():
-    """Emulators knowing the demo account and TEST_ACCOUNT: shared, for dropping an order, for refusing a re-auth."""
+    """Emulators knowing the demo account and the test accounts: shared, for dropping an order, for refusing a re-auth."""
     started = {}
     try:
         for name in ("shared", "drop", "reauth"):
-            started[name] = Emulator(accounts=DEFAULT_ACCOUNTS + (TEST_ACCOUNT,)).start()
+            started[name] = Emulator(accounts=DEFAULT_ACCOUNTS + (TEST_ACCOUNT, LINES_ACCOUNT, ANSI_ACCOUNT,
+                                                                  REFUSED_ACCOUNT)).start()
         yield started
     finally:
         for emu in started.values():
@@ -94,15 +101,16 @@ def runs(emulators):
     procs = Processes()
     try:
         procs.start("once", "account", "--emulator", "--once")
-        procs.start("lines", "account", "--url", url, "--seconds", "2.5", **test_creds)
-        procs.start("ansi", "account", "--url", url, "--seconds", "1.5", "--display", "ansi", **test_creds)
+        procs.start("lines", "account", "--url", url, "--seconds", "2.5", key=LINES_ACCOUNT.key, secret=LINES_ACCOUNT.secret)
+        procs.start("ansi", "account", "--url", url, "--seconds", "1.5", "--display", "ansi", key=ANSI_ACCOUNT.key,
+                    secret=ANSI_ACCOUNT.secret)
         procs.start("limit", "order", "tBTCUSD", "0.01", "--price", "20000", "--emulator")
         procs.start("market", "order", "tBTCUSD", "-0.1", "--type", "exchange market", "--emulator")
         procs.start("post_only", "order", "tBTCUSD", "-0.1", "--price", "1000", "--post-only", "--emulator")
         procs.start("no_balance", "order", "tBTCUSD", "100", "--price", "30000", "--emulator")
         procs.start("env_order", "order", "tBTCUSD", "-0.25", "--price", "90000", "--cid", "4242", "--url", url, **test_creds)
         procs.start("no_creds", "account", "--url", url, "--once")
-        procs.start("wrong_secret", "account", "--url", url, "--once", key=TEST_ACCOUNT.key, secret="not-the-secret")
+        procs.start("wrong_secret", "account", "--url", url, "--once", key=REFUSED_ACCOUNT.key, secret="not-the-secret")
         procs.start("unknown_key", "order", "tBTCUSD", "0.01", "--price", "20000", "--url", url,
                     key="nobody", secret="nothing")
         procs.start("unreachable", "account", "--url", f"ws://127.0.0.1:{closed_port()}", "--once",
