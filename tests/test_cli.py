@@ -44,8 +44,9 @@ class Processes:
     def __init__(self):
         self.procs, self.started, self.results = {}, {}, {}
 
-    def start(self, name, *args):
-        env = dict(os.environ, COLUMNS="200")  # rich wraps at 80 columns when it cannot ask a terminal
+    def start(self, name, *args, env=None):
+        """Start ``bfxsync ARGS`` with this environment (default: ours)."""
+        env = dict(os.environ if env is None else env, COLUMNS="200")  # rich wraps at 80 columns without a terminal
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         self.started[name] = time.monotonic()
         self.procs[name] = subprocess.Popen(

@@ -7,10 +7,8 @@ them: ``--emulator`` (the demo account), or BFX_API_KEY / BFX_API_SECRET with ``
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -18,11 +16,9 @@ from bfxsync import cli, cli_account
 from bfxsync.emulator import Account, Emulator
 from bfxsync.emulator.config import DEFAULT_ACCOUNTS
 
-from test_cli import closed_port, default_sigint
+import test_cli as cli_tests
+from test_cli import closed_port
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
-TIMEOUT = 30.0
 TEST_WALLETS = {("exchange", "USD"): "1000", ("exchange", "BTC"): "0.5"}
 #: A second account on the test emulators, for the commands given credentials through the environment.
 TEST_ACCOUNT = Account("test-key", "test-secret", wallets=TEST_WALLETS)
@@ -33,50 +29,28 @@ ANSI_ACCOUNT = Account("ansi-key", "ansi-secret", wallets=TEST_WALLETS)
 REFUSED_ACCOUNT = Account("refused-key", "refused-secret", wallets=TEST_WALLETS)
 
 
-class Processes:
-    """Subprocesses started together, collected one by one (each result cached)."""
-
-    def __init__(self):
-        self.procs, self.results = {}, {}
+class Processes(cli_tests.Processes):
+    """test_cli's processes with the API credentials given per process (never inherited), results without the time."""
 
     def start(self, name, *args, key=None, secret=None):
         env = {k: v for k, v in os.environ.items() if k not in ("BFX_API_KEY", "BFX_API_SECRET")}
-        env.update(COLUMNS="200", PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
         if key is not None:
             env.update(BFX_API_KEY=key, BFX_API_SECRET=secret)
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "bfxsync", *args], cwd=ROOT, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
-        )
+        super().start(name, *args, env=env)
 
     def result(self, name):
         """(returncode, stdout, stderr) of a finished process; a hung one is killed and fails the test."""
-        if name not in self.results:
-            proc = self.procs[name]
-            try:
-                out, err = proc.communicate(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-                pytest.fail(f"{name} did not finish within {TIMEOUT} s\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
-            self.results[name] = (proc.returncode, out, err)
-        return self.results[name]
+        return super().result(name)[:3]
 
     def first_line(self, name):
         """The first stdout line of a running process (the process is killed if none comes)."""
         proc = self.procs[name]
-        guard = threading.Timer(TIMEOUT, proc.kill)  # readline() must not hang the suite
+        guard = threading.Timer(cli_tests.TIMEOUT, proc.kill)  # readline() must not hang the suite
         guard.start()
         try:
             return proc.stdout.readline()
         finally:
             guard.cancel()
-
-    def kill_all(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
 
 
 @pytest.fixture(scope="module")

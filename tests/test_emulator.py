@@ -19,6 +19,8 @@ from bfxsync import protocol
 from bfxsync.emulator import Emulator
 from bfxsync.emulator.wire import decimal_strings, encode
 
+from conftest import wait_until
+
 SEQ, TS, CS, BULK, DEC_S = (protocol.FLAG_SEQ_ALL, protocol.FLAG_TIMESTAMP, protocol.FLAG_CHECKSUM,
                             protocol.FLAG_BULK_UPDATES, protocol.FLAG_DEC_S)
 QUIET = 60.0  # a heartbeat interval that never fires during a test
@@ -689,7 +691,4 @@ class TestControl:
         assert time.monotonic() - started < 3.0
         for c in clients:
             c.close()
-        deadline = time.monotonic() + 2.0
-        while set(threading.enumerate()) - before and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not set(threading.enumerate()) - before
+        assert wait_until(lambda: not set(threading.enumerate()) - before, 2.0), set(threading.enumerate()) - before

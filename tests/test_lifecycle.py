@@ -195,8 +195,9 @@ _DOUBLE_CTRL_C = textwrap.dedent("""
             client = bfxsync.Client(emu.url).start()
             client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
 
-            def announce():  # "ready" once run_forever has taken over Ctrl-C, not before
-                while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            def announce():  # "ready" once run_forever has taken over Ctrl-C (no event says so: polled, bounded)
+                deadline = time.monotonic() + 10
+                while signal.getsignal(signal.SIGINT) is signal.default_int_handler and time.monotonic() < deadline:
                     time.sleep(0.001)
                 print("ready", flush=True)
 

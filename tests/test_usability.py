@@ -75,17 +75,18 @@ def test_a_maintenance_cycle_logs_no_warning(emulator, make_client, caplog):
 
 
 _RAISING_CALLBACK = textwrap.dedent("""
-    import bfxsync, time
+    import bfxsync, threading
     from bfxsync.emulator import Emulator
     with Emulator(rate=100.0) as emu, bfxsync.Client(emu.url) as client:
         calls = []
+        twenty = threading.Event()
         def broken(message):
             calls.append(1)
+            if len(calls) >= 20:
+                twenty.set()
             raise ValueError("boom")
         client.subscribe_ticker("tBTCUSD", on_data=broken).wait_subscribed(10)
-        deadline = time.monotonic() + 10
-        while len(calls) < 20 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        twenty.wait(10)
         print("raised", len(calls), "times; counted", client.stats()["callback_errors"])
 """)
 
