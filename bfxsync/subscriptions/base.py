@@ -265,8 +265,7 @@ class Subscription:
         plain attributes only (no properties, no lookups through the owner).
         """
         client_handlers = self._client_handlers.get(self._channel)
-        handlers = self._handlers
-        if handlers or client_handlers:
+        if self._handlers or client_handlers:
             if convert is None:
                 models = tuple(items)
             elif len(items) == 1:
@@ -277,11 +276,7 @@ class Subscription:
             if self._lane is not None:
                 self._lane.put(message, snapshot)  # handlers are looked up again when it runs
                 return
-            # _call_handlers written out: this runs for every frame.
-            if handlers:
-                self._call(handlers, message)
-            if client_handlers:
-                self._call(client_handlers, message)
+            self._call_handlers(message, client_handlers)
 
     def _run_queued(self, message: ChannelMessage[Any], conflated: int) -> None:
         """Dispatcher thread: deliver a queued message (conflated ones counted on it)."""
