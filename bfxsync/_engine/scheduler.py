@@ -26,7 +26,11 @@ class Scheduler:
         self._tick = tick
         self._stop = threading.Event()
         self._wakeup = threading.Event()
+        self._lock = threading.Lock()
+        #: When the thread plans to tick next (monotonic); wake() only disturbs it for an earlier time.
         self._next = float("inf")
+        #: Ticks run so far (the scheduler's thread writes it; read by stats and tests).
+        self.sweeps = 0
         self._thread: Optional[threading.Thread] = None
         self._failures = 0
 
@@ -37,8 +41,20 @@ class Scheduler:
             self._thread.start()
 
     def wake(self, delay: float = 0.0) -> None:
-        """Run the tick within ``delay`` seconds (any thread)."""
-        self._next = min(self._next, time.monotonic() + delay)
+        """Run the tick within ``delay`` seconds (any thread).
+
+        Only a wake-up earlier than the one already planned disturbs the thread's wait, and a
+        call from inside the tick only moves the plan: the loop reads it after the tick. (A
+        tick that asked for itself in 0.5 s used to end the next wait at once, and the thread
+        swept in a loop at one full core.)
+        """
+        at = time.monotonic() + delay
+        with self._lock:
+            if at >= self._next:
+                return
+            self._next = at
+            if threading.current_thread() is self._thread:
+                return
         self._wakeup.set()
 
     def stop(self) -> None:
@@ -59,6 +75,10 @@ class Scheduler:
     def _run(self) -> None:
         mark_bfxsync_thread()
         while not self._stop.is_set():
+            # Cleared before the tick: a wake() from another thread during the tick still ends the wait.
+            self._wakeup.clear()
+            with self._lock:
+                self._next = float("inf")
             now = time.monotonic()
             try:
                 period = self._tick(now)
@@ -67,7 +87,8 @@ class Scheduler:
                 if self._failures == 1:
                     logger.exception("bfxsync: housekeeping failed (later failures are not logged)")
                 period = 1.0
-            timeout = max(0.0, min(period, self._next - now))
-            self._next = float("inf")
-            self._wakeup.wait(timeout)
-            self._wakeup.clear()
+            with self._lock:
+                self._next = min(self._next, now + max(0.0, period))
+                deadline = self._next
+            self.sweeps += 1
+            self._wakeup.wait(max(0.0, deadline - time.monotonic()))
