@@ -127,10 +127,25 @@ class OrderError(ServerError):
 
 
 class OutcomeUnknownError(BfxError):
-    """The connection dropped while a request was in flight: it may or may not have been executed.
+    """A request was sent and its answer will not come: it may or may not have been executed.
 
-    It is never sent again. After re-authentication, an order with this ``cid`` found in the
-    fresh orders snapshot is reported through ``Client.on_order_reconciled``.
+    Raised when the connection dropped with the request in flight, or when no answer came
+    within the request's deadline. It is never sent again. After re-authentication, an order
+    with this ``cid`` found in the fresh orders snapshot is reported through
+    ``Client.on_order_reconciled``.
+    """
+
+    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
+                 order_id: Optional[int] = None) -> None:
+        super().__init__(msg)
+        self.cid = cid
+        self.cid_date = cid_date
+        self.order_id = order_id
+
+
+class NotSentError(BfxError):
+    """The request's input never left this client (the connection dropped while it waited for the
+    input pacer or for authentication): nothing happened on the exchange, so sending it again is safe.
     """
 
     def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,

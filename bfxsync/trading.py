@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from ._engine import queues
 from ._engine.dispatch import Handlers
 from ._engine.queues import QueueStats
-from ._engine.requests import Request
+from ._engine.requests import KINDS, Request
 from ._engine.threads import poll
 from .account import AccountSnapshot, inputs as build
 from .auth import Credentials
@@ -144,50 +144,59 @@ class Account:
 
     # -- order entry -----------------------------------------------------------------------------
 
-    def submit_order(self, symbol: str, amount: Any, price: Any = None, type: str = "EXCHANGE LIMIT",
-                     **options: Any) -> Request:
+    def submit_order(self, symbol: str, amount: Any, price: Any = None, type: str = "EXCHANGE LIMIT", *,
+                     timeout: Optional[float] = None, **options: Any) -> Request:
         """Place an order; amounts and prices as ``Decimal``, ``str`` or ``int`` (never float).
 
         ``options`` are those of :func:`bfxsync.account.inputs.new_order` (``cid``, ``gid``,
         ``hidden``, ``post_only``, ``reduce_only``, ``close``, ``oco_stop_price``, ``lev``,
         ``tif``, ``price_trailing``, ``price_aux_limit``, ``meta`` ...). A cid is generated
-        when none is given. ``.result(timeout)`` returns the order model.
+        when none is given; a cid already in flight in this client is refused (``ValueError``).
+        ``.result(timeout)`` returns the order model. With no answer within ``timeout``
+        (default ``Config.request_timeout``) the request ends as outcome-unknown.
         """
         frame, ref = build.new_order(symbol, amount, price, type, **options)
-        return self._send("submit", frame, ref)
+        return self._send(frame, ref, timeout)
 
-    def update_order(self, order_id: int, **changes: Any) -> Request:
-        """Change an open order in place (``price``, ``amount``, ``delta``, ``lev``, ...)."""
+    def update_order(self, order_id: int, *, timeout: Optional[float] = None, **changes: Any) -> Request:
+        """Change an open order in place (``price``, ``amount``, ``delta``, ``lev``, ...).
+
+        Several updates of one order may be in flight; each settles with its own answer.
+        """
         frame, ref = build.update_order(order_id, **changes)
-        return self._send("update", frame, ref)
+        return self._send(frame, ref, timeout)
 
     def cancel_order(self, order_id: Optional[int] = None, *, cid: Optional[int] = None,
-                     cid_date: Optional[str] = None) -> Request:
-        """Cancel by id, or by cid and cid date; ``.result()`` returns the cancelled order."""
+                     cid_date: Optional[str] = None, timeout: Optional[float] = None) -> Request:
+        """Cancel by id, or by cid and cid date; ``.result()`` returns the cancelled order.
+
+        To cancel an order whose id you do not have yet, use its submit request's ``cid`` and
+        ``cid_date`` (taken from the order's creation time once the exchange reported it).
+        """
         frame, ref = build.cancel_order(order_id, cid=cid, cid_date=cid_date)
-        return self._send("cancel", frame, ref)
+        return self._send(frame, ref, timeout)
 
     def cancel_orders(self, ids: Optional[Sequence[int]] = None, cids: Optional[Sequence[Tuple[int, str]]] = None,
                       gids: Optional[Sequence[int]] = None, all: bool = False) -> Request:
         """Cancel several orders at once (``oc_multi``); ``.result()`` returns the notification."""
         frame, ref = build.cancel_orders(ids, cids, gids, all)
-        return self._send("cancel_multi", frame, ref)
+        return self._send(frame, ref, None)
 
     def order_multi_op(self, ops: Sequence[Any]) -> Request:
         """Several inputs in one frame (``ox_multi``, at most 15); ``.result()`` returns the notification."""
         frame, ref = build.order_multi_op(ops)
-        return self._send("multi", frame, ref)
+        return self._send(frame, ref, None)
 
     def submit_funding_offer(self, symbol: str, amount: Any, rate: Any, period: int, type: str = "LIMIT",
                              hidden: bool = False) -> Request:
         """Offer funding (``fon``); ``.result()`` returns the notification."""
         frame, ref = build.new_funding_offer(symbol, amount, rate, period, type, hidden)
-        return self._send("funding_offer", frame, ref)
+        return self._send(frame, ref, None)
 
     def cancel_funding_offer(self, offer_id: int) -> Request:
         """Cancel a funding offer (``foc``)."""
         frame, ref = build.cancel_funding_offer(offer_id)
-        return self._send("cancel_funding_offer", frame, ref)
+        return self._send(frame, ref, None)
 
     def calc(self, requests: Sequence[str]) -> None:
         """Ask the server to compute values (``margin_sym_tBTCUSD``, ``wallet_exchange_USD``, ``balance``...);
@@ -201,17 +210,15 @@ class Account:
             raise NotConnectedError("the client is closed")
         return link
 
-    def _send(self, kind: str, frame: List[Any], ref: build.RequestRef) -> Request:
+    def _send(self, frame: List[Any], ref: build.RequestRef, timeout: Optional[float]) -> Request:
         link = self._link()
         if link.maintenance:
             raise MaintenanceError("the exchange is in maintenance (info 20060): orders are refused until it ends")
-        request = Request(kind, ref.cid, ref.cid_date, ref.id)
-        self._session.track(request)  # before sending: an answer can come at once
-        try:
-            link.send_input(frame)
-        except BaseException:
-            self._session.requests.forget(request)  # refused before sending: nothing is in flight
-            raise
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        request = Request(KINDS[ref.tag], ref, frame[3] if isinstance(frame[3], dict) else None,
+                          timeout if timeout is not None else self._runtime.config.request_timeout)
+        link.send_input(frame, request)  # registers it before queuing: an answer can come at once
         return request
 
 

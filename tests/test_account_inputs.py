@@ -66,16 +66,22 @@ class TestNewOrder:
         assert ref == RequestRef("on", cid=77, cid_date="2023-11-14", gids=(3,), symbol="tBTCUSD")
         assert (ref.notification_type, ref.gid, ref.id) == ("on-req", 3, None)
 
-    def test_generated_cids_strictly_increase(self, monkeypatch):
-        """Without a cid, the builder uses the ms clock, strictly increasing even within one ms."""
-        monkeypatch.setattr(inputs, "_cids", _CidSource())  # a fresh source: leave the process-wide one alone
+    def test_generated_cids_are_unique_and_fit_45_bits(self, monkeypatch):
+        """Without a cid, the builder counts up from a random start; a refused order takes none."""
+        monkeypatch.setattr(inputs, "_cids", _CidSource(start=1000))  # a fresh source: leave the process-wide one
         cids = [new_order("tBTCUSD", "1", "1", now_ms=NOW)[1].cid for _ in range(3)]
-        assert cids == [NOW, NOW + 1, NOW + 2]
-        assert new_order("tBTCUSD", "1", "1", now_ms=NOW + 1000)[1].cid == NOW + 1000
-        assert new_order("tBTCUSD", "1", "1", now_ms=NOW - 5000)[1].cid == NOW + 1001  # clock went back
+        assert cids == [1001, 1002, 1003]
         with pytest.raises(ValueError):
             new_order("tBTCUSD", "0", "1", now_ms=NOW + 2000)
-        assert new_order("tBTCUSD", "1", "1", now_ms=NOW + 1500)[1].cid == NOW + 1500  # the refused order took none
+        assert new_order("tBTCUSD", "1", "1", now_ms=NOW - 5000)[1].cid == 1004  # the clock plays no part
+
+    def test_processes_on_one_key_start_far_apart(self):
+        """Fresh sources (as in separate processes) start at random points of a 44-bit range, not the clock."""
+        starts = [_CidSource().next() for _ in range(200)]
+        assert len(set(starts)) == 200
+        assert all(0 < cid < 2**45 for cid in starts)
+        # Spread over the range, not clustered at a timestamp: the middle half holds about half of them.
+        assert 50 < sum(2**42 < cid < 3 * 2**42 for cid in starts) < 150
 
     def test_generated_cids_unique_across_threads(self):
         """Threads placing orders at once never share a cid."""

@@ -14,7 +14,7 @@ import time
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence
 
 from ..account import AccountState
-from ..auth import AUTH_ERROR_HINTS, Credentials, NonceSource, auth_event
+from ..auth import Credentials, NonceSource, auth_error_hint, auth_event
 from ..errors import AuthenticationError, ProtocolError
 from ..events import AccountMessage, Authenticated, OrderReconciled
 from .dispatch import Dispatcher
@@ -69,7 +69,8 @@ class AccountSession:
         self.refused: Optional[AuthenticationError] = None
         self.auth_count = 0
         self.user_id: Optional[int] = None
-        self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0}
+        self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0,
+                                       "auth_retries": 0, "auth_timeouts": 0, "account_frames_before_auth": 0}
         self._last_auth_seq: Optional[int] = None
 
     # -- authentication (reader thread of the account link) ------------------------------
@@ -84,7 +85,7 @@ class AccountSession:
         return auth_event(self.credentials, self._nonce(), self._dms, self._filters)
 
     def on_auth(self, event: Mapping[str, Any], connection: int) -> Optional[AuthenticationError]:
-        """The server's answer; returns the refusal (the link then stops) or None."""
+        """The server's answer; returns the refusal (the link retries or stops) or None."""
         if event.get("status") == "OK":
             self.auth_count += 1
             self.counts["authentications"] += 1
@@ -95,23 +96,31 @@ class AccountSession:
             self.authenticated.set()
             if self._filters is not None and not any(f.startswith("wallet") for f in self._filters):
                 self.ready.set()  # no wallet snapshot will come to wait for
-            logger.info("bfxsync: authenticated on connection %d (user %s)", connection, self.user_id)
+            logger.info("authenticated on connection %d (user %s)", connection, self.user_id)
             self._dispatcher.emit("authenticated", Authenticated(
                 self.user_id, caps if isinstance(caps, Mapping) else {}, self.auth_count > 1, connection))
             return None
-        return self.refuse(event.get("code"), str(event.get("msg", "authentication failed")))
+        return self.refusal(event.get("code"), event.get("msg"))
 
-    def refuse(self, code: Any, msg: str) -> AuthenticationError:
-        """Record a refused authentication (never retried)."""
+    @staticmethod
+    def refusal(code: Any, msg: Any) -> AuthenticationError:
+        """The error for a refused ``auth`` (a hint for every code, a generic one when missing or unknown)."""
         code = code if type(code) is int else None
-        error = AuthenticationError(code, msg, AUTH_ERROR_HINTS.get(code, "") if code is not None else "")
+        text = msg if isinstance(msg, str) and msg else "authentication failed"
+        return AuthenticationError(code, text, auth_error_hint(code))
+
+    def refuse(self, error: AuthenticationError) -> None:
+        """A final refusal (not retried): waits and account calls raise it from now on.
+
+        The account state is empty: ``auth_frame()`` cleared it, and the link applies no frame
+        before a successful answer.
+        """
         self.refused = error
         self.authenticated.clear()
         self.ready.clear()
         self.synced.clear()
-        logger.error("bfxsync: authentication refused: %s", error)
+        logger.error("authentication refused: %s", error)
         self._dispatcher.report(error)
-        return error
 
     def settle_late_snapshots(self, now: float) -> None:
         """Scheduler: a snapshot the server never sends must not hold waits and inputs for ever."""
@@ -123,12 +132,11 @@ class AccountSession:
             self.ready.set()
             self.synced.set()
 
-    def connection_lost(self, reason: str) -> None:
-        """The account connection ended: requests in flight have an unknown outcome."""
+    def connection_lost(self) -> None:
+        """The account connection ended: inputs may no longer leave (the link holds its input lock)."""
         self.authenticated.clear()
         self.ready.clear()
         self.synced.clear()
-        self.requests.fail_all(reason)
 
     # -- channel 0 (reader thread) ----------------------------------------------------------
 
@@ -171,10 +179,6 @@ class AccountSession:
         self._dispatcher.emit(f"account:{stream}", message)
 
     # -- requests ------------------------------------------------------------------------------
-
-    def track(self, request: Request) -> None:
-        """Register a request before its input is sent."""
-        self.requests.register(request)
 
     def _run_callbacks(self, callbacks: List[Callback], request: Request) -> None:
         for callback in callbacks:

@@ -1,53 +1,96 @@
-"""Account requests in flight: each order input gets a handle that the answer resolves.
+"""Account requests in flight: each order input gets a handle that its own answer resolves.
 
-The waiter is registered before the input is sent. Answers are correlated on exact ids
-(docs: ws-auth-input, ws-auth-notifications): a new order by its ``cid`` (the ``on-req``
-notification carries the order, whose index 2 is the cid; the ``on``/``ou``/``oc`` events
-carry it too), an update or a cancel by the order ``id``. A request settles once both its
-``SUCCESS`` notification and its first order event (``on``, ``ou`` or ``oc``: an order that
-fills at once may get ``oc`` without ``on``) arrived, in either order, with that order. An
-``ERROR`` or ``FAILURE`` notification fails the request at once with the server's text. When the connection
-drops, every request in flight fails at once with :class:`OutcomeUnknownError`; it is never
-sent again.
+The waiter is registered before the input is sent (docs: ws-auth-input, ws-auth-notifications).
+A request settles once its ``SUCCESS`` notification (``n``, type ``<tag>-req``) and its first
+order event (``on``, ``ou`` or ``oc``: an order that fills at once may get ``oc`` without
+``on``) arrived, in either order; an ``ERROR`` or ``FAILURE`` notification fails it at once
+with the server's text.
+
+Correlation, strictest first:
+
+- A new order by its ``cid``, and only by an answer that matches what was sent: the cid, the
+  creation date, the symbol, the amount, the type and the price where the type has one. Two
+  clients on one key may send the same cid in the same millisecond; each takes only its own
+  order. A cid already pending in this client is refused before sending.
+- Updates and cancels by the order id, cancels by cid by the cid and its date. Several
+  requests about one order may be in flight: each notification answers the oldest
+  unanswered request of its kind for that order (the server answers inputs in order), and an
+  update that sets a price takes only an order event carrying that price (a partial fill's
+  ``ou`` does not answer it).
+- A notification with nothing to correlate on (an ``ou-req`` or ``oc-req`` ERROR whose order
+  array is all null, real frames) answers the oldest unanswered request of its kind; funding
+  offers and multi-operations are answered in order.
+
+Nothing stays in flight for ever: a request not answered within its deadline fails with
+:class:`OutcomeUnknownError` and joins reconciliation. When the connection drops, a request
+whose input was sent fails with :class:`OutcomeUnknownError`, one whose input never left
+with :class:`NotSentError` (a retry is safe). Nothing is ever sent again.
+
+Threads: user threads register requests, the account link's reader answers them, the
+scheduler expires them, and the link marks them sent; the tracker's lock guards every table
+and every per-request flag below (never held while a callback runs).
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..errors import BfxTimeoutError, OrderError, OutcomeUnknownError
+from ..account._wire import date_of_ms
+from ..account.inputs import RequestRef
+from ..errors import BfxTimeoutError, NotSentError, OrderError, OutcomeUnknownError
 from .threads import refuse_on_bfxsync_thread, wait_event
 
 Callback = Callable[["Request"], Any]
 
-#: Requests whose notification carries nothing to correlate on reliably: answered first in, first out.
+#: The request kind of each input tag.
+KINDS = {"on": "submit", "ou": "update", "oc": "cancel", "oc_multi": "cancel_multi", "ox_multi": "multi",
+         "fon": "funding_offer", "foc": "cancel_funding_offer", "calc": "calc"}
+#: Notification type -> the request kind it answers.
+_ANSWERS = {"on-req": "submit", "ou-req": "update", "oc-req": "cancel", "oc_multi-req": "cancel_multi",
+            "ox_multi-req": "multi", "fon-req": "funding_offer", "foc-req": "cancel_funding_offer"}
+#: Kinds whose notification carries nothing to correlate on reliably: answered first in, first out.
 _ANSWERED_IN_ORDER = ("funding_offer", "cancel_funding_offer", "cancel_multi", "multi")
+#: An order created this close (ms) to the moment its submit was made answers it even when the
+#: UTC dates differ (a submit a moment before midnight, or a local clock a little off).
+_DATE_SLACK_MS = 5 * 60 * 1000
 
 
 class Request:
     """The outcome of one account input; ``result()`` blocks until it is known.
 
     Attributes:
-        kind: ``submit``, ``update``, ``cancel``, ``cancel_multi``, ``multi``, ``funding_offer``,
-            ``cancel_funding_offer`` or ``calc``.
-        cid, cid_date: the client order id (new orders, cancels by cid).
-        order_id: the order the request is about (updates, cancels by id).
+        kind: ``submit``, ``update``, ``cancel``, ``cancel_multi``, ``multi``, ``funding_offer``
+            or ``cancel_funding_offer``.
+        cid, cid_date: the client order id and its UTC date (new orders, cancels by cid). For a new
+            order, ``cid_date`` is taken from the order's creation time once the exchange reports
+            it, so a cancel by cid made with it names the order the exchange created.
+        order_id: the order the request is about (updates, cancels by id; a new order's id once known).
+        deadline: ``time.monotonic()`` after which an unanswered request ends as outcome-unknown.
     """
 
-    def __init__(self, kind: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
-                 order_id: Optional[int] = None) -> None:
+    def __init__(self, kind: str, ref: RequestRef, sent: Optional[Mapping[str, Any]] = None,
+                 timeout: float = 15.0) -> None:
         self.kind = kind
-        self.cid = cid
-        self.cid_date = cid_date
-        self.order_id = order_id
+        self.cid = ref.cid
+        self.cid_date = ref.cid_date
+        self.order_id = ref.id
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self._ref = ref
+        #: What went on the wire (the input's payload), to check that an answer is this request's.
+        self._sent: Mapping[str, Any] = sent or {}
+        self._made_ms = int(time.time() * 1000)
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._result: Any = None
         self._error: Optional[BaseException] = None
         self._callbacks: List[Callback] = []
-        #: What has arrived for it so far (a new order settles once it has both).
-        self.notified = False
-        self.last_order: Any = None
+        # Written under the tracker's lock only.
+        self._on_wire = False  # the link handed the input to the socket
+        self._notified = False  # its SUCCESS notification arrived
+        self._answer: Any = None  # its first order event
 
     def __repr__(self) -> str:
         state = "failed" if self._error is not None else "done" if self._done.is_set() else "pending"
@@ -63,7 +106,9 @@ class Request:
 
         Raises:
             OrderError: the server refused the request (its text in the message).
-            OutcomeUnknownError: the connection dropped with the request in flight.
+            OutcomeUnknownError: no answer within the request's deadline, or the connection dropped
+                after the input was sent; it may or may not have been executed.
+            NotSentError: the input never left (the connection dropped first): nothing happened.
             BfxTimeoutError: no answer within ``timeout`` (the request may still be answered).
             CallbackThreadError: called from a callback.
         """
@@ -97,125 +142,136 @@ class Request:
         return callbacks
 
 
+def _field(row: Any, index: int) -> Any:
+    return row[index] if isinstance(row, list) and len(row) > index else None
+
+
+def _int_field(row: Any, index: int) -> Optional[int]:
+    value = _field(row, index)
+    return value if type(value) is int else None
+
+
+def _same_number(sent: Any, got: Any) -> bool:
+    """True when the wire text we sent and the number in the answer are the same amount."""
+    try:
+        return Decimal(str(sent)) == Decimal(str(got))
+    except (InvalidOperation, ValueError):
+        return False
+
+
 class RequestTracker:
-    """Requests awaiting their answer, indexed by cid and by order id (own lock)."""
+    """Requests awaiting their answer, in send order (own lock; see the module's thread notes)."""
 
     def __init__(self, run_callbacks: Callable[[List[Callback], Request], None]) -> None:
         self._lock = threading.Lock()
-        self._by_cid: Dict[int, Request] = {}
-        self._by_id: Dict[int, Request] = {}
-        self._other: List[Request] = []  # answered in order (funding offers, multi-ops)
+        self._pending: List[Request] = []  # in registration order, which is send order
+        self._submits: Dict[int, Request] = {}  # cid -> the pending new order with that cid
         self._run = run_callbacks
         #: cid -> cid date of new orders whose outcome became unknown (for reconciliation).
         self.unknown: Dict[int, str] = {}
 
+    # -- user threads and the link ------------------------------------------------------------
+
     def register(self, request: Request) -> None:
-        """Before sending: make the request findable by its answer."""
+        """Before sending: make the request findable by its answer.
+
+        Raises ValueError for a new order whose cid is already pending in this client (its answers
+        could not be told apart).
+        """
         with self._lock:
-            if request.kind in _ANSWERED_IN_ORDER:
-                self._other.append(request)
-            elif request.kind == "submit" and request.cid is not None:
-                self._by_cid[request.cid] = request
-            elif request.order_id is not None:
-                self._by_id[request.order_id] = request
-            elif request.cid is not None:
-                self._by_cid[request.cid] = request
-            else:
-                self._other.append(request)
+            if request.kind == "submit" and request.cid is not None:
+                if request.cid in self._submits:
+                    raise ValueError(f"cid {request.cid} is already in flight in this client (an order with that cid "
+                                     "was submitted and is not answered yet): give each order its own cid")
+                self._submits[request.cid] = request
+            self._pending.append(request)
 
     def forget(self, request: Request) -> None:
-        """Drop a request that was never sent."""
+        """Drop a request that was never sent (refused before it was queued)."""
         with self._lock:
-            for table in (self._by_cid, self._by_id):
-                for key, value in list(table.items()):
-                    if value is request:
-                        del table[key]
-            if request in self._other:
-                self._other.remove(request)
+            self._remove(request)
+
+    def mark_sent(self, request: Request) -> None:
+        """The link handed the request's input to the socket (from here on its outcome can be unknown)."""
+        with self._lock:
+            request._on_wire = True
 
     def pending(self) -> int:
         """Requests still in flight."""
         with self._lock:
-            return len(self._by_cid) + len(self._by_id) + len(self._other)
+            return len(self._pending)
 
-    def _settle(self, request: Optional[Request], result: Any, error: Optional[BaseException] = None) -> None:
-        if request is not None:
-            callbacks = request._finish(result, error)
-            if callbacks:
-                self._run(callbacks, request)
+    # -- the account link's reader: answers -----------------------------------------------------
 
     def on_notification(self, notification: Any) -> None:
         """An ``n`` frame: a failure settles its request at once; a success waits for the order event."""
-        kind = str(notification.type or "")
-        order = notification.order
-        info = notification.info if isinstance(notification.info, list) else []
-        cid = order.cid if order is not None else (info[2] if len(info) > 2 and type(info[2]) is int else None)
-        order_id = order.id if order is not None else (info[0] if info and type(info[0]) is int else None)
-        multi = {"fon-req": "funding_offer", "foc-req": "cancel_funding_offer",
-                 "oc_multi-req": "cancel_multi", "ox_multi-req": "multi"}
-        if kind in multi:
-            with self._lock:
-                request = next((r for r in self._other if r.kind == multi[kind]), None)
-                if request is not None:
-                    self._other.remove(request)
-            error = None if notification.ok else OrderError(str(notification.text), notification=notification)
-            self._settle(request, notification, error)
+        kind = _ANSWERS.get(str(notification.type or ""))
+        if kind is None:
             return
-        kinds = {"on-req": ("submit",), "ou-req": ("update",), "oc-req": ("cancel",)}.get(kind)
-        if kinds is None:
-            return
-        request = self._find(cid if kind != "ou-req" else None, order_id if kind != "on-req" else None, kinds)
-        if request is None:
-            return
+        in_order = kind in _ANSWERED_IN_ORDER
+        with self._lock:
+            request = self._answered_by(kind, notification.info)
+            if request is None:
+                return
+            if notification.ok and not in_order:
+                request._notified = True
+                if request._answer is None:
+                    return  # its order event settles it
+            self._remove(request)
         if not notification.ok:
-            self._forget(request)
-            self._settle(request, None, OrderError(str(notification.text), request.cid, request.cid_date,
-                                                   request.order_id, notification))
-            return
-        request.notified = True
-        if request.last_order is not None:  # the order event came first
-            self._forget(request)
-            self._settle(request, request.last_order)
+            text = notification.text if notification.text else "the server refused the request and gave no reason"
+            self._settle(request, None, OrderError(str(text), request.cid, request.cid_date, request.order_id,
+                                                   notification))
+        else:
+            self._settle(request, notification if in_order else request._answer)
 
     def on_order(self, tag: str, order: Any) -> None:
-        """An ``on``/``ou``/``oc`` event: with the request's success notification in, it settles the request."""
-        request = self._find(order.cid, None, ("submit",))
-        if request is None and tag == "ou":
-            request = self._find(None, order.id, ("update",))
-        if request is None and tag == "oc":
-            request = self._find(order.cid, order.id, ("cancel",))
-        if request is None:
-            return
-        request.last_order = order
-        if request.notified:
-            self._forget(request)
-            self._settle(request, order)
-
-    def _find(self, cid: Optional[int], order_id: Optional[int], kinds: Tuple[str, ...]) -> Optional[Request]:
+        """An ``on``/``ou``/``oc`` event: it settles each request it answers whose notification is in."""
+        settled: List[Tuple[Request, Any]] = []
         with self._lock:
-            for table, key in ((self._by_id, order_id), (self._by_cid, cid)):
-                request = table.get(key) if key is not None else None
-                if request is not None and request.kind in kinds:
-                    return request
-            return None
+            for request in self._takers(tag, order):
+                request._answer = order
+                if request.kind == "submit":
+                    request.order_id = order.id
+                    request.cid_date = order.cid_date  # the exchange's creation date, for cancels by cid
+                if request._notified:
+                    self._remove(request)
+                    settled.append((request, order))
+        for request, result in settled:
+            self._settle(request, result)
 
-    def _forget(self, request: Request) -> None:
-        self.forget(request)
+    # -- the scheduler and the link: ends ----------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Requests past their deadline end as outcome-unknown (scheduler thread)."""
+        with self._lock:
+            late = [r for r in self._pending if r.deadline <= now]
+            for request in late:
+                self._remove(request)
+                self._note_unknown(request)
+        for request in late:
+            self._settle(request, None, OutcomeUnknownError(
+                f"no answer to {request!r} within {request.timeout:g} s; it was not sent again and may or may not "
+                "have been executed", request.cid, request.cid_date, request.order_id))
 
     def fail_all(self, reason: str) -> None:
-        """The connection dropped: every request in flight has an unknown outcome."""
+        """The connection dropped (or the client closed): every request in flight ends now."""
         with self._lock:
-            requests = list(self._by_cid.values()) + list(self._by_id.values()) + self._other
-            self._by_cid.clear()
-            self._by_id.clear()
-            self._other = []
+            requests, self._pending = self._pending, []
+            self._submits.clear()
             for request in requests:
-                if request.kind == "submit" and request.cid is not None and request.cid_date is not None:
-                    self.unknown[request.cid] = request.cid_date
+                if request._on_wire:
+                    self._note_unknown(request)
         for request in requests:
-            self._settle(request, None, OutcomeUnknownError(
-                f"the connection dropped with {request!r} in flight ({reason}); it was not sent again and may "
-                "or may not have been executed", request.cid, request.cid_date, request.order_id))
+            if request._on_wire:
+                error: Exception = OutcomeUnknownError(
+                    f"the connection dropped with {request!r} in flight ({reason}); it was not sent again and may "
+                    "or may not have been executed", request.cid, request.cid_date, request.order_id)
+            else:
+                error = NotSentError(f"{request!r} was never sent: the connection dropped first ({reason}); nothing "
+                                     "happened, sending it again is safe", request.cid, request.cid_date,
+                                     request.order_id)
+            self._settle(request, None, error)
 
     def reconcile(self, orders: Any) -> List[Any]:
         """The fresh orders snapshot after re-authentication: the unknown-outcome orders it holds."""
@@ -224,3 +280,115 @@ class RequestTracker:
             for order in found:
                 del self.unknown[order.cid]
         return found
+
+    # -- correlation (under the lock) ----------------------------------------------------------
+
+    def _answered_by(self, kind: str, row: Any) -> Optional[Request]:
+        """The request a notification of ``kind`` with order array ``row`` answers, or None."""
+        unanswered = [r for r in self._pending if r.kind == kind and not r._notified]
+        if not unanswered:
+            return None
+        if kind in _ANSWERED_IN_ORDER:
+            return unanswered[0]
+        order_id, cid = _int_field(row, 0), _int_field(row, 2)
+        if kind == "submit":
+            request = self._submits.get(cid) if cid is not None else None
+            return request if request is not None and not request._notified and _answers_submit(request, row) \
+                else None
+        for request in unanswered:
+            if order_id is not None and request.order_id == order_id:
+                return request
+            if order_id is None and cid is not None and request.order_id is None and request.cid == cid:
+                return request
+        if order_id is None and (kind == "update" or cid is None):
+            return unanswered[0]  # an all-null ERROR: the server answers inputs in order
+        if kind == "cancel" and cid is not None:
+            # A cancel by cid answered with the resolved order: match the cid and its date.
+            mts = _int_field(row, 4)
+            for request in unanswered:
+                if request.order_id is None and request.cid == cid and (
+                        mts is None or request.cid_date is None or _date_matches(request, mts)):
+                    return request
+        return None
+
+    def _takers(self, tag: str, order: Any) -> List[Request]:
+        """The requests an order event answers: at most one of each kind, the oldest unanswered."""
+        takers = []
+        submit = self._submits.get(order.cid) if order.cid is not None else None
+        if submit is not None and submit._answer is None and _answers_submit(submit, order):
+            takers.append(submit)
+        if tag in ("ou", "oc"):
+            update = next((r for r in self._pending if r.kind == "update" and r._answer is None
+                           and r.order_id == order.id and _answers_update(r, order)), None)
+            if update is not None:
+                takers.append(update)
+        if tag == "oc":
+            cancel = next((r for r in self._pending if r.kind == "cancel" and r._answer is None and (
+                r.order_id == order.id or (r.order_id is None and r.cid == order.cid and r.cid_date == order.cid_date))),
+                None)
+            if cancel is not None:
+                takers.append(cancel)
+        return takers
+
+    def _remove(self, request: Request) -> None:
+        if request in self._pending:
+            self._pending.remove(request)
+        if request.kind == "submit" and self._submits.get(request.cid or -1) is request:
+            del self._submits[request.cid or -1]
+
+    def _note_unknown(self, request: Request) -> None:
+        if request.kind == "submit" and request.cid is not None and request.cid_date is not None:
+            self.unknown[request.cid] = request.cid_date
+
+    def _settle(self, request: Request, result: Any, error: Optional[BaseException] = None) -> None:
+        callbacks = request._finish(result, error)
+        if callbacks:
+            self._run(callbacks, request)
+
+
+def _date_matches(request: Request, mts_create: int) -> bool:
+    """The order was created on the request's cid date (or within minutes of the request)."""
+    try:
+        if date_of_ms(mts_create) == request.cid_date:
+            return True
+    except ValueError:
+        return False
+    return abs(mts_create - request._made_ms) <= _DATE_SLACK_MS
+
+
+def _answers_submit(request: Request, answer: Any) -> bool:
+    """True when an order (model) or a notification's order array is the order this submit sent."""
+    sent = request._sent
+    if isinstance(answer, list):  # a notification's array; an ERROR echo has no id and few fields
+        fields: Sequence[Tuple[str, Any]] = (
+            ("symbol", _field(answer, 3)), ("mts", _field(answer, 4)),
+            ("amount", _field(answer, 7) if _field(answer, 7) is not None else _field(answer, 6)),
+            ("type", _field(answer, 8)), ("type_prev", _field(answer, 9)), ("price", _field(answer, 16)))
+    else:
+        fields = (("symbol", answer.symbol), ("mts", answer.mts_create), ("amount", answer.amount_orig),
+                  ("type", answer.order_type), ("type_prev", answer.type_prev), ("price", answer.price))
+    got = dict(fields)
+    if got["symbol"] is not None and got["symbol"] != sent.get("symbol"):
+        return False
+    if type(got["mts"]) is int and not _date_matches(request, got["mts"]):
+        return False
+    if got["amount"] is not None and "amount" in sent and not _same_number(sent["amount"], got["amount"]):
+        return False
+    sent_type = sent.get("type")
+    if got["type"] is not None and sent_type is not None and sent_type not in (got["type"], got["type_prev"]):
+        return False
+    # The price of a type that has one; a stop that became a market or limit order changed it.
+    if (got["price"] is not None and "price" in sent and got["type"] == sent_type
+            and not str(sent_type).endswith(("MARKET", "TRAILING STOP"))
+            and not _same_number(sent["price"], got["price"])):
+        return False
+    return True
+
+
+def _answers_update(request: Request, order: Any) -> bool:
+    """An update that set a price is answered only by the order carrying that price."""
+    price = request._sent.get("price")
+    return price is None or order.price is None or _same_number(price, order.price)
+
+
+__all__ = ["KINDS", "Request", "RequestTracker"]

@@ -142,7 +142,8 @@ def new_order(
         symbol: a trading symbol (``tBTCUSD``, ``tBTCF0:USTF0``). amount: > 0 buys, < 0 sells.
         price: required except for MARKET types; the stop price of STOP and STOP LIMIT.
         type: one of :data:`ORDER_TYPES`.
-        cid: client id; when None, a millisecond timestamp unique (strictly increasing) in this process.
+        cid: client id; when None, one unique in this process and, with overwhelming probability, across
+            processes on one key (see ``_CidSource``).
         gid: group id (1 to 2**31-1). flags: sum of flag values; the booleans add their flag.
         oco_stop_price: the stop price of a one-cancels-other pair (sets :data:`OCO`).
         lev: leverage 1-100, derivatives (``F0:``) only. tif: auto-cancel time (datetime or UTC string).
@@ -193,7 +194,7 @@ def new_order(
     if meta is not None:
         payload["meta"] = _meta(meta)
     if cid is None:
-        payload["cid"] = _cids.next(now)
+        payload["cid"] = _cids.next()
     ref = RequestRef("on", cid=payload["cid"], cid_date=date_of_ms(now), gids=(gid,) if gid is not None else (),
                      symbol=symbol)
     return [0, "on", None, payload], ref
