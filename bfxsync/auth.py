@@ -199,6 +199,7 @@ AUTH_ERROR_HINTS: Mapping[int, str] = MappingProxyType({
 
 def auth_error_hint(code: Optional[int]) -> str:
     """The hint for an auth error ``code``, or a generic one for unknown codes."""
+    generic = "check the API key and secret, the key's permissions and that no other client shares its nonce"
     if code is None:
-        return "authentication failed"
-    return AUTH_ERROR_HINTS.get(code, f"authentication failed (code {code})")
+        return f"the server gave no error code; {generic}"
+    return AUTH_ERROR_HINTS.get(code, f"code {code} is not documented; {generic}")

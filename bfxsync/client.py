@@ -30,7 +30,7 @@ from ._engine.threads import InterruptsAsFlag, on_bfxsync_thread, poll
 from .auth import Credentials, NonceSource, default_nonce
 from .callbacks import ClientCallbacks
 from .config import Config
-from .errors import BfxTimeoutError, NotAuthenticatedError, NotConnectedError
+from .errors import AuthenticationError, BfxTimeoutError, NotAuthenticatedError, NotConnectedError
 from .events import ConnectionInfo
 from .specs import BookSpec, CandlesSpec, Spec, StatusSpec, TickerSpec, TradesSpec, candle_key
 from .subscriptions import (
@@ -85,6 +85,7 @@ class Client(ClientCallbacks):
             auth_url = auth_url or (protocol.AUTH_URL if url == protocol.PUBLIC_URL else url)
             check_url(auth_url, authenticated=True)
             session = AccountSession(credentials, nonce or default_nonce, dms, filters, self._runtime.dispatcher)
+        self._session = session
         self._recorder, factory = recorder_for(config)  # record=PATH wraps every transport; None wraps nothing
         self._pool = Pool(url, self._runtime, self._scheduler.wake, factory, account=session, auth_url=auth_url or "")
         #: The authenticated half (live account state and order entry), or None without credentials.
@@ -157,14 +158,19 @@ class Client(ClientCallbacks):
             BfxTimeoutError: not connected within ``timeout`` seconds (the client keeps
                 trying; the message names the last connection failure).
             VersionMismatchError: the server speaks another API version (the client has ended).
+            AuthenticationError: the server refused to authenticate (final; public data goes on).
             NotConnectedError: the client has ended.
             CallbackThreadError: called from a callback.
         """
         self._pool.refuse_wait("wait_connected")
-        ready = poll(lambda: self._runtime.ended.is_set() or self._pool.connected(), timeout)
+        refusal = self._auth_refusal
+        ready = poll(lambda: self._runtime.ended.is_set() or self._pool.connected() or refusal() is not None, timeout)
         ended = self._pool.end_error()
         if ended is not None:
             raise ended
+        refused = refusal()
+        if refused is not None:
+            raise refused
         if not ready:
             raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{self._pool.failure_hint()}")
         return self
@@ -264,6 +270,10 @@ class Client(ClientCallbacks):
         threads += self._runtime.dispatcher.workers.threads()
         recorder = self._recorder.thread() if self._recorder is not None else None
         return threads + ([recorder] if recorder is not None else [])
+
+    def _auth_refusal(self) -> Optional[AuthenticationError]:
+        """The server's final refusal to authenticate, if it refused."""
+        return self._session.refused if self._session is not None else None
 
     def _require_started(self) -> None:
         if not self._started:

@@ -1,4 +1,5 @@
 """Shared fixtures: a local emulator per test (port 0) and clients bound to it, closed in finally."""
+import os
 import threading
 import time
 
@@ -77,3 +78,68 @@ def bfxsync_threads():
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "callback_errors_expected: the test makes a callback raise on purpose")
+
+
+def _child_processes():
+    """(pid, command, state) of this process's children, zombies included (read from /proc; Linux)."""
+    children = []
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if fields[1] == me:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                children.append((int(entry), command[:120], fields[0]))
+        except (OSError, IndexError):
+            continue  # ended while we looked
+    return children
+
+
+#: How long a test's threads and processes get to end after it returns (closing is asynchronous).
+LEFTOVER_GRACE = 5.0
+
+
+def _uses_shared_fixtures(request):
+    """True when the test uses a module- or class-scoped fixture of this suite (a shared emulator
+    whose clients are processes started by the fixture)."""
+    definitions = request.node._fixtureinfo.name2fixturedefs.values()
+    return any(d[-1].scope != "function" and d[-1].baseid for d in definitions)
+
+
+def _serves_a_connection(thread):
+    """The emulator's threads for one client connection (websockets' handler, its reader, our writer)."""
+    return thread.name.startswith("bfxsync-emulator-writer-") or thread.name.endswith(
+        ("(sock_handler)", "(recv_events)"))
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_running(request):
+    """Every test ends every thread and child process it started, pass or fail.
+
+    Work left behind competes for the CPU with later tests (a timing test failed in CI
+    for that reason), so a leftover fails the test that left it. What broader fixtures
+    (module or class scope) started is theirs to end, including the server side of
+    connections their processes open during the test.
+    """
+    threads_before = set(threading.enumerate())
+    processes_before = {pid for pid, _, _ in _child_processes()}
+    yield
+    if not os.path.isdir("/proc"):
+        return
+
+    shared = _uses_shared_fixtures(request)
+
+    def leftovers():
+        threads = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()
+                   and not (shared and _serves_a_connection(t))]
+        processes = [p for p in _child_processes() if p[0] not in processes_before]
+        return threads, processes
+
+    wait_until(lambda: leftovers() == ([], []), LEFTOVER_GRACE, interval=0.05)
+    threads, processes = leftovers()
+    assert not threads and not processes, (
+        f"the test left work running: threads {[t.name for t in threads]}, processes {processes}")

@@ -10,6 +10,7 @@ import trustme
 
 import bfxsync
 from bfxsync import errors
+from bfxsync._engine import account_link
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Account, Emulator
 
 from conftest import FAST, wait_until
@@ -47,12 +48,15 @@ def test_a_refused_authentication_is_typed_hinted_and_not_retried(emulator, make
     assert client.subscribe_ticker("tBTCUSD").wait_subscribed(5).active  # public data is unaffected
 
 
-def test_a_shared_nonce_is_refused_with_its_hint(emulator, make_client):
+def test_a_shared_nonce_is_refused_with_its_hint_after_the_retries(emulator, make_client, monkeypatch):
+    """nonce: small is retried with fresh nonces on new connections; one that never grows is final."""
+    monkeypatch.setattr(account_link, "NONCE_RETRY_DELAY", 0.05)
     authenticated(make_client, emulator.url, nonce=lambda: 5)
     second = make_client(emulator.url, FAST, **DEMO, nonce=lambda: 5)
     with pytest.raises(errors.AuthenticationError, match="another client shares this key's nonce") as caught:
         second.wait_authenticated(10)
     assert caught.value.code == 10114
+    assert second.stats()["auth_retries"] == account_link.NONCE_RETRIES
 
 
 def test_plain_ws_authentication_is_refused_off_loopback():

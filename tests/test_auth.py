@@ -197,7 +197,7 @@ class TestHints:
         assert AUTH_ERROR_HINTS[10114].startswith("nonce too small")
         assert {10111, 10112, 10113} <= set(AUTH_ERROR_HINTS)
         assert auth_error_hint(10114) == AUTH_ERROR_HINTS[10114]
-        assert "12345" in auth_error_hint(12345) and auth_error_hint(None) == "authentication failed"
+        assert "12345" in auth_error_hint(12345) and "no error code" in auth_error_hint(None)
 
     def test_read_only(self):
         """The hint table cannot be changed by accident."""

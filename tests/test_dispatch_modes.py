@@ -244,6 +244,11 @@ def _run(emu, make_client, slow_dispatch, calls):
     return figures
 
 
+def _small_fraction(queued, inline):
+    """The queued run's delays are a small fraction of the inline run's (a fifth of its median)."""
+    return queued["median_ms"] < inline["median_ms"] / 5 and queued["p99_ms"] < inline["median_ms"]
+
+
 def _pace(figures):
     values = sorted(v for values in figures["latencies"].values() for v in values)
     return {"messages": len(values), "median_ms": statistics.median(values),
@@ -258,24 +263,25 @@ def test_a_slow_queued_consumer_does_not_hold_back_twenty_others(make_client):
         inline_pace = _pace(baseline)
         baseline["client"].close()
 
-        # Measured twice at most: one stall of the whole machine (seen once in CI, about 1.7 s
-        # with nothing else wrong) must not pass for a slow consumer holding the others back.
+        # The claim is relative: queuing the slow consumer takes the others' delay from seconds
+        # (inline, every message waits behind 100 ms callbacks) to a small fraction of that. It is
+        # measured against the inline run of the same test, never in absolute milliseconds, and
+        # twice at most, so one stall of a loaded machine during one run does not decide it.
         for attempt in range(2):
             run = _run(emu, make_client, "queued", calls=25)
             pace = _pace(run)
-            if pace["p99_ms"] < 1000 and pace["median_ms"] < 250:
+            if _small_fraction(pace, inline_pace):
                 break
-            print(f"\nfast callbacks, slow one queued (attempt {attempt + 1}, over the limits): {pace}")
+            print(f"\nfast callbacks, slow one queued (attempt {attempt + 1}): {pace} vs inline {inline_pace}")
             run["client"].close()
         client, slow = run["client"], run["slow"]
         stats = client.stats()
         print(f"\nfast callbacks, slow one inline: {inline_pace}\nfast callbacks, slow one queued: {pace}\n"
               f"slow queue: {slow.queue}\ndispatch threads: {stats['dispatch_threads']}")
 
-        # The others keep their pace: every one of them got data, with little delay.
-        assert len(run["latencies"]) == 20
-        assert pace["p99_ms"] < 1000 and pace["median_ms"] < 250
-        assert inline_pace["median_ms"] > 3 * pace["median_ms"]  # what queuing saved
+        # The others keep their pace: every one of them got data, with a small part of the inline delay.
+        assert len(run["latencies"]) == 20 and all(run["latencies"].values())
+        assert _small_fraction(pace, inline_pace), (pace, inline_pace)
         # No heartbeat missed, no false reconnect, no stalled channel.
         assert run["status_heartbeats"] >= 3 and time.monotonic() - run["status_last_hb"] < 2.0
         assert stats["dials"] == 1 and stats["reconnects"] == 0 and stats["channel_stalls"] == 0

@@ -52,7 +52,13 @@ class SilentServer:
                 conn.sendall(bytes([0x81, len(info)]) + info)
 
     def close(self):
+        # shutdown() wakes the accept() of the serving thread (close() alone does not on Linux).
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        self.thread.join(5)
         for conn in self.accepted:
             conn.close()
 

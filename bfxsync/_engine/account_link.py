@@ -39,9 +39,11 @@ logger = logging.getLogger("bfxsync")
 _AUTH_ERROR_CODES = range(10100, 10200)
 #: ``nonce: small`` (docs: ws-auth): retried on a fresh connection with a fresh nonce.
 _NONCE_TOO_SMALL = 10114
-#: How many times a ``nonce: small`` refusal is retried before it is final. With the redial
-#: back-off that is several seconds, enough for a nonce source running a little behind another.
+#: How many times a ``nonce: small`` refusal is retried before it is final: enough for a nonce
+#: source running seconds behind another client's on the key.
 NONCE_RETRIES = 5
+#: Seconds before the first retry; each later one waits twice as long (0.5, 1, 2, 4, 8: 15.5 s in all).
+NONCE_RETRY_DELAY = 0.5
 
 
 class AccountLink(Link):
@@ -90,8 +92,9 @@ class AccountLink(Link):
             self.session.counts["auth_retries"] += 1
             logger.warning("authentication refused on connection %d: %s; retrying with a fresh nonce on a new "
                            "connection (%d of %d)", self.number, refusal, self._nonce_refusals, NONCE_RETRIES)
-            self.recovered("reauthenticate", f"{refusal.msg}: retrying with a fresh nonce")
-            self.connection.drop("authentication refused with nonce: small; retrying")
+            delay = NONCE_RETRY_DELAY * 2 ** (self._nonce_refusals - 1)
+            self.recovered("reauthenticate", f"{refusal.msg}: retrying with a fresh nonce in {delay:g} s")
+            self.connection.drop("authentication refused with nonce: small; retrying", redial_after=delay)
             return
         self.session.refuse(refusal)
         self.connection.stop()  # a final refusal is not retried in a loop

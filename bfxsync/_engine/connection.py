@@ -97,6 +97,7 @@ class Connection:
         self._sock: Optional[socket.socket] = None
         self._transport: Optional[Transport] = None
         self._healthy = False
+        self._redial_after = 0.0  # a floor under the next back-off delay, set by drop()
         self._end: Tuple[str, Optional[int]] = ("closed", None)
         self._refused_status: Optional[int] = None
         #: Connection attempts made, successful or not.
@@ -176,11 +177,13 @@ class Connection:
         """The server spoke the protocol on this socket: the next redial starts the back-off afresh."""
         self._healthy = True
 
-    def drop(self, reason: str) -> None:
-        """Abandon the current socket so the loop redials (restart notice, stall, sequence gap)."""
+    def drop(self, reason: str, redial_after: float = 0.0) -> None:
+        """Abandon the current socket so the loop redials (restart notice, stall, sequence gap),
+        waiting at least ``redial_after`` seconds before it does."""
         if self._open.is_set() or self._sock is not None:
             logger.warning("bfxsync: dropping connection %d to %s: %s", self.number, self.url, reason)
             self._end = (reason, None)
+            self._redial_after = redial_after
             self._shutdown()
 
     # -- reader thread --------------------------------------------------------------
@@ -211,7 +214,7 @@ class Connection:
             hold = retry_after(self._refused_status)
             if hold:
                 self._pacer.hold_off(hold)  # the ban is per IP: every connection of the client waits
-            delay = backoff.delay(attempt)
+            delay, self._redial_after = max(backoff.delay(attempt), self._redial_after), 0.0
             attempt += 1
             self._listener.on_reconnecting(attempt, max(delay, hold, self._pacer.wait_time()))
             if self._stop.wait(delay):
