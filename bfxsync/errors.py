@@ -9,7 +9,8 @@ thread are never raised there; they are delivered to ``on_error`` handlers as
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import re
+from typing import Any, Mapping, Optional, Tuple
 
 
 class BfxError(Exception):
@@ -109,10 +110,39 @@ class NotAuthenticatedError(BfxError):
     """An account call was made on a client without credentials, or before authentication succeeded."""
 
 
+#: ``OrderError.reason`` for each kind of refusal the exchange's texts tell apart, tried in order
+#: (texts seen on the wire, docs: ws-auth-notifications; ``code`` is null in every real frame).
+ORDER_ERROR_REASONS: Tuple[Tuple[str, "re.Pattern[str]"], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE)) for reason, pattern in (
+        ("insufficient_balance", r"not enough .*balance|insufficient (?:balance|margin|funds)"),
+        ("minimum_size", r"minimum size"),
+        ("not_found", r"not found"),
+        ("post_only_would_take", r"post.?only"),
+        ("invalid_price", r"^price(?:_[a-z_]+)?: invalid|invalid price"),
+        ("invalid_amount", r"^(?:amount|delta): invalid|invalid amount"),
+        ("invalid_symbol", r"^symbol: invalid|cannot be traded"),
+        ("permission", r"permission"),
+        ("invalid_input", r"^[a-z_]+: invalid"),
+    ))
+
+
+def order_error_reason(text: Optional[str]) -> str:
+    """The kind of an order refusal from the server's text: one of the names of
+    :data:`ORDER_ERROR_REASONS`, or ``"other"``."""
+    for reason, pattern in ORDER_ERROR_REASONS:
+        if text and pattern.search(text):
+            return reason
+    return "other"
+
+
 class OrderError(ServerError):
     """The server answered an account request (order, cancel, update, funding offer) with ERROR or FAILURE.
 
     Attributes:
+        reason: a stable kind to act on, read from the server's text (which stays in the message):
+            ``insufficient_balance``, ``minimum_size``, ``not_found``, ``post_only_would_take``,
+            ``invalid_price``, ``invalid_amount``, ``invalid_symbol``, ``permission``,
+            ``invalid_input`` (another field refused) or ``other``.
         cid, cid_date, order_id: what identified the request.
         notification: the server's notification (``bfxsync.account.Notification``), if one came.
     """
@@ -120,6 +150,7 @@ class OrderError(ServerError):
     def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
                  order_id: Optional[int] = None, notification: Any = None) -> None:
         super().__init__(None, msg)
+        self.reason = order_error_reason(msg)
         self.cid = cid
         self.cid_date = cid_date
         self.order_id = order_id

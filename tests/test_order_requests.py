@@ -189,3 +189,31 @@ def test_order_entry_racing_with_drops_never_sends_an_input_twice_or_late(emulat
     assert not [r.cid for r in not_sent if r.cid in placed], "an input that failed as never sent was executed"
     assert all(r.cid in placed for r in settled)
     assert len({r.cid for r in requests}) == len(requests)  # generated cids never repeat
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("Invalid order: not enough exchange balance for 10 BTC at 20000", "insufficient_balance"),
+    ("Invalid order: not enough tradable balance for 1 BTCUSD at 20000", "insufficient_balance"),
+    ("Invalid order: minimum size for BTC/USD is 0.002", "minimum_size"),
+    ("Order not found.", "not_found"),
+    ("amount: invalid", "invalid_amount"),
+    ("price: invalid", "invalid_price"),
+    ("price_aux_limit: invalid", "invalid_price"),
+    ("symbol: invalid", "invalid_symbol"),
+    ("This pair cannot be traded on margin.", "invalid_symbol"),
+    ("api_key: permission invalid", "permission"),
+    ("direction: invalid", "invalid_input"),
+    ("something the exchange says one day", "other"),
+    (None, "other"),
+])
+def test_order_errors_carry_a_stable_reason(text, reason):
+    """Real ERROR texts map to a kind a program can act on; the text stays in the message."""
+    assert errors.order_error_reason(text) == reason
+
+
+def test_an_insufficient_balance_refusal_has_its_reason(emulator, make_client):
+    client = authenticated(make_client, emulator.url)
+    with pytest.raises(errors.OrderError) as caught:
+        client.account.submit_order("tBTCUSD", "1000", "20000").result(10)
+    assert caught.value.reason == "insufficient_balance" and "balance" in str(caught.value)
+    assert caught.value.cid is not None
