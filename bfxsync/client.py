@@ -245,10 +245,15 @@ class Client(ClientCallbacks):
         Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
         ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
         ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
+        Recording (``record=PATH``): ``record_written``, ``record_dropped``,
+        ``record_errors``, ``record_queued`` and ``record_stopped``.
 
         Per-connection figures: :meth:`connections`.
         """
-        return self._pool.stats()
+        stats = self._pool.stats()
+        if self._recorder is not None:
+            stats.update(self._recorder.stats())
+        return stats
 
     def connections(self) -> List[ConnectionInfo]:
         """Every open connection: number, url, state, subscriptions, last frame age and its own counters."""

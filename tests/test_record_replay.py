@@ -1,6 +1,8 @@
 """Recording sessions (Client(record=...)), redaction, and replaying them (Emulator.replay, the CLI)."""
+import errno
 import itertools
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,12 +14,17 @@ import pytest
 
 import bfxsync
 from bfxsync import cli
+from bfxsync._engine import recording as engine_recording
 from bfxsync._engine.recording import Recorder
 from bfxsync.auth import sign
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator
 from bfxsync.recording import REDACTED, parse_line, read_recording, redact
 
 from conftest import FAST, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: 10 KB of 5,000 nested arrays around a word that makes redaction look inside.
+DEEP = "[" * 5000 + '"sig"' + "]" * 5000
 
 
 def lines_of(path):
@@ -48,6 +55,11 @@ class TestRedact:
         """A frame that may hold a secret but is not JSON is dropped whole."""
         assert redact('authSig=abc', outbound=True) == json.dumps(REDACTED)
 
+    @pytest.mark.parametrize("depth", [900, 5000])
+    def test_frame_too_deep_to_follow_is_replaced(self, depth):
+        """Nesting deeper than the parser (5,000) or the walk (900) can follow: the frame is replaced, no RecursionError."""
+        assert redact("[" * depth + '{"nonce":1}' + "]" * depth, outbound=False) == json.dumps(REDACTED)
+
 
 class TestFormat:
     def test_plain_log_lines(self):
@@ -61,6 +73,68 @@ class TestFormat:
         """Anything else is a ValueError."""
         with pytest.raises(ValueError):
             parse_line("hello world")
+
+    @pytest.mark.parametrize("line", [
+        '{"t":null,"conn":1,"dir":"in","frame":"[1]"}', '{"t":true,"conn":1,"dir":"in","frame":"[1]"}',
+        '{"t":"1.5","conn":1,"dir":"in","frame":"[1]"}', '{"t":1.5,"conn":"1","dir":"in","frame":"[1]"}',
+        '{"t":1.5,"conn":1,"dir":null,"frame":"[1]"}', '{"t":1.5,"conn":1,"dir":"in","frame":[1]}',
+    ])
+    def test_wrong_field_types_are_value_errors(self, line):
+        """A line whose t, conn, dir or frame has the wrong type is a ValueError naming the field, never a TypeError."""
+        with pytest.raises(ValueError, match="'(t|conn|dir|frame)' must be"):
+            parse_line(line)
+
+
+def write_lines(path, *lines, end="\n"):
+    path.write_text("\n".join(lines) + end)
+
+
+META = '{"t":1.0,"conn":0,"dir":"meta","format":"bfxsync-recording","version":1}'
+HB = '{"t":2.0,"conn":1,"dir":"in","frame":"[1,\\"hb\\"]"}'
+
+
+class TestReadRecording:
+    def test_corrupted_line_names_file_and_line(self, tmp_path):
+        """A "t": null in the middle of a file: ValueError with the file name and line number."""
+        path = tmp_path / "bad.jsonl"
+        write_lines(path, META, HB, '{"t":null,"conn":1,"dir":"in","frame":"[1,2]"}', HB)
+        with pytest.raises(ValueError, match=rf"^{path}:3: 't' must be a number"):
+            lines_of(path)
+
+    def test_partial_last_line_skipped_with_a_warning(self, tmp_path, caplog):
+        """A last line cut mid-way (no newline, not whole) is skipped with one warning; the lines before it are read."""
+        path = tmp_path / "cut.jsonl"
+        write_lines(path, META, HB, HB, HB[:17], end="")
+        with caplog.at_level(logging.WARNING, logger="bfxsync"):
+            lines = lines_of(path)
+        assert [line.direction for line in lines] == ["meta", "in", "in"]
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and f"{path}:4" in warnings[0].getMessage()
+
+    def test_whole_last_line_without_newline_is_read(self, tmp_path, caplog):
+        """A complete last line that only lacks its newline is a line like any other."""
+        path = tmp_path / "whole.jsonl"
+        write_lines(path, META, HB, end="")
+        with caplog.at_level(logging.WARNING, logger="bfxsync"):
+            assert [line.direction for line in lines_of(path)] == ["meta", "in"]
+        assert not caplog.records
+
+    def test_cut_line_before_the_end_is_an_error(self, tmp_path):
+        """A broken line that is not the last one is not a cut recording: ValueError with file and line."""
+        path = tmp_path / "middle.jsonl"
+        write_lines(path, META, HB[:17], HB)
+        with pytest.raises(ValueError, match=rf"^{path}:2: not a recording line"):
+            lines_of(path)
+
+    def test_replay_command_reports_a_corrupted_line_in_one_line(self, tmp_path):
+        """bfxsync replay of a corrupted recording: status 2, one line naming file and line, no traceback."""
+        path = tmp_path / "bad.jsonl"
+        write_lines(path, META, HB, '{"t":null,"conn":1,"dir":"in","frame":"[1,2]"}')
+        proc = subprocess.run([sys.executable, "-m", "bfxsync", "replay", str(path), "--seconds", "5"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert f"{path}:3: 't' must be a number" in proc.stderr and "Traceback" not in proc.stderr
 
 
 class TestRecorder:
@@ -90,6 +164,183 @@ class TestRecorder:
         assert all(os.path.getsize(p) <= 4096 for p in tmp_path.iterdir())
         times = [line.t for line in lines_of(path) if line.direction == "in"]
         assert times == sorted(times) and times[-1] == 1039.0
+
+
+class FailingFile:
+    """A real text file that, like a full disk, writes its first ``room`` characters and then raises ENOSPC.
+
+    The write that crosses the limit puts its first part on disk before failing, as a short
+    write does, so the file ends in a cut line.
+    """
+
+    def __init__(self, path, room):
+        self._file = open(path, "w", encoding="utf-8")
+        self._room = room
+        self.failures = 0
+
+    def write(self, text):
+        if len(text) > self._room:
+            self._file.write(text[:self._room])
+            self._file.flush()
+            self._room = 0
+            self.failures += 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(text)
+        return self._file.write(text)
+
+    def flush(self):
+        self._file.flush()
+        if self._room == 0:  # what is still buffered cannot go anywhere either
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close(self):
+        self._file.close()
+
+
+class TestRecorderNeverDies:
+    def test_frame_too_deep_to_redact_is_recorded_and_recording_goes_on(self, tmp_path, make_client, emulator):
+        """The 10 KB, 5,000-deep frame a hostile server sends is recorded redacted; later frames are written too."""
+        path = tmp_path / "deep.jsonl"
+        client = make_client(emulator.url, record=str(path), record_flush_interval=0.05)
+        ticks = []
+        client.subscribe_ticker("tBTCUSD", lambda message: ticks.append(message)).wait_subscribed(10)
+        emulator.inject(DEEP)
+        assert wait_until(lambda: client.stats().get("malformed") == 1, 10)
+        seen = len(ticks)
+        assert wait_until(lambda: len(ticks) >= seen + 3, 10)  # frames after it
+        client.ping()
+        assert wait_until(lambda: client.stats()["record_queued"] == 0 and client.stats()["record_written"] > 0, 10)
+        recorder = client.threads()[-1]
+        assert recorder.name.startswith("bfxsync-recorder-") and recorder.is_alive()
+        client.close()
+        frames = [line.frame for line in lines_of(path) if line.direction == "in"]
+        index = frames.index(json.dumps(REDACTED))
+        assert sum(1 for frame in frames[index + 1:] if frame.startswith("[") and '"hb"' not in frame) >= 3
+        stats = client.stats()
+        assert stats["record_errors"] == 0 and stats["record_dropped"] == 0 and stats["record_stopped"] == 0
+
+    def test_a_frame_that_fails_to_redact_becomes_a_marker(self, tmp_path, monkeypatch, caplog):
+        """Any exception while redacting one frame: an error line (without the frame), counted, logged once;
+        the rest of the batch and later frames are written."""
+        real = engine_recording.redact
+
+        def redact_or_fail(text, outbound):
+            if "boom" in text:
+                raise RecursionError("maximum recursion depth exceeded")
+            return real(text, outbound)
+
+        monkeypatch.setattr(engine_recording, "redact", redact_or_fail)
+        path = tmp_path / "marker.jsonl"
+        recorder = Recorder(path, flush_interval=0.05)
+        recorder.start()
+        try:
+            with caplog.at_level(logging.ERROR, logger="bfxsync"):
+                for n, frame in enumerate(['[1,"a"]', '[1,"boom sig"]', '[1,"b"]']):
+                    recorder.append((100.0 + n, 1, "in", frame, None))
+                assert wait_until(lambda: recorder.written == 3, 10)
+                recorder.append((200.0, 1, "in", '[1,"boom again"]', None))
+                recorder.append((201.0, 1, "in", '[1,"later"]', None))
+                assert wait_until(lambda: recorder.written == 5, 10)
+            assert recorder.thread().is_alive()
+        finally:
+            recorder.close()
+        lines = [line for line in lines_of(path) if line.direction != "meta"]
+        assert [(line.direction, line.frame) for line in lines] == [
+            ("in", '[1,"a"]'), ("error", ""), ("in", '[1,"b"]'), ("error", ""), ("in", '[1,"later"]')]
+        assert lines[1].fields == {"of": "in", "error": "RecursionError"} and "boom" not in path.read_text()
+        assert recorder.stats()["record_errors"] == 2
+        assert len([r for r in caplog.records if "could not be written" in r.getMessage()]) == 1
+
+    def test_queue_is_bounded_and_drops_are_counted_and_marked(self, tmp_path):
+        """Past max_queued, lines are dropped and counted; the file gets every queued line, then a dropped marker."""
+        path = tmp_path / "bounded.jsonl"
+        recorder = Recorder(path, flush_interval=60.0, max_queued=10)  # the writer only drains at close
+        recorder.start()
+        try:
+            for n in range(25):
+                recorder.append((100.0 + n, 1, "in", f"[1,{n}]", None))
+            assert len(recorder.queue) == 10
+            assert recorder.stats()["record_dropped"] == 15 and recorder.stats()["record_queued"] == 10
+        finally:
+            recorder.close()
+        lines = [line for line in lines_of(path) if line.direction != "meta"]
+        assert [line.frame for line in lines[:10]] == [f"[1,{n}]" for n in range(10)]
+        assert lines[10].direction == "dropped" and lines[10].fields == {"lines": 15} and len(lines) == 11
+
+    def test_disk_full_mid_line_stops_recording_once_and_the_client_goes_on(self, tmp_path, monkeypatch, make_client,
+                                                                             emulator, caplog):
+        """ENOSPC in the middle of a line: one error, recording stops, the client keeps its data, close() raises
+        nothing, and the file replays up to the cut line (skipped with a warning)."""
+        path = tmp_path / "full.jsonl"
+        files = []
+
+        def open_failing(name, mode, encoding):
+            files.append(FailingFile(name, room=20_000))
+            return files[-1]
+
+        monkeypatch.setattr(engine_recording, "open", open_failing, raising=False)
+        with caplog.at_level(logging.WARNING, logger="bfxsync"):
+            client = make_client(emulator.url, record=str(path), record_flush_interval=0.05)
+            book = client.subscribe_book("tBTCUSD")
+            ticks = []
+            client.subscribe_ticker("tBTCUSD", lambda message: ticks.append(message))
+            assert wait_until(lambda: client.stats()["record_stopped"] == 1, 20)
+            seen = len(ticks)
+            assert wait_until(lambda: len(ticks) >= seen + 3, 10)  # the client goes on
+            assert book.wait_synced(10).synced and client.connected
+            client.close()  # no OSError here or on the recorder thread
+            lines = lines_of(path)
+        assert files[0].failures == 1 and os.path.getsize(path) == 20_000
+        stopped = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(stopped) == 1 and "No space left on device" in stopped[0].getMessage(), stopped
+        assert any("incomplete last line" in r.getMessage() for r in caplog.records)
+        assert lines[0].direction == "meta" and any(line.direction == "in" for line in lines)
+        assert client.stats()["record_written"] > 0
+
+    def test_real_write_failure_in_a_process(self, tmp_path):
+        """A real OS write error (a file-size limit, EFBIG, cutting a line): the process records, fails once, goes
+        on receiving, exits 0 without a traceback, and the file reads back."""
+        path = tmp_path / "limited.jsonl"
+        script = (
+            "import logging, resource, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "logging.basicConfig(level=logging.WARNING)\n"
+            "import bfxsync\n"
+            "from bfxsync.emulator import Emulator\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (30000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "with Emulator(seed=3, rate=40.0) as emu:\n"
+            "    client = bfxsync.Client(emu.url, record=sys.argv[1], record_flush_interval=0.05).start()\n"
+            "    try:\n"
+            "        ticks = []\n"
+            "        client.subscribe_book('tBTCUSD', on_data=ticks.append)\n"
+            "        import time\n"
+            "        deadline = time.monotonic() + 30\n"
+            "        while client.stats()['record_stopped'] == 0 and time.monotonic() < deadline:\n"
+            "            time.sleep(0.05)\n"
+            "        seen = len(ticks)\n"
+            "        while len(ticks) < seen + 5 and time.monotonic() < deadline:\n"
+            "            time.sleep(0.05)\n"
+            "        print(client.stats()['record_stopped'], len(ticks) - seen, flush=True)\n"
+            "    finally:\n"
+            "        client.close()\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        stopped, later = map(int, proc.stdout.split())
+        assert stopped == 1 and later >= 5, proc.stdout
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.count("stopped: [Errno 27] File too large") == 1, proc.stderr
+        assert os.path.getsize(path) == 30000
+        assert [line.direction for line in lines_of(path)][:2] == ["meta", "open"]
+
+    def test_unwritable_file_is_refused_at_start(self, tmp_path, capsys):
+        """bfxsync record --out /dev/full: a write error at once is a usage error in one line (status 2)."""
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full on this system")
+        assert cli.main(["record", "--emulator", "--out", "/dev/full", "--seconds", "1", "ticker:tBTCUSD"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bfxsync: cannot write /dev/full:") and len(err.splitlines()) == 1, err
 
 
 def book_state(sub):
