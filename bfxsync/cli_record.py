@@ -3,9 +3,9 @@
     bfxsync record --out session.jsonl --seconds 60 book:tBTCUSD trades:tBTCUSD ticker:fUSD
     bfxsync replay session.jsonl --port 8765 --speed 10     # prints ws://127.0.0.1:8765/ws/2
 
-Subscriptions are ``CHANNEL:ARGS``: ``book:SYMBOL[:PREC[:LEN[:FREQ]]]`` (``book:tBTCUSD:P0:25``),
-``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY`` (``candles:trade:1m:tBTCUSD``) and
-``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
+Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LEN[:FREQ]]]``
+(``book:tBTCUSD:P0:25``, ``book:tSHIB:USD``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
+(``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
 :mod:`bfxsync.recording`; credentials never reach it.
 """
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from typing import Any, List
 
 import bfxsync
+
+from .specs import parse_spec
 
 #: The subcommands this module runs.
 COMMANDS = ("record", "replay")
@@ -40,32 +42,6 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     replay.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
 
 
-def parse_subscription(text: str) -> Any:
-    """The spec a ``CHANNEL:ARGS`` argument names.
-
-    Raises:
-        ValueError: an unknown channel or bad arguments (the spec classes say what is wrong).
-    """
-    channel, _, rest = text.partition(":")
-    if not rest:
-        raise ValueError(f"subscription {text!r}: expected CHANNEL:ARGS, e.g. book:tBTCUSD or trades:tETHUSD")
-    if channel == "book":
-        parts = rest.split(":")
-        if len(parts) > 4:
-            raise ValueError(f"subscription {text!r}: expected book:SYMBOL[:PREC[:LEN[:FREQ]]]")
-        symbol, prec, length, freq = parts + ["P0", "25", "F0"][len(parts) - 1:]
-        return bfxsync.BookSpec(symbol, prec, freq, length)
-    if channel == "ticker":
-        return bfxsync.TickerSpec(rest)
-    if channel == "trades":
-        return bfxsync.TradesSpec(rest)
-    if channel == "candles":
-        return bfxsync.CandlesSpec(rest)
-    if channel == "status":
-        return bfxsync.StatusSpec(rest)
-    raise ValueError(f"subscription {text!r}: unknown channel {channel!r} (book, ticker, trades, candles, status)")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``record`` or ``replay``; returns the exit status."""
     from .cli import EXIT_USAGE, CliError
@@ -73,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     try:
-        specs = [parse_subscription(text) for text in args.subscriptions]
+        specs = [parse_spec(text) for text in args.subscriptions]
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from None
     return _record(args, specs)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bfxsync import cli, cli_book
+from bfxsync.specs import BookSpec, CandlesSpec, StatusSpec, TickerSpec, TradesSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
@@ -259,3 +260,34 @@ class TestInProcess:
     def test_numbers_print_exactly_without_exponent(self, value, text):
         """Prices print as the shortest exact decimal, never in exponent notation."""
         assert cli_book.num_text(value) == text
+
+
+class TestSubscriptionSpecs:
+    @pytest.mark.parametrize("text, spec", [
+        ("book:tBTCUSD", BookSpec("tBTCUSD")),
+        ("book:tSHIB:USD", BookSpec("tSHIB:USD")),
+        ("book:tBTCF0:USTF0:P0:25", BookSpec("tBTCF0:USTF0", "P0", "F0", 25)),
+        ("book:tSHIB:USD:R0:100:F1", BookSpec("tSHIB:USD", "R0", "F1", 100)),
+        ("book:tBTCUSD:P2", BookSpec("tBTCUSD", "P2")),
+        ("book:fUSD:P0:25", BookSpec("fUSD", "P0", "F0", 25)),
+        ("ticker:tSHIB:USD", TickerSpec("tSHIB:USD")),
+        ("trades:tBTCF0:USTF0", TradesSpec("tBTCF0:USTF0")),
+        ("candles:trade:1m:tSHIB:USD", CandlesSpec("trade:1m:tSHIB:USD")),
+        ("status:deriv:tBTCF0:USTF0", StatusSpec("deriv:tBTCF0:USTF0")),
+    ])
+    def test_symbols_may_contain_colons(self, text, spec):
+        """Every channel takes symbols with a colon; a book's options start at its first precision, length or frequency."""
+        assert parse_spec(text) == spec
+
+    @pytest.mark.parametrize("text, message", [
+        ("book:tBTCUSD:P9", "invalid prec 'P9'"),
+        ("book:tSHIB:USD:25", "invalid prec '25'"),
+        ("book:tSHIB:USD:P0:30", "invalid len"),
+        ("book:tSHIB:USD:P0:25:F0:9", "expected book:SYMBOL[:PREC[:LEN[:FREQ]]]"),
+        ("nope:tBTCUSD", "unknown channel 'nope'"),
+        ("book", "expected CHANNEL:ARGS"),
+    ])
+    def test_bad_specs_say_what_is_wrong(self, text, message):
+        """A wrong option is reported as that option, never as a symbol or a precision it is not."""
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_spec(text)

@@ -475,6 +475,25 @@ class TestCli:
             proc.send_signal(signal.SIGINT)
             assert proc.wait(30) == 130
 
+    def test_symbols_with_a_colon_are_recorded(self, tmp_path):
+        """bfxsync record with book:tSHIB:USD, book:tBTCF0:USTF0:P0:25 and ticker:tSHIB:USD records every one's frames."""
+        path = tmp_path / "colon.jsonl"
+        status = cli.main(["record", "--emulator", "--out", str(path), "--seconds", "3", "book:tSHIB:USD",
+                           "book:tBTCF0:USTF0:P1:25", "ticker:tSHIB:USD"])
+        assert status == 0
+        channels = {}  # chanId -> (channel, symbol, prec)
+        frames = {}
+        for line in lines_of(path):
+            if line.direction == "in" and '"subscribed"' in line.frame:
+                ack = json.loads(line.frame)
+                channels[ack["chanId"]] = (ack["channel"], ack["symbol"], ack.get("prec"))
+            elif line.direction == "in" and line.frame.startswith("["):
+                chan = json.loads(line.frame)[0]
+                frames[channels.get(chan)] = frames.get(channels.get(chan), 0) + 1
+        assert set(channels.values()) == {("book", "tSHIB:USD", "P0"), ("book", "tBTCF0:USTF0", "P1"),
+                                          ("ticker", "tSHIB:USD", None)}
+        assert all(frames.get(key, 0) >= 1 for key in channels.values()), frames
+
     def test_bad_subscription(self, tmp_path, capsys):
         """An unknown channel is a usage error (status 2)."""
         assert cli.main(["record", "--emulator", "--out", str(tmp_path / "x"), "nope:tBTCUSD"]) == 2
