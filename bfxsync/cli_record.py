@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace, specs: List[Any]) -> int:
-    from .cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _connect, _subscribe
+    from .cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _connect, _subscribe
 
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     with contextlib.ExitStack() as stack:
@@ -72,10 +72,11 @@ def _record(args: argparse.Namespace, specs: List[Any]) -> int:
         print(f"bfxsync: recording {len(specs)} subscription(s) from {url} to {args.out}"
               + ("" if deadline is None else f" for {args.seconds:g} s") + "; Ctrl-C stops", file=sys.stderr, flush=True)
         try:
-            client.run_forever(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            interrupted = client.run_forever(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except bfxsync.BfxError as err:
             raise CliError(f"recording ended: {err}", EXIT_FAILURE) from None
-    return EXIT_OK
+    # run_forever takes Ctrl-C over (to close cleanly) and says so; the status is every command's.
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:
