@@ -5,10 +5,8 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -22,6 +20,7 @@ from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator
 from bfxsync.recording import REDACTED, parse_line, read_recording, redact
 
 from conftest import FAST, wait_until
+from test_cli import Interruptible
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: 10 KB of 5,000 nested arrays around a word that makes redaction look inside.
@@ -495,19 +494,16 @@ class TestCli:
                            "trades:tETHUSD"])
         assert status == 0
         assert any(line.direction == "in" and '"subscribed"' in line.frame for line in lines_of(path))
-        proc = subprocess.Popen([sys.executable, "-m", "bfxsync", "replay", str(path), "--speed", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = Interruptible(["-m", "bfxsync", "replay", path, "--speed", "0"], ready=r"^ws://127\.0\.0\.1:\d+/ws/2$")
         try:
-            url_line = []
-            reader = threading.Thread(target=lambda: url_line.append(proc.stdout.readline()), daemon=True)
-            reader.start()
-            reader.join(30)
-            assert url_line and url_line[0].startswith("ws://127.0.0.1:")
-            client = make_client(url_line[0].strip(), FAST)
+            assert child.seen.wait(30) and child.lines, "no URL printed"
+            client = make_client(child.lines[0].strip(), FAST)
             assert client.subscribe_book("tBTCUSD").wait_synced(10).synced
+            client.close()
+            code, out, err = child.interrupt()
         finally:
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(30) == 130
+            child.reap()
+        assert code == 130 and "Traceback" not in err, err
 
     def test_symbols_with_a_colon_are_recorded(self, tmp_path):
         """bfxsync record with book:tSHIB:USD, book:tBTCF0:USTF0:P0:25 and ticker:tSHIB:USD records every one's frames."""
