@@ -31,14 +31,14 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     record.add_argument("--out", required=True, metavar="PATH", help="the recording to write (replaced if it exists)")
     record.add_argument("subscriptions", nargs="+", metavar="SUBSCRIPTION",
                         help="book:tBTCUSD[:P0[:25[:F0]]], trades:tETHUSD, ticker:fUSD, candles:trade:1m:tBTCUSD, "
-                             "status:deriv:tBTCF0:USTF0")
+                             "status:deriv:tBTCF0:USTF0; symbols may contain a colon (book:tSHIB:USD:P0)")
     replay = commands.add_parser("replay", help="serve a recording on a local emulator (prints its URL)")
     replay.add_argument("path", help="a recording (bfxsync record, Client(record=...))")
     replay.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     replay.add_argument("--port", type=int, default=0, help="port to listen on (default: any free one)")
     replay.add_argument("--speed", type=float, default=1.0,
                         help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible (default: %(default)s)")
-    replay.add_argument("--seconds", type=float, metavar="N", help="stop serving after N seconds")
+    replay.add_argument("--seconds", type=float, metavar="N", help="stop serving after N seconds (default: until Ctrl-C)")
     replay.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
 
 

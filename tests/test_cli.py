@@ -4,6 +4,7 @@ Every command runs for a few seconds, so they are all started at once by a modul
 fixture and each test only collects and checks its own process: the file takes about
 as long as the slowest command instead of the sum of all of them.
 """
+import argparse
 import importlib.util
 import os
 import re
@@ -379,3 +380,31 @@ class TestCtrlC:
         from bfxsync.recording import read_recording
         lines = list(read_recording(path))
         assert any('"subscribed"' in line.frame for line in lines) and lines[-1].direction == "close"
+
+
+def subcommand_parsers():
+    """Every subcommand's parser, by name."""
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices
+
+
+class TestHelp:
+    @pytest.mark.parametrize("command", ["account", "order"])
+    def test_credentials_commands_name_the_environment_variables(self, command, capsys):
+        """account --help and order --help say the key and secret come from BFX_API_KEY and BFX_API_SECRET."""
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        assert exit_info.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert "BFX_API_KEY" in out and "BFX_API_SECRET" in out and "--emulator" in out
+
+    @pytest.mark.parametrize("command", sorted(subcommand_parsers()))
+    def test_every_default_is_shown(self, command):
+        """Each option with a default value says it in its help ("default: ..."), in every subcommand."""
+        missing = []
+        for action in subcommand_parsers()[command]._actions:
+            quiet = action.default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._CountAction)
+            if action.option_strings and not quiet and "default" not in (action.help or ""):
+                missing.append(action.option_strings[0])
+        assert not missing, f"bfxsync {command}: no default shown for {missing}"
