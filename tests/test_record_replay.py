@@ -267,6 +267,30 @@ class TestRecorderNeverDies:
         assert [line.frame for line in lines[:10]] == [f"[1,{n}]" for n in range(10)]
         assert lines[10].direction == "dropped" and lines[10].fields == {"lines": 15} and len(lines) == 11
 
+    def test_rotation_that_fails_stops_recording_once(self, tmp_path, monkeypatch, caplog):
+        """A rotation that cannot rename the file: one error, recording stops, no new file, the written lines kept."""
+        def refuse(source, target):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+        monkeypatch.setattr(engine_recording.os, "replace", refuse)
+        path = tmp_path / "r.jsonl"
+        recorder = Recorder(path, max_bytes=4096, backups=2, flush_interval=0.05)
+        recorder.start()
+        try:
+            with caplog.at_level(logging.ERROR, logger="bfxsync"):
+                for n in range(40):
+                    recorder.append((1000.0 + n, 1, "in", "[1," + "1" * 300 + "]", None))
+                assert wait_until(lambda: recorder.stopped, 10)
+                recorder.append((2000.0, 1, "in", "[1,2]", None))  # ignored from now on
+            assert recorder.thread().is_alive() and recorder.stats()["record_stopped"] == 1
+        finally:
+            recorder.close()
+        assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]
+        times = [line.t for line in lines_of(path) if line.direction == "in"]
+        assert times == [1000.0 + n for n in range(len(times))] and 0 < len(times) < 40
+        assert recorder.written == len(times)
+        assert len([r for r in caplog.records if "stopped" in r.getMessage()]) == 1
+
     def test_disk_full_mid_line_stops_recording_once_and_the_client_goes_on(self, tmp_path, monkeypatch, make_client,
                                                                              emulator, caplog):
         """ENOSPC in the middle of a line: one error, recording stops, the client keeps its data, close() raises

@@ -164,7 +164,9 @@ class Recorder:
             self._drain()
         except Exception:  # noqa: BLE001 - anything: the writer must outlive it
             self.errors += 1
-            logger.exception("recording to %s: unexpected error; the recorder goes on", self.path)
+            if self.errors == 1:
+                logger.exception("recording to %s: unexpected error (counted in stats()['record_errors']); "
+                                 "the recorder goes on", self.path)
 
     def _drain(self) -> None:
         queue = self.queue
@@ -183,6 +185,8 @@ class Recorder:
         try:
             for line in lines:
                 self._write(line)
+                if self._file is None:  # a rotation could not close or reopen it: recording stopped
+                    return
             if self._file is not None:
                 self._file.flush()
         except OSError as err:  # a full disk must not take the client down with it
@@ -224,8 +228,9 @@ class Recorder:
         size = len(line.encode("utf-8")) if not line.isascii() else len(line)
         if self._size + size > self.max_bytes and self.written:
             self._rotate()
-        if self._file is not None:
-            self._file.write(line)
+        if self._file is None:
+            return
+        self._file.write(line)
         self._size += size
         self.written += 1
 
@@ -240,6 +245,8 @@ class Recorder:
 
     def _rotate(self) -> None:
         self._close_file()
+        if self.stopped:
+            return
         if self.backups > 0:
             for number in range(self.backups - 1, 0, -1):
                 older = f"{self.path}.{number}"
