@@ -267,6 +267,26 @@ class TestRecorderNeverDies:
         assert [line.frame for line in lines[:10]] == [f"[1,{n}]" for n in range(10)]
         assert lines[10].direction == "dropped" and lines[10].fields == {"lines": 15} and len(lines) == 11
 
+    def test_reader_drops_past_the_bound_and_the_client_goes_on(self, tmp_path, emulator):
+        """Frames beyond the recorder's bound are dropped by the reader thread and counted; delivery is untouched;
+        the file marks the gap."""
+        path = tmp_path / "full-queue.jsonl"
+        client = bfxsync.Client(emulator.url, FAST, record=str(path))
+        client._recorder.max_queued, client._recorder.flush_interval = 20, 60.0  # drained only at close
+        try:
+            client.start()
+            updates = []
+            book = client.subscribe_book("tBTCUSD", on_data=updates.append)
+            assert wait_until(lambda: client.stats()["record_dropped"] >= 30, 20)
+            seen = len(updates)
+            assert wait_until(lambda: len(updates) >= seen + 5, 10) and book.wait_synced(10).synced
+            assert client.stats()["record_queued"] == 20
+        finally:
+            client.close()
+        lines = [line for line in lines_of(path) if line.direction != "meta"]
+        assert len(lines) == 21 and lines[-1].direction == "dropped"
+        assert lines[-1].fields["lines"] == client.stats()["record_dropped"] >= 30
+
     def test_rotation_that_fails_stops_recording_once(self, tmp_path, monkeypatch, caplog):
         """A rotation that cannot rename the file: one error, recording stops, no new file, the written lines kept."""
         def refuse(source, target):
