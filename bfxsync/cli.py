@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = common.add_mutually_exclusive_group()
     where.add_argument("--url", default=protocol.PUBLIC_URL, help="WebSocket endpoint (default: %(default)s)")
     where.add_argument("--emulator", action="store_true", help="start the embedded emulator and use it (offline)")
-    common.add_argument("--seconds", type=float, metavar="N", help="exit (status 0) after N seconds")
+    common.add_argument("--seconds", type=float, metavar="N", help="exit (status 0) after N seconds (default: until Ctrl-C)")
     common.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                         help="give up (status 1) if not connected within S seconds (default: %(default)s)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
@@ -71,14 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--len", default="25", help="levels subscribed per side: 1, 25, 100, 250 (default: %(default)s)")
     book.add_argument("--depth", type=_positive_int, default=10, help="rows shown per side (default: %(default)s)")
     book.add_argument("--display", choices=("auto", "rich", "ansi", "lines"), default="auto",
-                      help="auto: rich table (or ANSI redraw without rich) on a terminal, a line a second otherwise")
+                      help="auto: rich table (or ANSI redraw without rich) on a terminal, a line a second otherwise "
+                           "(default: %(default)s)")
 
     commands.add_parser("ticker", parents=[common], help="one line per ticker update").add_argument("symbol")
     commands.add_parser("trades", parents=[common], help="one line per trade (times in UTC)").add_argument("symbol")
     candles = commands.add_parser("candles", parents=[common], help="one line per candle update (times in UTC)")
     candles.add_argument("symbol")
     candles.add_argument("--timeframe", default="1m", help=f"{' '.join(protocol.CANDLE_TIMEFRAMES)} (default: %(default)s)")
-    candles.add_argument("--period", type=int, help="funding period in days (funding symbols only, e.g. 30)")
+    candles.add_argument("--period", type=int, help="funding period in days (funding symbols only, e.g. 30; "
+                                                     "required for them)")
     cli_account.add_commands(commands, common)
     cli_record.add_commands(commands, common)
     return parser

@@ -31,6 +31,9 @@ from .cli_book import TICK, _rich_available
 COMMANDS = ("account", "order")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 ENV_KEY, ENV_SECRET = "BFX_API_KEY", "BFX_API_SECRET"
+#: The end of ``account --help`` and ``order --help``.
+_CREDENTIALS = (f"The API key and secret are read from the environment variables {ENV_KEY} and {ENV_SECRET}; "
+                "with --emulator, the emulator's demo account is used instead.")
 #: How long ``order`` waits, after the answer, for the order to close (a market order fills at once).
 SETTLE_GRACE = 0.5
 #: The account snapshots ``account`` waits for before showing anything.
@@ -49,12 +52,15 @@ class _Failure(Exception):
 
 def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     """Add ``account`` (with the shared ``common`` options) and ``order`` to the subcommands."""
-    account = commands.add_parser("account", parents=[common], help="live wallets, positions and open orders")
+    account = commands.add_parser("account", parents=[common], help="live wallets, positions and open orders",
+                                  description="Your wallets, positions and open orders, live.", epilog=_CREDENTIALS)
     account.add_argument("--once", action="store_true", help="print one snapshot and exit")
     account.add_argument("--display", choices=("auto", "rich", "ansi", "lines"), default="auto",
-                         help="auto: a table redrawn in place on a terminal, a summary line a second otherwise")
+                         help="auto: a table redrawn in place on a terminal, a summary line a second otherwise "
+                              "(default: %(default)s)")
 
-    order = commands.add_parser("order", help="place one order and print its outcome")
+    order = commands.add_parser("order", help="place one order and print its outcome",
+                                description="Place one order and print its outcome.", epilog=_CREDENTIALS)
     where = order.add_mutually_exclusive_group()
     where.add_argument("--url", default=protocol.PUBLIC_URL,
                        help=f"WebSocket endpoint (default: the exchange, whose account endpoint is {protocol.AUTH_URL})")
@@ -69,7 +75,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     order.add_argument("--reduce-only", action="store_true", help="only reduce a margin position")
     order.add_argument("--cid", type=int, help="client order id (default: a unique millisecond timestamp)")
     order.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                       help="give up (status 1) after S seconds to authenticate, and again for the answer")
+                       help="give up (status 1) after S seconds to authenticate, and again for the answer "
+                            "(default: %(default)s)")
     order.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
 
 

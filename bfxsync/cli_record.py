@@ -3,9 +3,9 @@
     bfxsync record --out session.jsonl --seconds 60 book:tBTCUSD trades:tBTCUSD ticker:fUSD
     bfxsync replay session.jsonl --port 8765 --speed 10     # prints ws://127.0.0.1:8765/ws/2
 
-Subscriptions are ``CHANNEL:ARGS``: ``book:SYMBOL[:PREC[:LEN[:FREQ]]]`` (``book:tBTCUSD:P0:25``),
-``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY`` (``candles:trade:1m:tBTCUSD``) and
-``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
+Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LEN[:FREQ]]]``
+(``book:tBTCUSD:P0:25``, ``book:tSHIB:USD``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
+(``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
 :mod:`bfxsync.recording`; credentials never reach it.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, List
 
 import bfxsync
 
+from .specs import parse_spec
+
 #: The subcommands this module runs.
 COMMANDS = ("record", "replay")
 
@@ -29,41 +31,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     record.add_argument("--out", required=True, metavar="PATH", help="the recording to write (replaced if it exists)")
     record.add_argument("subscriptions", nargs="+", metavar="SUBSCRIPTION",
                         help="book:tBTCUSD[:P0[:25[:F0]]], trades:tETHUSD, ticker:fUSD, candles:trade:1m:tBTCUSD, "
-                             "status:deriv:tBTCF0:USTF0")
+                             "status:deriv:tBTCF0:USTF0; symbols may contain a colon (book:tSHIB:USD:P0)")
     replay = commands.add_parser("replay", help="serve a recording on a local emulator (prints its URL)")
     replay.add_argument("path", help="a recording (bfxsync record, Client(record=...))")
     replay.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     replay.add_argument("--port", type=int, default=0, help="port to listen on (default: any free one)")
     replay.add_argument("--speed", type=float, default=1.0,
                         help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible (default: %(default)s)")
-    replay.add_argument("--seconds", type=float, metavar="N", help="stop serving after N seconds")
+    replay.add_argument("--seconds", type=float, metavar="N", help="stop serving after N seconds (default: until Ctrl-C)")
     replay.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
-
-
-def parse_subscription(text: str) -> Any:
-    """The spec a ``CHANNEL:ARGS`` argument names.
-
-    Raises:
-        ValueError: an unknown channel or bad arguments (the spec classes say what is wrong).
-    """
-    channel, _, rest = text.partition(":")
-    if not rest:
-        raise ValueError(f"subscription {text!r}: expected CHANNEL:ARGS, e.g. book:tBTCUSD or trades:tETHUSD")
-    if channel == "book":
-        parts = rest.split(":")
-        if len(parts) > 4:
-            raise ValueError(f"subscription {text!r}: expected book:SYMBOL[:PREC[:LEN[:FREQ]]]")
-        symbol, prec, length, freq = parts + ["P0", "25", "F0"][len(parts) - 1:]
-        return bfxsync.BookSpec(symbol, prec, freq, length)
-    if channel == "ticker":
-        return bfxsync.TickerSpec(rest)
-    if channel == "trades":
-        return bfxsync.TradesSpec(rest)
-    if channel == "candles":
-        return bfxsync.CandlesSpec(rest)
-    if channel == "status":
-        return bfxsync.StatusSpec(rest)
-    raise ValueError(f"subscription {text!r}: unknown channel {channel!r} (book, ticker, trades, candles, status)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(args)
     try:
-        specs = [parse_subscription(text) for text in args.subscriptions]
+        specs = [parse_spec(text) for text in args.subscriptions]
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from None
     return _record(args, specs)
 
 
 def _record(args: argparse.Namespace, specs: List[Any]) -> int:
-    from .cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, _connect, _subscribe
+    from .cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _connect, _subscribe
 
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     with contextlib.ExitStack() as stack:
@@ -96,10 +72,11 @@ def _record(args: argparse.Namespace, specs: List[Any]) -> int:
         print(f"bfxsync: recording {len(specs)} subscription(s) from {url} to {args.out}"
               + ("" if deadline is None else f" for {args.seconds:g} s") + "; Ctrl-C stops", file=sys.stderr, flush=True)
         try:
-            client.run_forever(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            interrupted = client.run_forever(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except bfxsync.BfxError as err:
             raise CliError(f"recording ended: {err}", EXIT_FAILURE) from None
-    return EXIT_OK
+    # run_forever takes Ctrl-C over (to close cleanly) and says so; the status is every command's.
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -175,13 +175,17 @@ class Client(ClientCallbacks):
             raise BfxTimeoutError(f"not connected to {self.url} within {timeout:g} s{self._pool.failure_hint()}")
         return self
 
-    def run_forever(self, timeout: Optional[float] = None) -> None:
+    def run_forever(self, timeout: Optional[float] = None) -> bool:
         """Block until :meth:`close` (from a callback or another thread), Ctrl-C, or ``timeout`` seconds.
 
         The client is closed and its threads joined when this returns. Ctrl-C (even
         twice in a row) ends it quietly. If the client ended because of a fatal problem
         (another API version, a lost connection with ``reconnect=False``, a callback that
         raised ``SystemExit``), that error is raised.
+
+        Returns:
+            True if Ctrl-C ended it (a program then exits with status 130, the shell's
+            convention for SIGINT), False after ``timeout`` or :meth:`close`.
         """
         self._pool.refuse_wait("run_forever")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -201,8 +205,10 @@ class Client(ClientCallbacks):
                         interrupts.seen = True
         if interrupts.seen:
             logger.info("bfxsync: interrupted; closed")
-        elif self._runtime.fatal is not None:
+            return True
+        if self._runtime.fatal is not None:
             raise self._runtime.fatal
+        return False
 
     def wait_authenticated(self, timeout: float = 10.0) -> "Client":
         """Block until the account connection authenticated and its wallet snapshot arrived.
@@ -251,10 +257,15 @@ class Client(ClientCallbacks):
         Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
         ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
         ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
+        Recording (``record=PATH``): ``record_written``, ``record_dropped``,
+        ``record_errors``, ``record_queued`` and ``record_stopped``.
 
         Per-connection figures: :meth:`connections`.
         """
-        return self._pool.stats()
+        stats = self._pool.stats()
+        if self._recorder is not None:
+            stats.update(self._recorder.stats())
+        return stats
 
     def connections(self) -> List[ConnectionInfo]:
         """Every open connection: number, url, state, subscriptions, last frame age and its own counters."""

@@ -19,16 +19,24 @@ Credentials never reach the file: :func:`redact` runs on every frame before it i
 written. Reading (:func:`read_recording`) also accepts a plain text log with one
 ``DIRECTION TIMESTAMP: FRAME`` line per frame (``in``/``recv``/``<`` or
 ``out``/``send``/``>``; epoch seconds or milliseconds, or ISO 8601), as other tools write.
+
+The recorder may also write lines that carry no frame: ``dropped`` (``lines``: how many
+frames its full queue could not take, at that point) and ``error`` (``of``: the
+direction of a frame it could not redact or format, ``error``: why; the frame itself is
+left out, since it may hold a secret). Readers skip what they do not use.
 """
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from attrs import frozen
+
+logger = logging.getLogger("bfxsync")
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "REDACTED", "RecordedFrame", "format_frame", "format_meta", "parse_line",
@@ -83,10 +91,11 @@ def redact(text: str, outbound: bool) -> str:
     if not any(word in text for word in _SUSPECT):
         return text  # every channel frame and almost every event: nothing to parse
     try:
-        value = json.loads(text)
-    except ValueError:
-        return json.dumps(REDACTED)  # cannot tell what is in it: keep none of it
-    cleaned, changed = _clean(value, outbound)
+        cleaned, changed = _clean(json.loads(text), outbound)
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the parser or _clean can follow (a hostile
+        # frame of thousands of brackets): cannot tell what is in it, so keep none of it.
+        return json.dumps(REDACTED)
     return json.dumps(cleaned, separators=(",", ":")) if changed else text
 
 
@@ -133,7 +142,8 @@ def parse_line(line: str) -> Optional[RecordedFrame]:
     """One line of a recording (JSON Lines, or a plain ``DIRECTION TIMESTAMP: FRAME`` log); None if blank.
 
     Raises:
-        ValueError: the line is neither.
+        ValueError: the line is neither, or a JSON line's ``t``, ``conn``, ``dir`` or
+            ``frame`` has the wrong type (``"t": null``, say).
     """
     line = line.strip()
     if not line:
@@ -141,18 +151,31 @@ def parse_line(line: str) -> Optional[RecordedFrame]:
     if line.startswith("{"):
         try:
             data = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and "dir" in data and "t" in data:
-            fields = {k: v for k, v in data.items() if k not in ("t", "conn", "dir", "frame")}
-            return RecordedFrame(float(data["t"]), int(data.get("conn", 1)), str(data["dir"]),
-                                 str(data.get("frame", "")), fields)
+            return _json_line(data)
     match = _PLAIN.match(line)
     if match is None:
         raise ValueError(f"not a recording line: {line[:100]!r}")
     word, stamp, frame = match.groups()
     direction = "in" if word.lower() in _INBOUND else "out"
     return RecordedFrame(_timestamp(stamp.rstrip(":")), 1, direction, frame, {})
+
+
+def _json_line(data: Dict[str, Any]) -> RecordedFrame:
+    t, conn, direction, frame = data["t"], data.get("conn", 1), data["dir"], data.get("frame", "")
+    # bool is an int subclass: "t": true is as wrong as "t": null.
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise ValueError(f"'t' must be a number of seconds, not {t!r}")
+    if isinstance(conn, bool) or not isinstance(conn, int):
+        raise ValueError(f"'conn' must be a connection number, not {conn!r}")
+    if not isinstance(direction, str):
+        raise ValueError(f"'dir' must be a string, not {direction!r}")
+    if not isinstance(frame, str):
+        raise ValueError(f"'frame' must be the frame's text (a JSON string), not {type(frame).__name__}")
+    fields = {k: v for k, v in data.items() if k not in ("t", "conn", "dir", "frame")}
+    return RecordedFrame(float(t), conn, direction, frame, fields)
 
 
 def _timestamp(text: str) -> float:
@@ -185,6 +208,10 @@ def read_recording(path: Union[str, "os.PathLike[str]"], include_rotated: bool =
     With ``include_rotated`` the files rotated away before it (``path.N`` ... ``path.1``)
     come first, so subscriptions acknowledged in an older file are still known.
 
+    A last line cut short (no newline, and not a whole line: the disk filled up, or the
+    process died, while it was being written) is skipped with a warning; every complete
+    line before it is read.
+
     Raises:
         ValueError: a line is not a recording line (the message names the file and line).
     """
@@ -195,6 +222,11 @@ def read_recording(path: Union[str, "os.PathLike[str]"], include_rotated: bool =
                 try:
                     frame = parse_line(line)
                 except ValueError as err:
+                    # Only the last line can lack its newline; only there is "cut short" the likely cause.
+                    if not line.endswith("\n"):
+                        logger.warning("%s:%d: skipped an incomplete last line (%d characters; the recording "
+                                       "was cut while it was written)", name, number, len(line))
+                        continue
                     raise ValueError(f"{name}:{number}: {err}") from None
                 if frame is not None:
                     yield frame

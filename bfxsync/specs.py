@@ -3,6 +3,7 @@
 A spec is checked when it is built, so a bad symbol, precision, frequency, length or
 candle key raises ``ValueError`` before anything is sent. Two specs that mean the same
 subscription compare equal, which is how subscribing twice returns the same handle.
+:func:`parse_spec` reads the ``CHANNEL:ARGS`` text the command line takes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ _CANDLE_KEY = re.compile(
     r"(?::a(?P<aggr>[0-9]+):p(?P<start>[0-9]+):p(?P<end>[0-9]+)|:p(?P<period>[0-9]+))?$"
 )
 _STATUS_KEY = re.compile(r"^(?:deriv:t[A-Z0-9]{3,}(?::[A-Z0-9]{2,})?|liq:global)$")
+# What starts the options of a book spec: a precision (P0, R0, or a wrong one such as P9,
+# so that it is reported as a precision), a length or a frequency. No part of a symbol
+# after its colon looks like that (tSHIB:USD, tBTCF0:USTF0), so a symbol may hold colons.
+_BOOK_OPTION = re.compile(r"^(?:[PR][0-9]+|[0-9]+|F[0-9]+)$")
 
 
 def check_symbol(symbol: str) -> str:
@@ -147,6 +152,40 @@ class StatusSpec:
 
 
 Spec = Union[TickerSpec, TradesSpec, BookSpec, CandlesSpec, StatusSpec]
+
+
+def parse_spec(text: str) -> Spec:
+    """The spec a ``CHANNEL:ARGS`` text names (the ``bfxsync record`` arguments).
+
+    ``book:SYMBOL[:PREC[:LEN[:FREQ]]]`` (``book:tBTCUSD``, ``book:tSHIB:USD:P1:100``,
+    ``book:tBTCF0:USTF0:R0:25:F1``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
+    (``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``).
+    A symbol may contain a colon: in a book spec the options start at the first part
+    that is a precision, a number or a frequency.
+
+    Raises:
+        ValueError: an unknown channel or bad arguments (the spec classes say what is wrong).
+    """
+    channel, _, rest = text.partition(":")
+    if not rest:
+        raise ValueError(f"subscription {text!r}: expected CHANNEL:ARGS, e.g. book:tBTCUSD or trades:tETHUSD")
+    if channel == "book":
+        parts = rest.split(":")
+        start = next((n for n in range(1, len(parts)) if _BOOK_OPTION.match(parts[n])), len(parts))
+        options = parts[start:]
+        if len(options) > 3:
+            raise ValueError(f"subscription {text!r}: expected book:SYMBOL[:PREC[:LEN[:FREQ]]]")
+        prec, length, freq = options + ["P0", "25", "F0"][len(options):]
+        return BookSpec(":".join(parts[:start]), prec, freq, length)
+    if channel == "ticker":
+        return TickerSpec(rest)
+    if channel == "trades":
+        return TradesSpec(rest)
+    if channel == "candles":
+        return CandlesSpec(rest)
+    if channel == "status":
+        return StatusSpec(rest)
+    raise ValueError(f"subscription {text!r}: unknown channel {channel!r} (book, ticker, trades, candles, status)")
 
 
 def candle_key(timeframe: str, symbol: str, period: Union[int, None] = None) -> str:

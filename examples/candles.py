@@ -12,7 +12,7 @@ import sys
 import bfxsync
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Follow the candles of one symbol.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
     parser.add_argument("--timeframe", default="1m", help="1m 5m 15m 30m 1h ... 1M (default: %(default)s)")
@@ -45,11 +45,11 @@ def main() -> None:
                       f"close {c.close:g}  volume {c.volume:.4f}", flush=True)
 
         client.subscribe_candles(args.symbol, args.timeframe, on_data=show)
-        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
+        return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over
         sys.exit(130)

@@ -76,5 +76,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:  # Ctrl-C: leaving the with block closed the client
+    except KeyboardInterrupt:  # Ctrl-C (leaving the with block closed the client): 130, as the shell does
         sys.exit(130)

@@ -11,7 +11,7 @@ import sys
 import bfxsync
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Four channels of two symbols on one connection.")
     parser.add_argument("symbols", nargs="*", default=["tBTCUSD", "tETHUSD"], help="(default: tBTCUSD tETHUSD)")
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
@@ -62,11 +62,11 @@ def main() -> None:
             client.subscribe_trades(symbol)
             client.subscribe_candles(symbol, "1m")
             books[symbol] = client.subscribe_book(symbol)
-        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
+        return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over
         sys.exit(130)

@@ -40,21 +40,19 @@ def main() -> None:
         client.on_checksum_mismatch(lambda event: print(f"checksum mismatch (server {event.server}, "
                                                         f"local {event.local}); rebuilding the book"))
         book = client.subscribe_book(args.symbol, prec="P0", length=25).wait_synced(timeout=15)
-        try:
-            while deadline is None or time.monotonic() < deadline:
-                bid, ask = book.best_bid(), book.best_ask()  # safe to read from any thread
-                if bid and ask:
-                    print(f"{args.symbol}  bid {bid.price:g} x {bid.amount:.4f}  ask {ask.price:g} x {-ask.amount:.4f}  "
-                          f"spread {book.spread():g}  {'synced' if book.synced else 'RESYNCING'}  "
-                          f"checksums ok {book.checks_passed} failed {book.checks_failed}  resyncs {book.resyncs}",
-                          flush=True)
-                time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
-        except KeyboardInterrupt:
-            pass  # Ctrl-C: leaving the with block closes the client
+        # Ctrl-C raises KeyboardInterrupt here: leaving the with block closes the client.
+        while deadline is None or time.monotonic() < deadline:
+            bid, ask = book.best_bid(), book.best_ask()  # safe to read from any thread
+            if bid and ask:
+                print(f"{args.symbol}  bid {bid.price:g} x {bid.amount:.4f}  ask {ask.price:g} x {-ask.amount:.4f}  "
+                      f"spread {book.spread():g}  {'synced' if book.synced else 'RESYNCING'}  "
+                      f"checksums ok {book.checks_passed} failed {book.checks_failed}  resyncs {book.resyncs}",
+                      flush=True)
+            time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))
 
 
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+    except KeyboardInterrupt:  # Ctrl-C: 130, the shell's convention for SIGINT
         sys.exit(130)

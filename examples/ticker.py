@@ -11,7 +11,7 @@ import sys
 import bfxsync
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Print every ticker update of one symbol.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
@@ -40,11 +40,11 @@ def main() -> None:
                   f"24h {t.daily_change_relative:+.2%}  volume {t.volume:.2f}", flush=True)
 
         client.subscribe_ticker(args.symbol, on_data=show)
-        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
+        return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over
         sys.exit(130)

@@ -1,7 +1,6 @@
 """A tkinter window showing a live, checksum-verified order book.
 
-Tk may only be touched from its main loop's thread. bfxsync keeps the book on its reader
-thread; the window polls it with ``root.after()`` (book reads are thread-safe).
+Tk may only be touched from its main loop's thread: the window polls the book with ``root.after()``.
 
     python examples/tk_book.py tBTCUSD                  # live Bitfinex, until the window is closed
     python examples/tk_book.py --emulator --seconds 10  # offline; closes itself after 10 s
@@ -11,24 +10,21 @@ import contextlib
 import itertools
 import logging
 import signal
-import sys
 
 import bfxsync
 
-try:
-    import tkinter as tk
-    from tkinter import ttk
-except ImportError as err:  # Debian's python3 has no tkinter without python3-tk
-    sys.exit(f"tk_book.py needs tkinter (Debian, Ubuntu: apt install python3-tk): {err}")
 
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="A live order book in a tkinter window.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
     parser.add_argument("--seconds", type=float, help="close the window after N seconds")
     parser.add_argument("--depth", type=int, default=12, help="rows per side (default: %(default)s)")
     args = parser.parse_args()
+    try:  # after the arguments: --help works without tkinter
+        from tkinter import TclError, Tk, ttk
+    except ImportError as err:  # Debian's python3 has no tkinter without python3-tk
+        parser.exit(1, f"{parser.prog} needs tkinter (Debian, Ubuntu: apt install python3-tk): {err}\n")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("bfxsync").setLevel(logging.INFO)  # connects, reconnects, connection problems
 
@@ -41,9 +37,12 @@ def main() -> None:
                 parser.exit(2, f'{parser.prog}: --emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})\n')
             logging.getLogger("bfxsync.emulator").setLevel(logging.WARNING)
             where["url"] = stack.enter_context(Emulator(symbols=(args.symbol,))).url  # serves any symbol
+        try:
+            root = Tk()
+        except TclError as err:  # no $DISPLAY, or no X server there
+            parser.exit(1, f"{parser.prog}: cannot open a window: {err}\n")
         client = stack.enter_context(bfxsync.Client(**where))
         book = client.subscribe_book(args.symbol, prec="P0", length=25)
-        root = tk.Tk()
         root.title(f"bfxsync {args.symbol} order book")
         best = ttk.Label(root, font=("TkFixedFont", 14, "bold"), padding=6)
         columns = ("bid size", "bid", "ask", "ask size")
@@ -54,7 +53,8 @@ def main() -> None:
         status = ttk.Label(root, padding=6)
         for widget in (best, table, status):
             widget.pack(fill="x")
-        signal.signal(signal.SIGINT, lambda *_: root.after_idle(root.destroy))  # Ctrl-C closes the window
+        interrupted = []  # Ctrl-C closes the window; the exit status is then 130
+        signal.signal(signal.SIGINT, lambda *_: interrupted.append(root.after_idle(root.destroy)))
         frames = itertools.count()
 
         def refresh() -> None:  # runs on the Tk main loop, 4 times a second
@@ -71,15 +71,15 @@ def main() -> None:
                 print(f"[window] {args.symbol} {top} | {len(bids)}x{len(asks)} rows | {state} | "
                       f"checksums ok {book.checks_passed}", flush=True)
             root.after(250, refresh)
-
         refresh()
         if args.seconds is not None:
             root.after(int(args.seconds * 1000), root.destroy)
         root.mainloop()  # returns once the window is closed; leaving the with block closes the client
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
     try:
-        main()
+        raise SystemExit(main())
     except KeyboardInterrupt:  # Ctrl-C before the window opened
-        sys.exit(130)
+        raise SystemExit(130) from None

@@ -12,7 +12,7 @@ import sys
 import bfxsync
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Print the trades of one symbol.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
@@ -44,11 +44,11 @@ def main() -> None:
                 print(f"{when:%H:%M:%S}.{trade.mts % 1000:03d} {side} {abs(trade.amount):>14.8f} @ {trade.price:g}", flush=True)
 
         client.subscribe_trades(args.symbol, on_data=show)
-        client.run_forever(args.seconds)  # blocks until Ctrl-C (or --seconds)
+        return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over
         sys.exit(130)

@@ -13,7 +13,7 @@ from decimal import Decimal
 import bfxsync
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description="Place, modify and cancel an order, then buy at market.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
     parser.add_argument("--amount", type=Decimal, default=Decimal("0.0002"), help="amount to buy (default: %(default)s)")
@@ -75,11 +75,11 @@ def main() -> None:
             parser.exit(1, f"{parser.prog}: {err}\n")
         if not filled.wait(10):
             print("no fill within 10 s")
-        client.run_forever(args.seconds)  # follow the account until Ctrl-C (or --seconds)
+        return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over: exit quietly
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before run_forever() took over
         sys.exit(130)

@@ -4,6 +4,7 @@ Every command runs for a few seconds, so they are all started at once by a modul
 fixture and each test only collects and checks its own process: the file takes about
 as long as the slowest command instead of the sum of all of them.
 """
+import argparse
 import importlib.util
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bfxsync import cli, cli_book
+from bfxsync.specs import BookSpec, CandlesSpec, StatusSpec, TickerSpec, TradesSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound for one command, startup under load included; a hang fails the test instead of the run.
@@ -32,10 +35,85 @@ def closed_port():
         return sock.getsockname()[1]
 
 
-def default_sigint():
-    # A shell's background job ignores SIGINT and children inherit that; Python then never
-    # installs its KeyboardInterrupt handler. Restore the default so Ctrl-C can be tested.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+#: Runs ``python SCRIPT ARGS`` or ``python -m MODULE ARGS`` after restoring Python's own Ctrl-C handler.
+#: A shell's background job (or nohup) ignores SIGINT and children inherit that, so Python never
+#: installs its KeyboardInterrupt handler: the child restores it itself, first thing.
+_WITH_CTRL_C = (
+    "import runpy, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "if sys.argv[0] == '-m':\n"
+    "    sys.argv = sys.argv[1:]\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def python_command(*args):
+    """The command line for ``python ARGS`` (a script path or ``-m MODULE`` first) in which Ctrl-C works."""
+    return [sys.executable, "-c", _WITH_CTRL_C, *map(str, args)]
+
+
+def child_env(**extra):
+    """Our environment with the checkout importable and unbuffered output (a pipe is block-buffered otherwise)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+class Interruptible:
+    """A child in which Ctrl-C works, interrupted (SIGINT) once a line of its output matches ``ready``.
+
+    stdout is read by a thread (never blocking the test), stderr goes to a file; the child is
+    reaped in :meth:`interrupt` (or :meth:`reap`) whatever happens.
+    """
+
+    def __init__(self, args, ready, env=None, cwd=ROOT, stream="stdout"):
+        self._ready = re.compile(ready)
+        self.lines = []
+        self.seen = threading.Event()  # the ready line, or the end of the output
+        self._err = tempfile.TemporaryFile("w+")
+        self._stream = stream
+        watched = {"stdout": subprocess.PIPE, "stderr": self._err}
+        if stream == "stderr":
+            self._out = tempfile.TemporaryFile("w+")
+            watched = {"stdout": self._out, "stderr": subprocess.PIPE}
+        self.proc = subprocess.Popen(python_command(*args), cwd=cwd, env=env or child_env(), text=True, **watched)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        pipe = self.proc.stdout if self._stream == "stdout" else self.proc.stderr
+        for line in pipe:
+            self.lines.append(line)
+            if self._ready.search(line):
+                self.seen.set()
+        self.seen.set()
+
+    def interrupt(self, timeout=TIMEOUT):
+        """Wait for the ready line, send SIGINT; (status, watched output, other output)."""
+        try:
+            assert self.seen.wait(timeout) and self.proc.poll() is None, \
+                f"never ready: {''.join(self.lines)[-2000:]}{self._read_file(self._err)[-2000:]}"
+            self.proc.send_signal(signal.SIGINT)
+            code = self.proc.wait(timeout)
+        finally:
+            self.reap()
+        other = self._read_file(self._err if self._stream == "stdout" else self._out)
+        return code, "".join(self.lines), other
+
+    def reap(self):
+        """Kill the child if it still runs, wait for it and its reader."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(10)
+
+    @staticmethod
+    def _read_file(handle):
+        handle.seek(0)
+        return handle.read()
 
 
 class Processes:
@@ -45,14 +123,12 @@ class Processes:
         self.procs, self.started, self.results = {}, {}, {}
 
     def start(self, name, *args, env=None):
-        """Start ``bfxsync ARGS`` with this environment (default: ours)."""
+        """Start ``bfxsync ARGS`` (Ctrl-C working in it) with this environment (default: ours)."""
         env = dict(os.environ if env is None else env, COLUMNS="200")  # rich wraps at 80 columns without a terminal
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         self.started[name] = time.monotonic()
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "bfxsync", *args], cwd=ROOT, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
-        )
+        self.procs[name] = subprocess.Popen(python_command("-m", "bfxsync", *args), cwd=ROOT, env=env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def result(self, name):
         """(returncode, stdout, stderr, seconds) of a finished process; a hung one is killed and fails the test."""
@@ -218,7 +294,7 @@ class TestFailures:
         assert "tBTCUSD" in first
         proc.send_signal(signal.SIGINT)
         code, _, err, _ = runs.result("interrupted")
-        assert code in (0, 130)
+        assert code == 130
         assert "Traceback" not in err
 
 
@@ -259,3 +335,76 @@ class TestInProcess:
     def test_numbers_print_exactly_without_exponent(self, value, text):
         """Prices print as the shortest exact decimal, never in exponent notation."""
         assert cli_book.num_text(value) == text
+
+
+class TestSubscriptionSpecs:
+    @pytest.mark.parametrize("text, spec", [
+        ("book:tBTCUSD", BookSpec("tBTCUSD")),
+        ("book:tSHIB:USD", BookSpec("tSHIB:USD")),
+        ("book:tBTCF0:USTF0:P0:25", BookSpec("tBTCF0:USTF0", "P0", "F0", 25)),
+        ("book:tSHIB:USD:R0:100:F1", BookSpec("tSHIB:USD", "R0", "F1", 100)),
+        ("book:tBTCUSD:P2", BookSpec("tBTCUSD", "P2")),
+        ("book:fUSD:P0:25", BookSpec("fUSD", "P0", "F0", 25)),
+        ("ticker:tSHIB:USD", TickerSpec("tSHIB:USD")),
+        ("trades:tBTCF0:USTF0", TradesSpec("tBTCF0:USTF0")),
+        ("candles:trade:1m:tSHIB:USD", CandlesSpec("trade:1m:tSHIB:USD")),
+        ("status:deriv:tBTCF0:USTF0", StatusSpec("deriv:tBTCF0:USTF0")),
+    ])
+    def test_symbols_may_contain_colons(self, text, spec):
+        """Every channel takes symbols with a colon; a book's options start at its first precision, length or frequency."""
+        assert parse_spec(text) == spec
+
+    @pytest.mark.parametrize("text, message", [
+        ("book:tBTCUSD:P9", "invalid prec 'P9'"),
+        ("book:tSHIB:USD:25", "invalid prec '25'"),
+        ("book:tSHIB:USD:P0:30", "invalid len"),
+        ("book:tSHIB:USD:P0:25:F0:9", "expected book:SYMBOL[:PREC[:LEN[:FREQ]]]"),
+        ("nope:tBTCUSD", "unknown channel 'nope'"),
+        ("book", "expected CHANNEL:ARGS"),
+    ])
+    def test_bad_specs_say_what_is_wrong(self, text, message):
+        """A wrong option is reported as that option, never as a symbol or a precision it is not."""
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_spec(text)
+
+
+class TestCtrlC:
+    def test_record_exits_130_and_keeps_the_file(self, tmp_path):
+        """bfxsync record interrupted by Ctrl-C: status 130 like every command, no traceback, the recording complete."""
+        path = tmp_path / "interrupted.jsonl"
+        child = Interruptible(["-m", "bfxsync", "record", "--emulator", "--out", path, "book:tBTCUSD"],
+                              ready=r"^bfxsync: recording 1 subscription", stream="stderr")
+        code, err, out = child.interrupt()
+        assert code == 130, err
+        assert "Traceback" not in err and out == ""
+        from bfxsync.recording import read_recording
+        lines = list(read_recording(path))
+        assert any('"subscribed"' in line.frame for line in lines) and lines[-1].direction == "close"
+
+
+def subcommand_parsers():
+    """Every subcommand's parser, by name."""
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices
+
+
+class TestHelp:
+    @pytest.mark.parametrize("command", ["account", "order"])
+    def test_credentials_commands_name_the_environment_variables(self, command, capsys):
+        """account --help and order --help say the key and secret come from BFX_API_KEY and BFX_API_SECRET."""
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        assert exit_info.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+        assert "BFX_API_KEY" in out and "BFX_API_SECRET" in out and "--emulator" in out
+
+    @pytest.mark.parametrize("command", sorted(subcommand_parsers()))
+    def test_every_default_is_shown(self, command):
+        """Each option with a default value says it in its help ("default: ..."), in every subcommand."""
+        missing = []
+        for action in subcommand_parsers()[command]._actions:
+            quiet = action.default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._CountAction)
+            if action.option_strings and not quiet and "default" not in (action.help or ""):
+                missing.append(action.option_strings[0])
+        assert not missing, f"bfxsync {command}: no default shown for {missing}"

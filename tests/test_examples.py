@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from test_cli import Interruptible
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 #: Upper bound for one script, startup under load included; a hang fails the test instead of the run.
@@ -102,6 +104,35 @@ def test_example_runs_offline_and_prints_data(runs, name):
     for pattern in EXPECTED[name]:
         assert re.search(pattern, out, re.M), f"{name}: no line matches {pattern!r} in:\n{out[-3000:]}"
     assert "[error" not in out
+
+
+@pytest.fixture(scope="module")
+def interrupted():
+    """Every example started without --seconds, each interrupted (SIGINT) once it prints its last expected kind of line.
+
+    Started together (each waits for its own line), collected one by one; every child is reaped.
+    """
+    children = {name: Interruptible([EXAMPLES / name, "--emulator"], ready=EXPECTED[name][-1]) for name in EXPECTED}
+    results = {}
+
+    def result(name):
+        if name not in results:
+            results[name] = children[name].interrupt()
+        return results[name]
+
+    try:
+        yield result
+    finally:
+        for child in children.values():
+            child.reap()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_ctrl_c_exits_130(interrupted, name):
+    """Ctrl-C while the example runs: status 130 (as every example and the CLI), the client closed, no traceback."""
+    code, out, err = interrupted(name)
+    assert code == 130, err
+    assert unexpected_stderr(err) == "", err
 
 
 def test_every_example_is_tested():

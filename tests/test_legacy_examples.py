@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from test_cli import Interruptible, child_env
 from test_examples import unexpected_stderr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +130,50 @@ def test_tk_book_shows_a_verified_book_in_a_real_window(display, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_tk_book_ctrl_c_exits_130(display):
+    """Ctrl-C closes the window and the example exits 130, like every example and the CLI, without a traceback."""
+    child = Interruptible([ROOT / "examples" / "tk_book.py", "--emulator"], env=child_env(DISPLAY=display),
+                          ready=r"^\[window\] tBTCUSD bid \d+.* \| synced \|")
+    code, out, err = child.interrupt()
+    assert code == 130, err
+    assert unexpected_stderr(err) == "", err
+
+
+def test_tk_book_without_a_display_says_so_in_one_line():
+    """No X display: one line saying the window cannot open, status 1, no traceback."""
+    require(importlib.util.find_spec("_tkinter") is not None,
+            f"tkinter is not available in {sys.executable} (Debian: apt-get install python3-tk)")
+    env = child_env()
+    env.pop("DISPLAY", None)
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "tk_book.py"), "--emulator", "--seconds", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("tk_book.py: cannot open a window: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+@pytest.fixture
+def without_tkinter(tmp_path):
+    """A PYTHONPATH entry whose ``tkinter`` cannot be imported, as on Debian without python3-tk."""
+    (tmp_path / "tkinter").mkdir()
+    (tmp_path / "tkinter" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named '_tkinter'\", name='_tkinter')\n")
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join((str(tmp_path), env["PYTHONPATH"]))
+    return env
+
+
+def test_tk_book_help_works_without_tkinter(without_tkinter):
+    """--help needs no tkinter: the usage, status 0."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "tk_book.py"), "--help"], cwd=ROOT,
+                          env=without_tkinter, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: tk_book.py") and proc.stderr == ""
+
+
+def test_tk_book_without_tkinter_says_so_in_one_line(without_tkinter):
+    """Without tkinter the example stops with one line naming the package to install, status 1."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "tk_book.py"), "--emulator"], cwd=ROOT,
+                          env=without_tkinter, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and "needs tkinter" in proc.stderr and "python3-tk" in proc.stderr

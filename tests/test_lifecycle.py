@@ -191,6 +191,8 @@ def test_internal_errors_are_not_counted_as_bad_input(emulator, make_client, mon
 
 _DOUBLE_CTRL_C = textwrap.dedent("""
     import signal
+    # First: the test run's parent may ignore SIGINT (nohup, a background job), and children inherit that.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import threading
     import time
     import bfxsync
@@ -221,18 +223,25 @@ def test_double_ctrl_c_closes_quietly():
     """Two SIGINTs in a row (an impatient Ctrl-C; `timeout -s INT` sends two) close the client
     quietly: no hang, no traceback."""
     runs = []
-    for gap in (0.0, 0.001, 0.005, 0.02, 0.05, 0.1):
-        runs.append((gap, subprocess.Popen([sys.executable, "-c", _DOUBLE_CTRL_C], stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})))
-    for _, proc in runs:
-        assert proc.stdout.readline().strip() == "ready"
-    for gap, proc in runs:
-        proc.send_signal(signal.SIGINT)
-        time.sleep(gap)  # the gap between the two interrupts is what varies
-        proc.send_signal(signal.SIGINT)
-    for gap, proc in runs:
-        out, err = proc.communicate(timeout=15)
-        assert "Traceback" not in err and "ESCAPED" not in out and "LEAK" not in out, (gap, out, err)
-        # -2: a second interrupt that arrived after the script ended, during interpreter shutdown.
-        assert proc.returncode in (0, -signal.SIGINT), (gap, proc.returncode, out, err)
-        assert "closed" in out or "late interrupt" in out, (gap, out, err)
+    try:
+        for gap in (0.0, 0.001, 0.005, 0.02, 0.05, 0.1):
+            runs.append((gap, subprocess.Popen([sys.executable, "-c", _DOUBLE_CTRL_C], stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True,
+                                               env={**os.environ, "PYTHONUNBUFFERED": "1"})))
+        for _, proc in runs:
+            assert proc.stdout.readline().strip() == "ready"
+        for gap, proc in runs:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(gap)  # the gap between the two interrupts is what varies
+            proc.send_signal(signal.SIGINT)
+        for gap, proc in runs:
+            out, err = proc.communicate(timeout=15)
+            assert "Traceback" not in err and "ESCAPED" not in out and "LEAK" not in out, (gap, out, err)
+            # -2: a second interrupt that arrived after the script ended, during interpreter shutdown.
+            assert proc.returncode in (0, -signal.SIGINT), (gap, proc.returncode, out, err)
+            assert "closed" in out or "late interrupt" in out, (gap, out, err)
+    finally:  # pass or fail, no child is left running
+        for _, proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()

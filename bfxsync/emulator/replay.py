@@ -282,7 +282,16 @@ class Replay:
         return sum(len(found) for found in self.episodes.values())
 
     def wait_finished(self, timeout: float) -> bool:
-        """Wait until every recorded episode has been played out (or unsubscribed) on some connection."""
+        """Wait until every recorded episode has been played out (or unsubscribed) on some connection.
+
+        "Played out" is the emulator's side: every frame has been queued for the client's
+        socket, not yet read by the client. To wait for the client too, call its
+        ``ping()`` afterwards: the pong is queued after the last frame, so when ``ping()``
+        returns the client has handled every one of them (on that connection).
+
+        Returns:
+            False if ``timeout`` seconds passed first.
+        """
         with self._lock:
             return self._lock.wait_for(lambda: len(self._finished) >= self.episode_count, timeout)
 
