@@ -95,7 +95,7 @@ class AccountSession:
             self.authenticated.set()
             if self._filters is not None and not any(f.startswith("wallet") for f in self._filters):
                 self.ready.set()  # no wallet snapshot will come to wait for
-            logger.info("bfxsync: authenticated on connection %d (user %s)", connection, self.user_id)
+            logger.info("authenticated on connection %d (user %s)", connection, self.user_id)
             self._dispatcher.emit("authenticated", Authenticated(
                 self.user_id, caps if isinstance(caps, Mapping) else {}, self.auth_count > 1, connection))
             return None
@@ -109,7 +109,7 @@ class AccountSession:
         self.authenticated.clear()
         self.ready.clear()
         self.synced.clear()
-        logger.error("bfxsync: authentication refused: %s", error)
+        logger.error("authentication refused: %s", error)
         self._dispatcher.report(error)
         return error
 
@@ -118,7 +118,7 @@ class AccountSession:
         at = self.authenticated_at
         if self.authenticated.is_set() and at is not None and now - at >= SNAPSHOT_GRACE and not self.synced.is_set():
             missing = sorted(self._expected - set(self.state.snapshot().snapshots_received))
-            logger.warning("bfxsync: account snapshots %s did not arrive within %g s of authentication; "
+            logger.warning("account snapshots %s did not arrive within %g s of authentication; "
                            "going on without them", ", ".join(missing), SNAPSHOT_GRACE)
             self.ready.set()
             self.synced.set()

@@ -130,7 +130,7 @@ class Recorder:
                 self._file.flush()
         except OSError as err:  # a full disk must not take the client down with it
             self._failed = True
-            logger.error("bfxsync: recording to %s stopped: %s", self.path, err)
+            logger.error("recording to %s stopped: %s", self.path, err)
 
     def _write(self, line: str) -> None:
         size = len(line.encode("utf-8")) if not line.isascii() else len(line)

@@ -65,7 +65,7 @@ class Scheduler:
             except Exception:  # noqa: BLE001 - housekeeping must survive a bug of ours
                 self._failures += 1
                 if self._failures == 1:
-                    logger.exception("bfxsync: housekeeping failed (later failures are not logged)")
+                    logger.exception("housekeeping failed (later failures are not logged)")
                 period = 1.0
             timeout = max(0.0, min(period, self._next - now))
             self._next = float("inf")
