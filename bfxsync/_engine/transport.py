@@ -92,6 +92,14 @@ def _note_fallback(reason: str) -> None:
                        getattr(websocket, "__version__", "?"), reason)
 
 
+def _masked(frame: Any) -> bool:
+    """Whether a frame read by websocket-client carried a mask (the field is ``mask_value`` from 1.9, ``mask`` before)."""
+    value = getattr(frame, "mask_value", None)
+    if value is None:
+        value = getattr(frame, "mask", None)  # in 1.9 ``ABNF.mask`` is the masking function: not an int
+    return type(value) is int and value != 0
+
+
 class OwnThreadsAtDebug(logging.Filter):
     """On the ``websocket`` logger: records emitted on bfxsync's threads count as DEBUG.
 
@@ -358,7 +366,7 @@ class WebSocketAppTransport:
                     opcode, frame = ws.recv_data_frame(True)  # answers pings (and close frames) itself
                 except websocket.WebSocketTimeoutException:
                     continue  # a quiet socket: liveness is the scheduler's call; the reader resumes mid-frame
-                if frame.mask:
+                if _masked(frame):
                     raise FrameError("the server sent a masked frame (servers must not mask)")
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     code, text = parse_close(frame.data)
