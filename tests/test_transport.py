@@ -10,6 +10,7 @@ release lacks an internal the batch framer needs.
 """
 import base64
 import hashlib
+import logging
 import os
 import socket
 import struct
@@ -418,6 +419,22 @@ print(sum("own reader" in r.getMessage() for r in records))
         done = subprocess.run([sys.executable, "-c", "from bfxsync._engine import transport; print(transport.FALLBACK_REASON)"],
                               capture_output=True, text=True, timeout=60, env={**os.environ, "BFXSYNC_STOCK_FRAMING": "1"})
         assert done.stdout.strip() == "BFXSYNC_STOCK_FRAMING is set", done.stderr
+
+    def test_glue_failing_at_run_time_falls_back(self, emulator, make_client, monkeypatch, caplog):
+        """An internal that changed in a way the import check cannot see (here the batch reader failing
+        with an AttributeError): that dial fails, later ones use the stock reader, the client works."""
+        monkeypatch.setattr(transport, "FALLBACK_REASON", None)
+        monkeypatch.setattr(transport, "_fallback_logged", False)
+
+        def broken(self, app):
+            raise AttributeError("'WebSocket' object has no attribute 'sock'")
+
+        monkeypatch.setattr(WebSocketAppTransport, "_read", broken)
+        client = make_client(emulator.url)
+        client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
+        assert transport.FALLBACK_REASON.startswith("the batch framer failed: AttributeError")
+        assert client.stats()["dials"] == 2
+        assert [r for r in caplog.records if "own reader" in r.getMessage() and r.levelno == logging.WARNING]
 
     def test_the_fallback_carries_a_client_end_to_end(self, emulator, make_client, monkeypatch):
         """Through the stock reader a client subscribes, keeps books exact, survives a drop and closes cleanly."""

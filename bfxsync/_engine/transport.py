@@ -13,8 +13,10 @@ promise: the private ``websocket._socket.send``, an override of the undocumented
 and ``run_forever(reconnect=0)``'s teardown. They are checked once, at import
 (:func:`missing_internals`); when one is gone, every connection reads frames through
 websocket-client's public ``WebSocket.recv_data_frame`` instead (slower, still correct),
-and that is logged once. ``BFXSYNC_STOCK_FRAMING=1`` in the environment forces that
-path (CI runs the transport tests both ways).
+and that is logged once. The same happens for good if the glue fails at run time with a
+``TypeError`` or ``AttributeError`` (a change the import check cannot see): that dial is
+lost, later ones use the stock reader. ``BFXSYNC_STOCK_FRAMING=1`` in the environment
+forces that path (CI runs the transport tests both ways).
 
 websocket-client logs every ordinary drop at ERROR (``... - goodbye``) under its
 ``websocket`` logger. bfxsync reports its own drops itself, so records emitted on
@@ -82,6 +84,14 @@ def _fallback_reason() -> Optional[str]:
 #: Checked once at import; tests set it to run the transport through the fallback.
 FALLBACK_REASON: Optional[str] = _fallback_reason()
 _fallback_logged = False
+
+
+def _give_up_batch_framing(error: BaseException) -> None:
+    """The batch framer's glue failed at run time (an internal changed in a way the import check missed):
+    every later connection of the process reads with the stock reader. The failed one redials as usual."""
+    global FALLBACK_REASON
+    if FALLBACK_REASON is None:
+        FALLBACK_REASON = f"the batch framer failed: {error!r}"  # a str swap: safe from any reader thread
 
 
 def _note_fallback(reason: str) -> None:
@@ -179,7 +189,7 @@ class _FrameReader:
         self.app = app
         self._transport = transport
 
-    def read(self, sock: Any, read_callback: Any, check_callback: Any) -> None:
+    def read(self, *args: Any, **kwargs: Any) -> None:  # (sock, read_callback, check_callback), all unused
         self._transport._read(self.app)
 
     def send(self, sock: Any, data: Any) -> int:
@@ -250,7 +260,7 @@ class WebSocketAppTransport:
             on_message=lambda app, data: on_message(data),
             on_ping=lambda app, data: listener.on_control(),
             on_pong=lambda app, data: listener.on_control(),
-            on_error=lambda app, error: listener.on_error(error),
+            on_error=lambda app, error: self._on_error(listener, error),
             on_close=lambda app, code, reason: listener.on_close(*self._close_args(code, reason)),
         )
         self._app = app
@@ -258,6 +268,14 @@ class WebSocketAppTransport:
         # is process-wide); the connection's own loop redials and replays. UTF-8 is checked
         # where each message is decoded (the link), so websocket-client need not.
         app.run_forever(skip_utf8_validation=True, reconnect=0)
+
+    @staticmethod
+    def _on_error(listener: TransportListener, error: Exception) -> None:
+        # A TypeError or AttributeError here comes from websocket-client's internals or our glue to
+        # them, not from the server (network and protocol problems are WebSocketException/OSError).
+        if isinstance(error, (TypeError, AttributeError)):
+            _give_up_batch_framing(error)
+        listener.on_error(error)
 
     def _close_args(self, code: Optional[int], reason: Optional[str]) -> Tuple[Optional[int], Optional[str]]:
         """The server's close code and reason: websocket-client does not see the close frame."""
