@@ -8,6 +8,7 @@ and offline use.
 import logging
 
 from ._engine.requests import Request
+from ._engine.runtime import warn_without_gil as _warn_without_gil
 from .account import AccountSnapshot
 from .account.models import (
     AccountFundingTrade,
@@ -34,7 +35,9 @@ from .errors import (
     BfxTimeoutError,
     CallbackError,
     CallbackThreadError,
+    CertificateError,
     ChecksumMismatchError,
+    ForkedClientError,
     MaintenanceError,
     NotAuthenticatedError,
     NotConnectedError,
@@ -96,10 +99,10 @@ __all__ = [
     "Account", "AccountFundingTrade", "AccountMessage", "AccountSnapshot", "Authenticated",
     "AuthenticationError", "Backoff", "BalanceInfo", "BfxError", "BfxTimeoutError", "BookLevel",
     "BookSnapshot", "BookSpec", "BookSubscription", "BookSynced", "CallbackError", "CallbackThreadError",
-    "Candle", "CandlesSpec", "CandlesSubscription", "ChannelMessage", "ChecksumMismatch",
+    "Candle", "CandlesSpec", "CandlesSubscription", "CertificateError", "ChannelMessage", "ChecksumMismatch",
     "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionInfo", "Credentials",
-    "DerivativesStatus", "Disconnected", "ErrorEvent", "FundingBookLevel", "FundingCredit", "FundingInfo",
-    "FundingLoan", "FundingOffer", "FundingTicker", "FundingTrade", "Info", "Liquidation", "MaintenanceError",
+    "DerivativesStatus", "Disconnected", "ErrorEvent", "ForkedClientError", "FundingBookLevel", "FundingCredit",
+    "FundingInfo", "FundingLoan", "FundingOffer", "FundingTicker", "FundingTrade", "Info", "Liquidation", "MaintenanceError",
     "MarginInfo", "MicrosecondNonce", "NonceSource", "NotAuthenticatedError", "NotConnectedError",
     "NotSentError", "Notification", "Order", "OrderBook", "OrderError", "OrderReconciled", "OutcomeUnknownError",
     "Position",
@@ -111,3 +114,4 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+_warn_without_gil()

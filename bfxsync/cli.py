@@ -207,7 +207,7 @@ def _subscribe(client: bfxsync.Client, spec: Any, on_data: Callable[[Any], Any],
         message = f"the server rejected the {spec.channel} subscription to {what}: {err.msg} (code {err.code})"
         raise CliError(message, EXIT_USAGE) from None
     except bfxsync.BfxTimeoutError:
-        logger.warning("bfxsync: %r not acknowledged yet; still waiting", spec)
+        logger.warning("%r not acknowledged yet; still waiting", spec)
     return subscription
 
 

@@ -146,7 +146,7 @@ class _AnsiDisplay(_LineDisplay):
 
     def notice(self, text: str) -> None:
         # Text on stderr would scroll the table; the status line counts reconnects anyway.
-        logger.info("bfxsync: %s", text)
+        logger.info("%s", text)
 
     def draw(self, view: _BookView) -> None:
         width = 14

@@ -8,6 +8,10 @@ so a slow one holds back nobody else. Callbacks must not call the blocking helpe
 (``wait_*``, ``ping``, ``run_forever``), which raise ``CallbackThreadError`` there
 instead of deadlocking. Everything else (subscribing, unsubscribing, reading books,
 ``close()``) is safe from any thread, callbacks included.
+
+A client belongs to the process that created it: in a process forked from it every call
+raises ``ForkedClientError`` at once, and ``close()`` there only releases the child's
+copies of the sockets (the parent's connections go on undisturbed).
 """
 from __future__ import annotations
 
@@ -100,6 +104,8 @@ class Client(ClientCallbacks):
         return self._pool.url
 
     def __repr__(self) -> str:
+        if self._runtime.forked():
+            return f"<bfxsync.Client {self.url} of process {self._runtime.pid} (unusable in this fork)>"
         state = "closed" if self.closed else "connected" if self.connected else "started" if self._started else "new"
         return f"<bfxsync.Client {self.url} {state}>"
 
@@ -107,6 +113,7 @@ class Client(ClientCallbacks):
 
     def start(self) -> "Client":
         """Connect in the background (returns at once; see :meth:`wait_connected`)."""
+        self._runtime.check_process()
         with self._start_lock:
             if self._runtime.ended.is_set():
                 raise NotConnectedError("a closed client cannot be started again; create a new one")
@@ -125,7 +132,13 @@ class Client(ClientCallbacks):
         Safe from any thread. From a callback it cannot join the thread it runs on: the
         threads then end as soon as the callback returns (and ``run_forever`` returns
         only after they have).
+
+        In a process forked from the one that created the client, it closes only that
+        process's copies of the sockets: no close frame, no shutdown, nothing sent.
         """
+        if self._runtime.forked():
+            self._pool.release_in_child()
+            return
         self._runtime.end()
         self._stop_engine()  # again: an interrupted earlier close() may have ended before stopping anything
         if on_bfxsync_thread():
@@ -162,7 +175,7 @@ class Client(ClientCallbacks):
             NotConnectedError: the client has ended.
             CallbackThreadError: called from a callback.
         """
-        self._pool.refuse_wait("wait_connected")
+        self._pool.refuse_wait("wait_connected")  # raises ForkedClientError in a fork
         refusal = self._auth_refusal
         ready = poll(lambda: self._runtime.ended.is_set() or self._pool.connected() or refusal() is not None, timeout)
         ended = self._pool.end_error()
@@ -187,7 +200,7 @@ class Client(ClientCallbacks):
             True if Ctrl-C ended it (a program then exits with status 130, the shell's
             convention for SIGINT), False after ``timeout`` or :meth:`close`.
         """
-        self._pool.refuse_wait("run_forever")
+        self._pool.refuse_wait("run_forever")  # raises ForkedClientError in a fork
         deadline = None if timeout is None else time.monotonic() + timeout
         ended = self._runtime.ended
         with InterruptsAsFlag() as interrupts:
@@ -204,7 +217,7 @@ class Client(ClientCallbacks):
                     except KeyboardInterrupt:
                         interrupts.seen = True
         if interrupts.seen:
-            logger.info("bfxsync: interrupted; closed")
+            logger.info("interrupted; closed")
             return True
         if self._runtime.fatal is not None:
             raise self._runtime.fatal
@@ -218,6 +231,7 @@ class Client(ClientCallbacks):
             AuthenticationError: the server refused (not retried); ``hint`` says what usually causes it.
             BfxTimeoutError: not within ``timeout``.
         """
+        self._runtime.check_process()
         if self.account is None:
             raise NotAuthenticatedError("this client has no credentials: Client(api_key=..., api_secret=...)")
         self.account.wait_authenticated(timeout)
@@ -226,16 +240,19 @@ class Client(ClientCallbacks):
     @property
     def connected(self) -> bool:
         """True while every connection is connected and past the handshake."""
+        self._runtime.check_process()
         return self._pool.connected()
 
     @property
     def maintenance(self) -> bool:
         """True while the exchange announces maintenance (info 20060 until 20061); books are unsynced meanwhile."""
+        self._runtime.check_process()
         return self._pool.maintenance()
 
     @property
     def closed(self) -> bool:
         """True once the client has ended: :meth:`close` was called, or a fatal problem stopped it."""
+        self._runtime.check_process()
         return self._runtime.ended.is_set()
 
     @property
@@ -245,7 +262,7 @@ class Client(ClientCallbacks):
 
     def ping(self, timeout: float = 5.0) -> float:
         """Round-trip time of an application ``ping`` on the first connection, in seconds."""
-        self._pool.refuse_wait("ping")
+        self._pool.refuse_wait("ping")  # raises ForkedClientError in a fork
         ended = self._pool.end_error()
         if ended is not None:
             raise ended
@@ -262,6 +279,7 @@ class Client(ClientCallbacks):
 
         Per-connection figures: :meth:`connections`.
         """
+        self._runtime.check_process()
         stats = self._pool.stats()
         if self._recorder is not None:
             stats.update(self._recorder.stats())
@@ -269,11 +287,13 @@ class Client(ClientCallbacks):
 
     def connections(self) -> List[ConnectionInfo]:
         """Every open connection: number, url, state, subscriptions, last frame age and its own counters."""
+        self._runtime.check_process()
         return self._pool.connections()
 
     def threads(self) -> List[threading.Thread]:
         """The threads the client started: one reader per connection, the scheduler, the dispatcher
         threads of queued callbacks (none unless something is queued) and the recorder (when recording)."""
+        self._runtime.check_process()
         threads = self._pool.threads()
         scheduler = self._scheduler.thread()
         if scheduler is not None:
@@ -287,6 +307,7 @@ class Client(ClientCallbacks):
         return self._session.refused if self._session is not None else None
 
     def _require_started(self) -> None:
+        self._runtime.check_process()
         if not self._started:
             raise NotConnectedError("call start() first, or use the client as a context manager")
         if self.closed:
@@ -365,10 +386,12 @@ class Client(ClientCallbacks):
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop ``subscription`` (same as ``subscription.unsubscribe()``)."""
+        self._runtime.check_process()
         subscription.unsubscribe()
 
     @property
     def subscriptions(self) -> List[Subscription]:
         """Every subscription the client holds (active or waiting for a connection)."""
+        self._runtime.check_process()
         return self._pool.subscriptions()
 

@@ -33,6 +33,24 @@ class NotConnectedError(BfxError):
     """
 
 
+class CertificateError(NotConnectedError):
+    """The server's TLS certificate did not verify (unknown issuer, wrong host name, expired).
+
+    A configuration problem that a redial cannot fix, so the client ends at once instead
+    of retrying: trust the right CA with ``Config(ssl_context=...)`` or fix the URL's host.
+    The ``ssl.SSLCertVerificationError`` is the ``__cause__``.
+    """
+
+
+class ForkedClientError(BfxError, RuntimeError):
+    """A client was used in a process forked from the one that created it.
+
+    Its connections and threads belong to the parent: create a new client in the child
+    (gunicorn ``post_fork``, a multiprocessing initializer). ``close()`` in the child only
+    releases the child's copies of the sockets; the parent's connections are untouched.
+    """
+
+
 class CallbackThreadError(BfxError, RuntimeError):
     """A blocking helper (``wait_*``, ``ping``, ``run_forever``) was called on a bfxsync thread.
 

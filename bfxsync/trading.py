@@ -205,6 +205,7 @@ class Account:
         self._link().send_input(frame)
 
     def _link(self) -> Any:
+        self._runtime.check_process()  # in a fork the account connection is the parent's
         link = self._pool.account_link()
         if link is None or self._runtime.ended.is_set():
             raise NotConnectedError("the client is closed")

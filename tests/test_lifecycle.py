@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import pytest
 import websocket
@@ -112,6 +113,30 @@ def test_fatal_handshake_ends_the_client():
         with pytest.raises(errors.VersionMismatchError):
             client.run_forever(timeout=5)
         assert not any(t.is_alive() for t in client.threads())
+
+
+def test_thread_names_are_unique_across_clients(emulator, make_client):
+    """Two clients in one process never share a thread name (readers, schedulers: numbered per process)."""
+    first = make_client(emulator.url)
+    second = make_client(emulator.url)
+    first.wait_connected(5)
+    second.wait_connected(5)
+    names = [t.name for t in first.threads() + second.threads()]
+    assert len(names) == len(set(names)) == 4, names
+    assert sum(name.startswith("bfxsync-reader-") for name in names) == 2
+
+
+def test_a_free_threaded_build_is_warned_about(monkeypatch):
+    """bfxsync relies on the GIL: with it disabled (a free-threaded build) the import warns clearly."""
+    from bfxsync._engine import runtime
+
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    with pytest.warns(RuntimeWarning, match="GIL"):
+        runtime.warn_without_gil()
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: True, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runtime.warn_without_gil()  # with the GIL: silent
 
 
 def test_global_set_reconnect_does_not_hide_drops(emulator, make_client):

@@ -13,8 +13,8 @@ def setup_cfg():
 
 
 def requirements(text):
-    """{name: floor} of the ``name>=floor`` lines of a setup.cfg requirement list."""
-    return dict(re.findall(r"^\s*([A-Za-z0-9_.-]+)>=([\w.]+)\s*$", text, re.M))
+    """{name: floor} of the ``name>=floor`` (or ``name>=floor,<bound``) lines of a setup.cfg requirement list."""
+    return dict(re.findall(r"^\s*([A-Za-z0-9_.-]+)>=([\w.]+)(?:,<[\w.]+)?\s*$", text, re.M))
 
 
 def readme_commands():
@@ -33,6 +33,10 @@ class TestFloors:
         floors = requirements(config["options"]["install_requires"] + config["options.extras_require"]["emulator"])
         pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([\w.*]+)$", (ROOT / ".ci" / "lowest-constraints.txt").read_text(), re.M))
         assert {name: release(pin) for name, pin in pins.items()} == {name: release(v) for name, v in floors.items()}
+
+    def test_websocket_client_major_version_is_bounded(self):
+        """The batch framer leans on websocket-client internals: its next major release is not accepted unseen."""
+        assert "websocket-client>=1.6,<2" in setup_cfg()["options"]["install_requires"].split()
 
     def test_websockets_floor_is_15_in_every_extra(self):
         """websockets 13 and 14 cannot run the emulator: every extra that pulls it in asks for 15.0 or later."""

@@ -1,5 +1,6 @@
 """wss:// end to end with certificate verification, against the emulator serving a test CA's certificate."""
 import ssl
+import time
 
 import pytest
 import trustme
@@ -40,14 +41,42 @@ def test_wss_with_verified_certificate(ca, tls_emulator, make_client):
     assert book.checks_failed == 0
 
 
-def test_wss_untrusted_certificate_is_refused(tls_emulator, make_client):
-    """Without the CA the handshake fails verification: reported, never connected."""
+def test_wss_untrusted_certificate_fails_at_once(tls_emulator, make_client):
+    """Without the CA the certificate does not verify: a configuration error, so the client ends at once
+    with the reason (CertificateError), after one dial and no back-off, instead of retrying until a timeout."""
     client = make_client(tls_emulator.url, bfxsync.Config(backoff=bfxsync.Backoff(initial=5, jitter=0)))
     seen = Collector()
     client.on_disconnected(seen)
+    errors = Collector()
+    client.on_error(errors)
+    started = time.monotonic()
+    with pytest.raises(bfxsync.CertificateError, match="did not verify: unable to get local issuer certificate"):
+        client.wait_connected(10)
+    assert time.monotonic() - started < 2.0  # not the wait's timeout, not the 5 s back-off
+    assert client.closed and isinstance(client.fatal_error, bfxsync.CertificateError)
+    assert isinstance(client.fatal_error.__cause__, ssl.SSLCertVerificationError)
+    assert isinstance(client.fatal_error, bfxsync.NotConnectedError)  # what waits raised before stays caught
+    assert client.stats()["dials"] == 1
     assert seen.wait_for(timeout=5)
-    assert "CERTIFICATE_VERIFY_FAILED" in seen.items[0].reason
-    assert not client.connected
+    assert "did not verify" in seen.items[0].reason and not seen.items[0].will_reconnect
+    assert errors.wait_for(timeout=5) and isinstance(errors.items[0].error, bfxsync.CertificateError)
+    with pytest.raises(bfxsync.NotConnectedError, match="closed"):
+        client.subscribe_ticker("tBTCUSD")
+
+
+def test_wss_wrong_host_name_fails_at_once(ca, tmp_path, make_client):
+    """A certificate issued for another host (trusted CA, wrong name) is refused the same way."""
+    cert = ca.issue_cert("other.example")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(certfile)
+    cert.private_key_pem.write_to_path(keyfile)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with Emulator(seed=3, certfile=str(certfile), keyfile=str(keyfile)) as emu:
+        client = make_client(emu.url, bfxsync.Config(ssl_context=context, backoff=FAST.backoff))
+        with pytest.raises(bfxsync.CertificateError, match="did not verify: .*(mismatch|match)"):
+            client.wait_connected(5)
+        assert client.stats()["dials"] == 1
 
 
 def test_wss_burst_keeps_books_exact(ca, tls_emulator, make_client):

@@ -3,23 +3,49 @@
 The server does the HTTP upgrade itself, then runs a per-test script that writes raw
 frame bytes (split, fragmented, masked, oversized, ...) and reads what the client sends
 back (pongs, close frames).
+
+Every test runs twice (the ``framing`` fixture): through the batch framer, and through the
+fallback that reads with websocket-client's stock reader, as when a websocket-client
+release lacks an internal the batch framer needs.
 """
 import base64
 import hashlib
+import logging
+import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 
 import pytest
+import websocket
 from test_framing import STREAM, frame
 
+from bfxsync._engine import transport
 from bfxsync._engine.transport import WebSocketAppTransport
 
-from conftest import FAST, wait_until
+from conftest import FAST, settle_books, wait_until
 
 INFO = frame(b'{"event":"info","version":2,"platform":{"status":1}}')
+
+
+@pytest.fixture(params=["batch", "stock"], autouse=True)
+def framing(request, monkeypatch):
+    """Which reader the transport uses: the batch framer, or websocket-client's stock reader (the fallback).
+
+    "batch" requires the internals the batch framer needs: with a websocket-client release
+    that lacks one, these tests fail and say which (the fallback still runs under "stock").
+    """
+    if request.param == "batch":
+        missing = transport.missing_internals()
+        assert missing is None, f"websocket-client {websocket.__version__}: {missing}"
+        monkeypatch.setattr(transport, "FALLBACK_REASON", None)
+    else:
+        monkeypatch.setattr(transport, "FALLBACK_REASON", "forced by the test")
+    return request.param
 
 
 class RawServer:
@@ -187,8 +213,9 @@ MESSAGES = [payload for _, events in STREAM for kind, payload in events if kind 
 
 
 class TestTransport:
-    def test_split_at_every_byte_offset(self):
-        """The same frame stream, its first read cut at every offset, gives the same messages and close."""
+    def test_split_at_every_byte_offset(self, framing):
+        """The same frame stream, its first read cut at every offset, gives the same messages and close.
+        (The stock reader reads with recv, which the cut does not touch: a few cuts are enough there.)"""
         pongs = []
 
         def script(conn, number):
@@ -198,7 +225,7 @@ class TestTransport:
         small = WHOLE.replace(frame(b"y" * 70_000), frame(b"y" * 300))
         expected = [m if m != b"y" * 70_000 else b"y" * 300 for m in MESSAGES]
         with RawServer(lambda conn, n: (conn.sendall(small), read_until(conn, 0x8))) as server:
-            for cut in range(1, len(small)):
+            for cut in range(1, len(small)) if framing == "batch" else (1, 9):
                 listener = run_transport(server, first=cut, read_size=64)
                 assert listener.messages == expected, cut
                 assert listener.close_args == (4001, "bye")
@@ -207,7 +234,9 @@ class TestTransport:
             for cut in (1, 2, 9, 300, 70_000, len(WHOLE) - 1):
                 listener = run_transport(server, first=cut)
                 assert listener.messages == MESSAGES and listener.close_args == (4001, "bye")
-        assert pongs and all(p == struct.pack("!H", 4001) for p in pongs)  # the code is echoed
+        # The batch framer echoes the code; websocket-client's reader answers every close with 1000.
+        echoed = 4001 if framing == "batch" else 1000
+        assert pongs and all(p == struct.pack("!H", echoed) for p in pongs)
 
     def test_ping_inside_fragmented_message_is_answered(self):
         """A ping between fragments is answered with a pong carrying its payload; the message arrives whole."""
@@ -250,12 +279,14 @@ class TestTransport:
         assert [type(e).__name__ for e in listener.errors] == ["FrameError"]
         assert got["close"][:2] == struct.pack("!H", 1002)
 
-    def test_oversized_header_drops_without_buffering(self):
-        """A header claiming 1 GiB ends the session at once: close 1009, and far less than 1 GiB allocated."""
+    def test_oversized_header_drops_without_buffering(self, framing):
+        """A header claiming 1 GiB ends the session at once: close 1009, and far less than 1 GiB allocated.
+        The stock reader sees a frame only once it is whole: there a complete 2 MiB frame is refused."""
         got = {}
+        oversized = frame(b"", length=1 << 30) + b"x" * 65536 if framing == "batch" else frame(b"z" * (2 << 20))
 
         def script(conn, number):
-            conn.sendall(frame(b"ok") + frame(b"", length=1 << 30) + b"x" * 65536)
+            conn.sendall(frame(b"ok") + oversized)
             got["close"] = read_until(conn, 0x8)
 
         tracemalloc.start()
@@ -311,9 +342,10 @@ class TestThroughTheClient:
             assert wait_until(lambda: client.stats().get("malformed") == 1)
             assert client.connected and client.stats()["dials"] == 1
 
-    def test_oversized_header_counts_and_redials(self, make_client):
-        """A 1 GiB header with max_frame_size 64 KiB: counted as oversized_frame, redialled."""
-        bad = frame(b"", length=1 << 30) + b"x" * 1000
+    def test_oversized_header_counts_and_redials(self, make_client, framing):
+        """A 1 GiB header (the stock reader: a whole 70 KB frame) with max_frame_size 64 KiB:
+        counted as oversized_frame, redialled."""
+        bad = frame(b"", length=1 << 30) + b"x" * 1000 if framing == "batch" else frame(b"z" * 70_000)
         with RawServer(self.scripted(bad)) as server:
             client = make_client(server.url, FAST, max_frame_size=65536)
             assert wait_until(lambda: client.stats()["dials"] >= 2 and client.connected)
@@ -335,3 +367,81 @@ def test_max_frame_size_is_validated(value):
     import bfxsync
     with pytest.raises(ValueError):
         bfxsync.Config(max_frame_size=value)
+
+
+class TestFallback:
+    """The check of websocket-client's internals, made once at import, and the fallback it chooses."""
+
+    @pytest.fixture(autouse=True)
+    def framing(self):
+        """Overrides the module's two-way fixture: each test here sets up what it checks."""
+
+    def test_a_missing_internal_is_detected(self, monkeypatch):
+        """Each internal the batch framer leans on, taken away, is named by missing_internals()."""
+        assert transport.missing_internals() is None  # the installed release has them all
+        monkeypatch.setattr(transport, "_socket_send", None)
+        assert "websocket._socket.send" in transport.missing_internals()
+        monkeypatch.undo()
+
+        def create_dispatcher(self, ping_timeout, dispatcher=None, is_ssl=False, handleDisconnect=None, loop=None):
+            raise AssertionError("never called")
+
+        monkeypatch.setattr(websocket.WebSocketApp, "create_dispatcher", create_dispatcher)
+        assert "new parameters ['loop']" in transport.missing_internals()
+        monkeypatch.delattr(websocket.WebSocketApp, "create_dispatcher")
+        assert "create_dispatcher is gone" in transport.missing_internals()
+
+    def test_checked_at_import_and_logged_once(self, emulator):
+        """A websocket-client without ``_socket.send``: importing bfxsync picks the fallback, a client
+        connects and subscribes through it, and the fallback is logged once for two connections."""
+        script = f"""
+import logging, sys
+import websocket._socket
+del websocket._socket.send
+records = []
+logging.getLogger("bfxsync").addHandler(logging.Handler())
+logging.getLogger("bfxsync").handlers[-1].emit = records.append
+import bfxsync
+from bfxsync._engine import transport
+assert transport.FALLBACK_REASON == "websocket._socket.send is gone", transport.FALLBACK_REASON
+for _ in range(2):
+    with bfxsync.Client({emulator.url!r}) as client:
+        client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
+print(sum("own reader" in r.getMessage() for r in records))
+"""
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "BFXSYNC_STOCK_FRAMING": ""})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "1"
+
+    def test_environment_switch_forces_the_fallback(self):
+        """BFXSYNC_STOCK_FRAMING=1 (what CI uses to run the whole suite through the fallback) is read at import."""
+        done = subprocess.run([sys.executable, "-c", "from bfxsync._engine import transport; print(transport.FALLBACK_REASON)"],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "BFXSYNC_STOCK_FRAMING": "1"})
+        assert done.stdout.strip() == "BFXSYNC_STOCK_FRAMING is set", done.stderr
+
+    def test_glue_failing_at_run_time_falls_back(self, emulator, make_client, monkeypatch, caplog):
+        """An internal that changed in a way the import check cannot see (here the batch reader failing
+        with an AttributeError): that dial fails, later ones use the stock reader, the client works."""
+        monkeypatch.setattr(transport, "FALLBACK_REASON", None)
+        monkeypatch.setattr(transport, "_fallback_logged", False)
+
+        def broken(self, app):
+            raise AttributeError("'WebSocket' object has no attribute 'sock'")
+
+        monkeypatch.setattr(WebSocketAppTransport, "_read", broken)
+        client = make_client(emulator.url)
+        client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
+        assert transport.FALLBACK_REASON.startswith("the batch framer failed: AttributeError")
+        assert client.stats()["dials"] == 2
+        assert [r for r in caplog.records if "own reader" in r.getMessage() and r.levelno == logging.WARNING]
+
+    def test_the_fallback_carries_a_client_end_to_end(self, emulator, make_client, monkeypatch):
+        """Through the stock reader a client subscribes, keeps books exact, survives a drop and closes cleanly."""
+        monkeypatch.setattr(transport, "FALLBACK_REASON", "forced by the test")
+        client = make_client(emulator.url)
+        book = client.subscribe_book("tBTCUSD").wait_synced(5)
+        emulator.drop_connections()
+        assert wait_until(lambda: client.stats()["reconnects"] == 1 and book.synced)
+        assert settle_books(emulator, [book])
+        assert book.checks_failed == 0

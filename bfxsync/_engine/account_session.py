@@ -127,7 +127,7 @@ class AccountSession:
         at = self.authenticated_at
         if self.authenticated.is_set() and at is not None and now - at >= SNAPSHOT_GRACE and not self.synced.is_set():
             missing = sorted(self._expected - set(self.state.snapshot().snapshots_received))
-            logger.warning("bfxsync: account snapshots %s did not arrive within %g s of authentication; "
+            logger.warning("account snapshots %s did not arrive within %g s of authentication; "
                            "going on without them", ", ".join(missing), SNAPSHOT_GRACE)
             self.ready.set()
             self.synced.set()

@@ -10,6 +10,12 @@ back off``. Liveness (keepalive pings, silent sockets) is the scheduler's job; i
 Stopping is prompt whatever the server does: the socket is kept from the moment it is
 created, so :meth:`stop` can shut it down under a blocked TCP connect, TLS handshake,
 HTTP upgrade or read, even when the server ignores the close frame.
+
+A connection belongs to the process that created it. After ``os.fork()`` the child holds
+copies of the parent's sockets, and a close frame, a ``shutdown`` or any frame sent from
+there would act on the parent's connection; in a child every send raises
+:class:`~bfxsync.errors.ForkedClientError`, nothing is ever shut down, and
+:meth:`release_in_child` only closes the child's copy of the socket.
 """
 from __future__ import annotations
 
@@ -29,9 +35,10 @@ import websocket
 
 from ..backoff import retry_after
 from ..config import Config
-from ..errors import NotConnectedError
+from ..errors import BfxError, CertificateError, NotConnectedError
 from .framing import FrameError
 from .pacing import ConnectPacer
+from .runtime import forked_error
 from .threads import mark_bfxsync_thread
 from .transport import Transport, TransportFactory, WebSocketAppTransport
 
@@ -61,6 +68,9 @@ class Listener(Protocol):
     def on_crashed(self, error: BaseException) -> None:
         """The reader loop itself failed (a bug): the connection cannot go on."""
 
+    def on_fatal(self, error: BfxError) -> None:
+        """A dial failed in a way no redial can fix (a certificate that does not verify): end the client."""
+
 
 class Connection:
     """A self-healing WebSocket connection to ``url``.
@@ -79,7 +89,9 @@ class Connection:
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
         self.url = url
+        #: Unique in the process (the reader thread's name carries it), shared by no other client.
         self.number = next(_numbers)
+        self._pid = os.getpid()  # the process whose sockets these are (see the module docstring)
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "wss" else 80)
         self._secure = parts.scheme == "wss"
@@ -100,8 +112,11 @@ class Connection:
         self._redial_after = 0.0  # a floor under the next back-off delay, set by drop()
         self._end: Tuple[str, Optional[int]] = ("closed", None)
         self._refused_status: Optional[int] = None
+        self._fatal: Optional[BfxError] = None
         #: Connection attempts made, successful or not.
         self.dials = 0
+        #: Dials since the last connection the server spoke the protocol on, the current one included.
+        self.attempt = 0
         #: Frames of any kind received (data, events, control); the scheduler watches it move.
         self.frames = 0
         #: ``time.monotonic()`` of the last socket open, or None.
@@ -123,6 +138,9 @@ class Connection:
         On the reader thread itself (a callback closing the client) the socket is shut at
         once; the reader then ends as soon as that callback returns.
         """
+        if self.forked():
+            self.release_in_child()
+            return
         self._stop.set()
         transport = self._transport
         if transport is not None and self._open.is_set():
@@ -133,7 +151,7 @@ class Connection:
     def join(self, timeout: float) -> None:
         """Wait for the reader to end (after :meth:`stop`), shutting the socket if the server dawdles."""
         reader = self._reader
-        if reader is None or reader is threading.current_thread():
+        if reader is None or reader is threading.current_thread() or self.forked():
             return
         deadline = time.monotonic() + timeout
         reader.join(min(CLOSE_GRACE, timeout))
@@ -163,10 +181,26 @@ class Connection:
         """The reader thread, once started."""
         return self._reader
 
+    def forked(self) -> bool:
+        """True in a process forked from the one that created this connection."""
+        return os.getpid() != self._pid
+
+    def release_in_child(self) -> None:
+        """In a forked child: close this process's copy of the socket, nothing else.
+
+        No close frame and no ``shutdown``: both would end the parent's connection. Takes
+        no lock (a parent thread may have held one at the fork, and it stays held here).
+        """
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
     # -- used by the link -----------------------------------------------------------
 
     def send(self, text: str) -> None:
         """Send one text frame from any thread; :class:`NotConnectedError` when no socket is open."""
+        if os.getpid() != self._pid:
+            raise forked_error(self._pid)
         transport = self._transport
         if transport is None or not self._open.is_set():
             raise NotConnectedError(
@@ -181,7 +215,7 @@ class Connection:
         """Abandon the current socket so the loop redials (restart notice, stall, sequence gap),
         waiting at least ``redial_after`` seconds before it does."""
         if self._open.is_set() or self._sock is not None:
-            logger.warning("bfxsync: dropping connection %d to %s: %s", self.number, self.url, reason)
+            logger.warning("dropping connection %d to %s: %s", self.number, self.url, reason)
             self._end = (reason, None)
             self._redial_after = redial_after
             self._shutdown()
@@ -204,6 +238,8 @@ class Connection:
                 break
             self._dial()
             self._open.clear()
+            if self._fatal is not None:
+                self._listener.on_fatal(self._fatal)  # ends the client, which stops this loop
             will_reconnect = self._config.reconnect and not self._stop.is_set()
             reason, code = self._end
             self._listener.on_closed(reason, code, will_reconnect)
@@ -223,11 +259,21 @@ class Connection:
     def _dial(self) -> None:
         """One connection attempt, read until it ends. Records why it ended in ``self._end``."""
         self.dials += 1
+        self.attempt = 1 if self._healthy else self.attempt + 1
         self._healthy = False
         self._refused_status = None
         self._end = ("closed", None)
         try:
             sock = self._open_socket()
+        except ssl.SSLCertVerificationError as err:
+            # No redial can fix a certificate (a missing CA, a wrong host name): fail now, with the reason.
+            why = f"TLS certificate of {self._host}:{self._port} did not verify: {err.verify_message or err}"
+            self._end = (why, None)
+            self._sock = None
+            self._fatal = CertificateError(
+                f"{why} (trust its CA with Config(ssl_context=...), or fix the host name; not retried)")
+            self._fatal.__cause__ = err
+            return
         except (OSError, ssl.SSLError) as err:
             self._end = (f"connect to {self._host}:{self._port} failed: {err}", None)
             self._sock = None
@@ -240,7 +286,7 @@ class Connection:
             if not self._stop.is_set():
                 transport.run(sock, self)
         except Exception as err:  # noqa: BLE001 - the transport should not raise; never let it kill the thread
-            logger.exception("bfxsync: the transport failed")
+            logger.exception("the transport failed")
             self._end = (f"transport failed: {err!r}", None)
         finally:
             # After a close handshake websocket-client leaves the TCP socket open; close it ourselves.
@@ -296,7 +342,7 @@ class Connection:
 
     def _shutdown(self) -> None:
         sock = self._sock
-        if sock is not None:
+        if sock is not None and not self.forked():  # in a fork the socket is the parent's too
             try:
                 # The base-class method: SSLSocket.shutdown would also drop its TLS object under the reader.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -336,10 +382,10 @@ class Connection:
                 problem(error.kind, f"connection {self.number} to {self.url} dropped: {error}")
         if not isinstance(error, (websocket.WebSocketConnectionClosedException, OSError,
                                   websocket.WebSocketBadStatusException)):
-            logger.debug("bfxsync: websocket error on %s: %r", self.url, error)
+            logger.debug("websocket error on %s: %r", self.url, error)
 
     def on_close(self, code: Optional[int], reason: Optional[str]) -> None:
-        if code is not None:
+        if self._stop.is_set():
+            self._end = ("closed by client", code)  # the server's close code is the echo of ours
+        elif code is not None:
             self._end = (f"closed by server: {code} {reason or ''}".rstrip(), code)
-        elif self._stop.is_set():
-            self._end = ("closed by client", None)

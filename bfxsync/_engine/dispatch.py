@@ -159,7 +159,7 @@ class Dispatcher:
                 if not on_bfxsync_thread():
                     raise  # Ctrl-C or SystemExit on the user's own thread is theirs to handle
                 name = _name(handler)
-                log_visibly(logging.ERROR, "bfxsync: callback %s raised %r; the client stops", name, err, exc_info=err)
+                log_visibly(logging.ERROR, "callback %s raised %r; the client stops", name, err, exc_info=err)
                 self._on_fatal(err)
                 return
 
@@ -171,13 +171,13 @@ class Dispatcher:
         now = time.monotonic()
         if seen is None:
             self._raised[key] = [0, now]
-            log_visibly(logging.ERROR, "bfxsync: callback %s raised (later raises of this kind are counted, "
+            log_visibly(logging.ERROR, "callback %s raised (later raises of this kind are counted, "
                         "summarised every %d s and in Client.stats()['callback_errors'])", name, SUMMARY_INTERVAL,
                         exc_info=err)
         else:
             seen[0] += 1
             if now - seen[1] >= SUMMARY_INTERVAL:
-                logger.warning("bfxsync: callback %s raised %s %d more times in the last %.0f s",
+                logger.warning("callback %s raised %s %d more times in the last %.0f s",
                                name, key[1], seen[0], now - seen[1])
                 seen[0], seen[1] = 0, now
         if report:

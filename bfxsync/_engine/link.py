@@ -185,7 +185,7 @@ class Link(EventFrames):
             rejection = SubscriptionError(None, f"no answer to the subscribe request within "
                                                 f"{self.config.request_timeout:g} s (the server ignores some invalid "
                                                 "requests, such as unknown deriv: keys)", subscription.spec.request())
-            logger.warning("bfxsync: subscription %r failed: %s", subscription.spec, rejection)
+            logger.warning("subscription %r failed: %s", subscription.spec, rejection)
             subscription._on_failed(rejection)
             self._dispatcher.report(rejection, subscription)
         for chan_id, subscription, again in given_up:
@@ -197,7 +197,7 @@ class Link(EventFrames):
         for subscription in self.supervision.silent_channels(now, active):
             reason = f"no data or heartbeat for {self.config.channel_timeout:g} s"
             self.counts["channel_stalls"] += 1
-            logger.warning("bfxsync: %r went silent (%s); resubscribing it", subscription.spec, reason)
+            logger.warning("%r went silent (%s); resubscribing it", subscription.spec, reason)
             self.recovered("resubscribe", reason, subscription)
             self.resync(subscription, reason)
         for subscription in self.supervision.due_resubscribes(now):
@@ -211,7 +211,7 @@ class Link(EventFrames):
         try:
             self.connection.send(text)
         except NotConnectedError:
-            logger.debug("bfxsync: not sent (disconnected; replayed on reconnect): %.200s", text)
+            logger.debug("not sent (disconnected; replayed on reconnect): %.200s", text)
 
     def send_subscribe(self, subscription: Subscription) -> None:
         """Queue a subscribe request; requests leave at the client-wide subscribe rate."""
@@ -265,7 +265,7 @@ class Link(EventFrames):
         """Count a problem with incoming data; log the first of each kind as a warning."""
         self.counts[kind] += 1
         if self.counts[kind] == 1:
-            logger.warning("bfxsync: %s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)
+            logger.warning("%s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)
 
     def _fail_pings(self) -> None:
         for event, _ in list(self._pings.values()):
@@ -337,7 +337,7 @@ class Link(EventFrames):
             self._bad_frame("malformed", err, data)
         except Exception as err:  # noqa: BLE001 - a bug of ours must not kill the stream
             if not self.counts["internal"]:  # the traceback once; later ones are counted
-                logger.exception("bfxsync: internal error handling frame %.200r", data)
+                logger.exception("internal error handling frame %.200r", data)
             self._bad_frame("internal", err, data)
 
     def on_closed(self, reason: str, code: Optional[int], will_reconnect: bool) -> None:
@@ -357,9 +357,9 @@ class Link(EventFrames):
         if was_connected:
             self.counts["disconnects"] += 1
             level = logging.WARNING if will_reconnect else logging.INFO
-            logger.log(level, "bfxsync: connection %d to %s ended: %s", self.number, self.url, reason)
+            logger.log(level, "connection %d to %s ended: %s", self.number, self.url, reason)
         else:
-            logger.info("bfxsync: connection attempt %d to %s ended: %s", self.number, self.url, reason)
+            logger.info("connection %d to %s: attempt %d failed: %s", self.number, self.url, self.connection.attempt, reason)
         self._dispatcher.emit("disconnected", Disconnected(reason, code, will_reconnect, self.number))
         if not will_reconnect and not self.connection.stopped:
             self._runtime.end(NotConnectedError(f"the connection to {self.url} ended ({reason}) and reconnect is off"))
@@ -370,8 +370,12 @@ class Link(EventFrames):
 
     def on_crashed(self, error: BaseException) -> None:
         """The reader loop failed: end the client visibly rather than leave a dead connection."""
-        logger.error("bfxsync: reader of connection %d failed", self.number, exc_info=error)
+        logger.error("reader of connection %d failed", self.number, exc_info=error)
         self._runtime.end(BfxError(f"the reader of connection {self.number} failed: {error!r}"))
+
+    def on_fatal(self, error: BfxError) -> None:
+        """A dial failed for a reason no redial fixes (an unverifiable certificate): end the client with it."""
+        self._runtime.end(error)
 
     # -- channel frames: helpers of on_frame --------------------------------------------------
 

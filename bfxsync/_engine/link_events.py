@@ -25,6 +25,13 @@ from .supervision import Supervision
 
 logger = logging.getLogger("bfxsync")
 
+#: What each known info code means, for the log line (the server's msg may be empty).
+_INFO_MEANINGS = {
+    protocol.INFO_RECONNECT: "the server is restarting: reconnecting",
+    protocol.INFO_MAINTENANCE_START: "maintenance starts: books are stale until it ends",
+    protocol.INFO_MAINTENANCE_END: "maintenance ended: resubscribing",
+}
+
 
 def chan_id_of(event: Mapping[str, Any]) -> int:
     """The event's ``chanId``; a missing or non-integer one is bad input."""
@@ -77,7 +84,8 @@ class EventFrames:
             return
         code = event.get("code")
         info = Info(code if type(code) is int else None, str(event.get("msg", "")), event)
-        logger.info("bfxsync: info %s: %s", code, info.msg)
+        meaning = _INFO_MEANINGS.get(info.code, "unknown code") if info.code is not None else "no code"
+        logger.info("server info %s (%s): %s", code, meaning, info.msg or "no message")
         self._dispatcher.emit("info", info)
         if code == protocol.INFO_RECONNECT:
             self.connection.drop("server asked clients to reconnect (info 20051)")
@@ -104,7 +112,7 @@ class EventFrames:
         status = platform.get("status") if isinstance(platform, dict) else None
         self.maintenance = status == 0
         if self.maintenance:
-            logger.warning("bfxsync: %s is in maintenance (platform status 0); books resync when it ends", self.url)
+            logger.warning("%s is in maintenance (platform status 0); books resync when it ends", self.url)
         if self.config.flags:
             self.send(codec.encode_conf(self.config.flags))
         self._after_handshake()
@@ -116,10 +124,10 @@ class EventFrames:
         self._connected.set()
         if reconnect:
             self.counts["reconnects"] += 1
-            logger.info("bfxsync: connection %d reconnected to %s; replaying %d subscriptions", self.number, self.url,
+            logger.info("connection %d reconnected to %s; replaying %d subscriptions", self.number, self.url,
                         len(plan))
         else:
-            logger.info("bfxsync: connection %d connected to %s", self.number, self.url)
+            logger.info("connection %d connected to %s", self.number, self.url)
         self._dispatcher.emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
 
     def _on_conf(self, event: Mapping[str, Any]) -> None:
@@ -129,7 +137,7 @@ class EventFrames:
             return
         self.flags = 0
         error = ServerError(event.get("code", protocol.ERR_CONF_FAIL), str(event.get("msg", "conf failed")), event)
-        logger.error("bfxsync: the server refused conf flags %d: %s", self.config.flags, error)
+        logger.error("the server refused conf flags %d: %s", self.config.flags, error)
         self._dispatcher.report(error)
 
     def _on_subscribed(self, event: Mapping[str, Any]) -> None:
@@ -168,7 +176,7 @@ class EventFrames:
         subscription, cancelled = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
         if subscription is None or cancelled:
             error = ServerError(code, msg, event)
-            logger.warning("bfxsync: server error: %s", error)
+            logger.warning("server error: %s", error)
             self._dispatcher.report(error)
             return
         if code == protocol.ERR_SUB_MULTI and type(event.get("chanId")) is int:
@@ -177,7 +185,7 @@ class EventFrames:
             return
         self.registry.forget(subscription)
         rejection = SubscriptionError(code, msg, event)
-        logger.warning("bfxsync: subscription %r rejected: %s", subscription.spec, rejection)
+        logger.warning("subscription %r rejected: %s", subscription.spec, rejection)
         subscription._on_failed(rejection)
         self._dispatcher.report(rejection, subscription)
 

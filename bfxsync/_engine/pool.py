@@ -112,6 +112,11 @@ class Pool:
         for link in links:
             link.connection.join(max(0.0, deadline - time.monotonic()))
 
+    def release_in_child(self) -> None:
+        """In a forked child: close this process's copies of every socket (no lock: see Connection.release_in_child)."""
+        for link in self._links + self._retired + ([self._account] if self._account is not None else []):
+            link.connection.release_in_child()
+
     def threads(self) -> List[threading.Thread]:
         """The reader threads of the current connections (and of closed ones not yet reaped)."""
         with self._lock:
@@ -122,6 +127,7 @@ class Pool:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop ``subscription`` wherever it is carried (idempotent)."""
+        self._runtime.check_process()  # first: in a fork, self._lock may have been held by a parent thread
         with self._lock:
             if self._wanted.get(subscription.spec) is not subscription:
                 return
@@ -135,7 +141,8 @@ class Pool:
         self._runtime.problem(kind, message)
 
     def refuse_wait(self, what: str) -> None:
-        """Blocking waits need a started client and a thread that is not bfxsync's."""
+        """Blocking waits need a started client, this process (not a fork) and a thread that is not bfxsync's."""
+        self._runtime.check_process()
         refuse_on_bfxsync_thread(what)
         if not self._started:
             raise NotConnectedError("call start() first, or use the client as a context manager")
@@ -185,7 +192,7 @@ class Pool:
             self._where[subscription] = link
             self._placed[link].add(subscription)
         if new_link is not None:
-            logger.info("bfxsync: opening connection %d (every connection holds at most %d subscriptions)",
+            logger.info("opening connection %d (every connection holds at most %d subscriptions)",
                         new_link.number, self.config.max_subscriptions)
             new_link.start()
         link.add(subscription)
@@ -264,7 +271,7 @@ class Pool:
                 self._retired.append(link)
             self._retired = [link for link in self._retired if link.connection.alive() or link in stopping]
         for link in stopping:
-            logger.info("bfxsync: closing connection %d: no subscriptions for %g s", link.number, grace)
+            logger.info("closing connection %d: no subscriptions for %g s", link.number, grace)
             link.stop()
 
     # -- statistics ------------------------------------------------------------------------

@@ -235,7 +235,7 @@ class Lane:
             try:
                 self._run(entry.item, entry.conflated)  # the dispatcher already isolates user callbacks
             except Exception:  # noqa: BLE001 - a bug of ours must not leave the lane scheduled for ever
-                logger.exception("bfxsync: dispatching from %r failed", self)
+                logger.exception("dispatching from %r failed", self)
             if time.monotonic() - started >= SLICE_SECONDS:
                 break
         with self._lock:

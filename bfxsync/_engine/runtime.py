@@ -5,19 +5,48 @@ problem: a fatal handshake (another API version), a connection that ended with
 reconnect off, a callback that raised ``SystemExit``, or the user's ``close()``. Ending
 calls the client's ``on_end`` once, which stops every connection without waiting (it
 may run on a reader thread); joining the threads is left to ``close()``.
+
+The runtime also remembers the process that created the client: after ``os.fork()`` the
+child has copies of the client's objects but none of its threads, and its sockets are
+the parent's. :meth:`Runtime.check_process` is what every client call asks first.
 """
 from __future__ import annotations
 
 import collections
 import logging
+import os
+import sys
 import threading
+import warnings
 from typing import Callable, Counter, Optional
 
 from ..config import Config
-from ..errors import BfxError
+from ..errors import BfxError, ForkedClientError
 from .dispatch import Dispatcher, Handlers, log_visibly
 
 logger = logging.getLogger("bfxsync")
+
+
+def warn_without_gil() -> None:
+    """Warn when the interpreter runs without the GIL (a free-threaded build, ``PYTHON_GIL=0``).
+
+    The engine's one-writer rules lean on the GIL (counters bumped without a lock, handler
+    tuples swapped and read without one): without it they can lose updates or tear state.
+    """
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+; earlier builds always have the GIL
+    if gil_enabled is not None and not gil_enabled():
+        warnings.warn("bfxsync relies on the GIL, which is disabled in this interpreter (a free-threaded build): "
+                      "its threads may lose counts or corrupt state. Run it with the GIL enabled "
+                      "(PYTHON_GIL=1, or a standard build).", RuntimeWarning, stacklevel=2)
+
+
+def forked_error(creator: int) -> ForkedClientError:
+    """The error for a client (or connection) created by process ``creator`` and used in this one."""
+    return ForkedClientError(
+        f"this bfxsync client was created in process {creator} and cannot be used in process {os.getpid()}, "
+        "a fork of it: its connections and threads belong to the parent. Create a new Client in the child "
+        "(after the fork: gunicorn's post_fork hook, a multiprocessing initializer); close() here only "
+        "releases this process's copies")
 
 
 class Runtime:
@@ -33,6 +62,17 @@ class Runtime:
         self._on_end = on_end
         self._lock = threading.Lock()
         self.counts: Counter[str] = collections.Counter()
+        #: The process that created the client (see :meth:`check_process`).
+        self.pid = os.getpid()
+
+    def forked(self) -> bool:
+        """True in a process forked from the one that created the client."""
+        return os.getpid() != self.pid
+
+    def check_process(self) -> None:
+        """Raise :class:`ForkedClientError` in a forked child: the client belongs to its parent."""
+        if os.getpid() != self.pid:
+            raise forked_error(self.pid)
 
     def end(self, error: Optional[BfxError] = None) -> None:
         """End the client (idempotent); ``error`` says why when it was not the user's ``close()``."""
@@ -43,7 +83,7 @@ class Runtime:
             self.ended.set()
         if first:
             if error is not None:
-                log_visibly(logging.ERROR, "bfxsync: the client stops: %s", error)
+                log_visibly(logging.ERROR, "the client stops: %s", error)
                 self.dispatcher.report(error)
             self._on_end()
 
@@ -54,4 +94,4 @@ class Runtime:
         """Count a problem with incoming data; log the first of each kind as a warning."""
         self.counts[kind] += 1
         if self.counts[kind] == 1:
-            logger.warning("bfxsync: %s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)
+            logger.warning("%s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)

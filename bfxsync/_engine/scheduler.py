@@ -85,7 +85,7 @@ class Scheduler:
             except Exception:  # noqa: BLE001 - housekeeping must survive a bug of ours
                 self._failures += 1
                 if self._failures == 1:
-                    logger.exception("bfxsync: housekeeping failed (later failures are not logged)")
+                    logger.exception("housekeeping failed (later failures are not logged)")
                 period = 1.0
             with self._lock:
                 self._next = min(self._next, now + max(0.0, period))

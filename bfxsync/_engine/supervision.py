@@ -91,13 +91,13 @@ class Supervision:
             self._due[subscription] = now + pause
             count = episode.count
         if count == 1:
-            logger.info("bfxsync: resubscribing %r (%s)", subscription.spec, reason)
+            logger.info("resubscribing %r (%s)", subscription.spec, reason)
         elif count == 2:
-            logger.warning("bfxsync: %r needs another resync (%s); further resyncs pause longer each time "
+            logger.warning("%r needs another resync (%s); further resyncs pause longer each time "
                            "(up to %g s) and are logged at DEBUG until it recovers", subscription.spec, reason,
                            RESYNC_PAUSE_MAX)
         else:
-            logger.debug("bfxsync: resync %d of %r (%s) in %.1f s", count, subscription.spec, reason, pause)
+            logger.debug("resync %d of %r (%s) in %.1f s", count, subscription.spec, reason, pause)
 
     def ready_to_resubscribe(self, subscription: Subscription, now: float) -> Optional[float]:
         """The channel is gone from the server: None to subscribe now, else the seconds to wait."""

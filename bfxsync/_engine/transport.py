@@ -6,21 +6,136 @@ ends, reporting to a :class:`TransportListener`. The default is websocket-client
 ``WebSocketApp``, whose ``on_open``/``on_message``/``on_ping``/``on_error``/``on_close``
 callbacks stay the entry points. Recording, replay and faster framers plug in here by
 passing another :data:`TransportFactory`.
+
+The batch framer leans on websocket-client internals that its public API does not
+promise: the private ``websocket._socket.send``, an override of the undocumented
+``WebSocketApp.create_dispatcher`` (its signature changed in 1.9.0), ``ws.connected``,
+and ``run_forever(reconnect=0)``'s teardown. They are checked once, at import
+(:func:`missing_internals`); when one is gone, every connection reads frames through
+websocket-client's public ``WebSocket.recv_data_frame`` instead (slower, still correct),
+and that is logged once. The same happens for good if the glue fails at run time with a
+``TypeError`` or ``AttributeError`` (a change the import check cannot see): that dial is
+lost, later ones use the stock reader. ``BFXSYNC_STOCK_FRAMING=1`` in the environment
+forces that path (CI runs the transport tests both ways).
+
+websocket-client logs every ordinary drop at ERROR (``... - goodbye``) under its
+``websocket`` logger. bfxsync reports its own drops itself, so records emitted on
+bfxsync's threads are demoted to DEBUG there (:class:`OwnThreadsAtDebug`); the
+application's other websocket-client use logs as before.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import os
 import socket
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 import websocket
-from websocket._socket import send as _socket_send
 
 from ..errors import NotConnectedError
-from .framing import CLOSE_NORMAL, MAX_FRAME_SIZE, FrameError, Framer
+from .framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, MAX_FRAME_SIZE, FrameError, Framer, parse_close
+from .threads import on_bfxsync_thread
 
 logger = logging.getLogger("bfxsync")
+
+_socket_send: Optional[Callable[[Any, Any], int]]
+try:  # private: checked by missing_internals(); websocket-client >= 1.9 sends every frame through it
+    from websocket._socket import send as _socket_send
+except ImportError:  # pragma: no cover - depends on the installed release
+    _socket_send = None
+
+#: The parameters ``WebSocketApp.create_dispatcher`` is known to take (1.6 to 1.9); another
+#: one means its contract changed.
+_KNOWN_DISPATCHER_PARAMETERS = frozenset(("self", "ping_timeout", "dispatcher", "is_ssl", "handleDisconnect"))
+
+
+def missing_internals() -> Optional[str]:
+    """What the batch framer needs of the installed websocket-client and does not find, or None."""
+    if not callable(_socket_send):
+        return "websocket._socket.send is gone"
+    app = websocket.WebSocketApp
+    create = getattr(app, "create_dispatcher", None)
+    if create is None:
+        return "WebSocketApp.create_dispatcher is gone"
+    try:
+        unknown = set(inspect.signature(create).parameters) - _KNOWN_DISPATCHER_PARAMETERS
+        run_forever = inspect.signature(app.run_forever).parameters
+    except (TypeError, ValueError) as err:
+        return f"cannot inspect WebSocketApp ({err})"
+    if unknown:
+        return f"WebSocketApp.create_dispatcher takes new parameters {sorted(unknown)}"
+    for name in ("reconnect", "skip_utf8_validation", "dispatcher"):
+        if name not in run_forever:
+            return f"WebSocketApp.run_forever has no {name!r} parameter"
+    if not isinstance(getattr(websocket.WebSocket(), "connected", None), bool):
+        return "WebSocket.connected is gone"
+    return None
+
+
+def _fallback_reason() -> Optional[str]:
+    if os.environ.get("BFXSYNC_STOCK_FRAMING", "") not in ("", "0"):
+        return "BFXSYNC_STOCK_FRAMING is set"
+    return missing_internals()
+
+
+#: Why frames are read by websocket-client's stock reader, or None when the batch framer is in use.
+#: Checked once at import; tests set it to run the transport through the fallback.
+FALLBACK_REASON: Optional[str] = _fallback_reason()
+_fallback_logged = False
+
+
+def _give_up_batch_framing(error: BaseException) -> None:
+    """The batch framer's glue failed at run time (an internal changed in a way the import check missed):
+    every later connection of the process reads with the stock reader. The failed one redials as usual."""
+    global FALLBACK_REASON
+    if FALLBACK_REASON is None:
+        FALLBACK_REASON = f"the batch framer failed: {error!r}"  # a str swap: safe from any reader thread
+
+
+def _note_fallback(reason: str) -> None:
+    global _fallback_logged
+    if not _fallback_logged:
+        _fallback_logged = True
+        logger.warning("reading WebSocket frames with websocket-client %s's own reader (slower): %s",
+                       getattr(websocket, "__version__", "?"), reason)
+
+
+def _masked(frame: Any) -> bool:
+    """Whether a frame read by websocket-client carried a mask (the field is ``mask_value`` from 1.9, ``mask`` before)."""
+    value = getattr(frame, "mask_value", None)
+    if value is None:
+        value = getattr(frame, "mask", None)  # in 1.9 ``ABNF.mask`` is the masking function: not an int
+    return type(value) is int and value != 0
+
+
+class OwnThreadsAtDebug(logging.Filter):
+    """On the ``websocket`` logger: records emitted on bfxsync's threads count as DEBUG.
+
+    websocket-client logs an ordinary drop of bfxsync's connections at ERROR
+    (``... - goodbye``) and a connect at INFO; bfxsync logs those events itself with
+    their meaning. A record from any other thread (the application's own use of
+    websocket-client) passes untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not on_bfxsync_thread():
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
+def _install_log_filter() -> None:
+    """Once per process, whatever reloads the module (the class is compared by name)."""
+    target = logging.getLogger("websocket")
+    if not any(type(f).__name__ == OwnThreadsAtDebug.__name__ for f in target.filters):
+        target.addFilter(OwnThreadsAtDebug())
+
+
+_install_log_filter()
 
 
 class TransportListener(Protocol):
@@ -74,10 +189,11 @@ class _FrameReader:
         self.app = app
         self._transport = transport
 
-    def read(self, sock: Any, read_callback: Any, check_callback: Any) -> None:
+    def read(self, *args: Any, **kwargs: Any) -> None:  # (sock, read_callback, check_callback), all unused
         self._transport._read(self.app)
 
     def send(self, sock: Any, data: Any) -> int:
+        assert _socket_send is not None  # the batch framer runs only when missing_internals() found it
         return _socket_send(sock, data)
 
 
@@ -120,6 +236,8 @@ class WebSocketAppTransport:
         self.max_frame_size = max_frame_size
         self.read_size = read_size
         self._app: Optional[websocket.WebSocketApp] = None
+        self._ws: Optional[websocket.WebSocket] = None  # the stock reader's (fallback) session
+        self._running = True
         self._close: Tuple[Optional[int], Optional[str]] = (None, None)
 
     @classmethod
@@ -128,6 +246,11 @@ class WebSocketAppTransport:
         return functools.partial(cls, max_frame_size=max_frame_size)
 
     def run(self, sock: socket.socket, listener: TransportListener) -> None:
+        reason = FALLBACK_REASON
+        if reason is not None:
+            _note_fallback(reason)
+            self._run_stock(sock, listener)
+            return
         on_message = listener.on_message  # bound once: called for every frame
         app = _App(
             self.url,
@@ -137,7 +260,7 @@ class WebSocketAppTransport:
             on_message=lambda app, data: on_message(data),
             on_ping=lambda app, data: listener.on_control(),
             on_pong=lambda app, data: listener.on_control(),
-            on_error=lambda app, error: listener.on_error(error),
+            on_error=lambda app, error: self._on_error(listener, error),
             on_close=lambda app, code, reason: listener.on_close(*self._close_args(code, reason)),
         )
         self._app = app
@@ -145,6 +268,14 @@ class WebSocketAppTransport:
         # is process-wide); the connection's own loop redials and replays. UTF-8 is checked
         # where each message is decoded (the link), so websocket-client need not.
         app.run_forever(skip_utf8_validation=True, reconnect=0)
+
+    @staticmethod
+    def _on_error(listener: TransportListener, error: Exception) -> None:
+        # A TypeError or AttributeError here comes from websocket-client's internals or our glue to
+        # them, not from the server (network and protocol problems are WebSocketException/OSError).
+        if isinstance(error, (TypeError, AttributeError)):
+            _give_up_batch_framing(error)
+        listener.on_error(error)
 
     def _close_args(self, code: Optional[int], reason: Optional[str]) -> Tuple[Optional[int], Optional[str]]:
         """The server's close code and reason: websocket-client does not see the close frame."""
@@ -158,7 +289,7 @@ class WebSocketAppTransport:
         try:
             self._pump(app, ws)
         except FrameError as err:
-            logger.debug("bfxsync: failing the connection to %s: %s", self.url, err)
+            logger.debug("failing the connection to %s: %s", self.url, err)
             self._fail(ws, err.status)
             raise
         finally:
@@ -174,7 +305,7 @@ class WebSocketAppTransport:
             app.on_ping(app, payload)
 
         def on_callback_error(error: Exception) -> None:
-            logger.error("bfxsync: on_message failed", exc_info=error)
+            logger.error("on_message failed", exc_info=error)
 
         framer = Framer(deliver, on_ping, lambda payload: app.on_pong(app, payload), on_callback_error,
                         self.max_frame_size)
@@ -226,9 +357,60 @@ class WebSocketAppTransport:
             except (websocket.WebSocketException, OSError):
                 pass  # gone already
 
+    # -- the fallback: websocket-client's public, stock frame reading ---------------------------
+
+    def _run_stock(self, sock: socket.socket, listener: TransportListener) -> None:
+        """Read with ``WebSocket.recv_data_frame`` (public API only) until the socket ends.
+
+        The checks websocket-client leaves out are made here: a masked server frame fails
+        the connection (1002), a message over ``max_frame_size`` too (1009), but only once
+        it has arrived (the stock reader buffers a frame whole before anyone sees it).
+        """
+        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        try:
+            # The HTTP upgrade on our socket (connected, and TLS-wrapped for wss://).
+            ws.connect(self.url, socket=sock, timeout=sock.gettimeout())  # type: ignore[no-untyped-call]
+        except Exception as err:  # noqa: BLE001 - reported as the connection's end, like run_forever does
+            listener.on_error(err)
+            listener.on_close(None, None)
+            return
+        self._ws = ws
+        listener.on_open()
+        on_message = listener.on_message
+        close: Tuple[Optional[int], Optional[str]] = (None, None)
+        try:
+            while self._running:
+                try:
+                    opcode, frame = ws.recv_data_frame(True)  # answers pings (and close frames) itself
+                except websocket.WebSocketTimeoutException:
+                    continue  # a quiet socket: liveness is the scheduler's call; the reader resumes mid-frame
+                if _masked(frame):
+                    raise FrameError("the server sent a masked frame (servers must not mask)")
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    code, text = parse_close(frame.data)
+                    close = (code, text)
+                    break
+                if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                    listener.on_control()
+                    continue
+                if len(frame.data) > self.max_frame_size:
+                    raise FrameError(f"a message of {len(frame.data)} bytes (max_frame_size is {self.max_frame_size})",
+                                     kind="oversized_frame", status=CLOSE_TOO_BIG)
+                on_message(frame.data)
+        except FrameError as err:
+            logger.debug("failing the connection to %s: %s", self.url, err)
+            self._fail(ws, err.status)
+            listener.on_error(err)
+        except websocket.WebSocketProtocolException as err:  # the stock reader's own checks
+            self._fail(ws, CLOSE_PROTOCOL_ERROR)
+            listener.on_error(FrameError(str(err)))
+        except (websocket.WebSocketException, OSError) as err:
+            listener.on_error(err)
+        listener.on_close(*close)
+
     def send(self, text: str) -> None:
         app = self._app
-        sock = app.sock if app is not None else None
+        sock = app.sock if app is not None else self._ws
         if sock is None or not sock.connected:
             raise NotConnectedError("not connected to the server (the client reconnects by itself)")
         try:
@@ -238,10 +420,12 @@ class WebSocketAppTransport:
             raise NotConnectedError(f"send failed, connection lost: {err}") from err
 
     def send_close(self) -> None:
+        self._running = False
         app = self._app
-        if app is not None:
-            app.keep_running = False
-            sock = app.sock
+        if app is not None or self._ws is not None:
+            if app is not None:
+                app.keep_running = False
+            sock = app.sock if app is not None else self._ws
             if sock is not None and sock.connected:
                 try:
                     sock.send_close()

@@ -200,7 +200,7 @@ class BookSubscription(Subscription):
         level = logging.WARNING if resync or not self._mismatch_logged else logging.DEBUG
         self._mismatch_logged = True
         logger.log(
-            level, "bfxsync: checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
+            level, "checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
             value, local, "" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
         )
         dispatcher = self._owner.dispatcher
