@@ -28,11 +28,17 @@ TIMEOUT = 30.0
 RUN = ("--emulator", "--seconds", "3")
 
 
+#: Bound, never listening: connections to these ports are refused, and no server started later
+#: (another test's emulator) can take one of them, as it could a port bound and released.
+_CLOSED_PORTS = []
+
+
 def closed_port():
-    """A local port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A local port nothing listens on for the rest of the test run."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _CLOSED_PORTS.append(sock)
+    return sock.getsockname()[1]
 
 
 #: Runs ``python SCRIPT ARGS`` or ``python -m MODULE ARGS`` after restoring Python's own Ctrl-C handler.

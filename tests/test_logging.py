@@ -1,6 +1,5 @@
 """What bfxsync logs, captured against the emulator and a dropped connection: lines that tell the truth."""
 import logging
-import socket
 import threading
 
 import websocket
@@ -9,6 +8,7 @@ from bfxsync import protocol
 from bfxsync._engine import transport
 
 from conftest import wait_until
+from test_cli import closed_port
 
 #: The format the README recommends.
 README_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -18,13 +18,6 @@ def bfxsync_lines(caplog):
     """Every bfxsync record, formatted as the README's format shows it."""
     formatter = logging.Formatter(README_FORMAT)
     return [formatter.format(r) for r in caplog.records if r.name.split(".")[0] == "bfxsync"]
-
-
-def closed_port():
-    """A local port with nothing listening (connections to it are refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_whole_session_logs_no_doubled_prefix(emulator, make_client, caplog):
