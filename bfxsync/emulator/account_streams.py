@@ -16,6 +16,7 @@ import copy
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -49,12 +50,14 @@ class ReceivedInput(NamedTuple):
 
     ``key`` is the API key the connection had authenticated as, or None (an input before
     auth, which the server ignores). ``payload`` is a copy of the array's fourth element.
+    ``at`` is ``time.monotonic()`` on arrival (comparable with a client's in the same process).
     """
 
     conn: int
     key: str | None
     tag: str
     payload: Any
+    at: float
 
 
 @attrs.define(eq=False)
@@ -166,7 +169,7 @@ class AccountStreams:
             link = self._links.get(session.id)
             if len(frame) >= 4 and isinstance(frame[1], str):
                 self.received.append(ReceivedInput(session.id, link.key if link is not None else None, frame[1],
-                                                   copy.deepcopy(frame[3])))
+                                                   copy.deepcopy(frame[3]), time.monotonic()))
         if link is None or len(frame) < 4 or frame[0] != 0 or not isinstance(frame[1], str):
             # The live server ignores inputs before auth; so do malformed envelopes here.
             logger.debug("connection %d: ignoring input %.80r", session.id, frame)
