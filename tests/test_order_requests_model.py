@@ -427,6 +427,10 @@ def test_order_requests_settle_once_with_their_own_answer_under_faults():
                                 ("update_refused", 0),
                                 ("submit_then_cancel_by_cid", "0.002"), ("submit_same_cid", "0.001")]],
                    "faults": [(10, ("drop", None))]})
+    @example(plan={"threads": [[("submit", "0.001"), ("await", None), ("cancel_twice", 0), ("await", None),
+                                ("update", 0)],
+                               [("submit", "0.002"), ("await", None), ("update_refused", 0), ("update_twice", 0)]],
+                   "faults": []})
     @example(plan={"threads": [[("submit", "0.001"), ("submit_same_cid", "0.002"), ("update", 0)],
                                [("submit_then_cancel_by_cid", "0.001"), ("cancel", 0)]],
                    "faults": [(0, ("input_delay", 2.5))]})
