@@ -345,10 +345,12 @@ def check_inputs(model, emulator):
             assert at <= record.ends[0] + TRANSIT, (
                 f"{record.request!r} ended at its deadline, then its input left: it reached the server "
                 f"{at - record.ends[0]:.2f} s later")
-    placed = {o.cid for o in emulator.account(DEMO_KEY).orders}
+    # By cid and price: a cid may be used again once its first submit ended (prices are all distinct).
+    placed = {(o.cid, o.price) for o in emulator.account(DEMO_KEY).orders}
     for record in model.records:
         if record.kind == "submit" and isinstance(record.request.exception(), errors.NotSentError):
-            assert record.request.cid not in placed, f"{record.request!r} failed as never sent but was placed"
+            assert (record.expect["cid"], record.expect["price"]) not in placed, (
+                f"{record.request!r} failed as never sent but was placed")
 
 
 def settled_and_equal(client, emulator):
