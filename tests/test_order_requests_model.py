@@ -331,6 +331,9 @@ def check_inputs(model, emulator):
     arrived = collections.Counter(wire_key(r.tag, r.payload) for r in received)
     may_arrive = collections.Counter(r.wire for r in model.records
                                      if not isinstance(r.request.exception(), errors.NotSentError))
+    answered = [r.wire for r in model.records
+                if r.request.exception() is None or isinstance(r.request.exception(), errors.OrderError)]
+    assert all(arrived[key] for key in answered), "a request the server answered is not among its inputs"
     twice = {key: n for key, n in arrived.items() if n > may_arrive[key]}
     assert not twice, f"inputs reached the server more often than sent (never-sent ones included): {twice}"
     # Nothing leaves after its request ended: a request that reached its deadline had either sent its
