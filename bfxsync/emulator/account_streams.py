@@ -11,12 +11,15 @@ go only to the connection that asked.
 """
 from __future__ import annotations
 
+import collections
+import copy
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -29,7 +32,7 @@ from .matching import Exchange
 from .session import Session, now_ms
 from .settlement import Out
 
-__all__ = ["AccountStreams", "MAX_MULTI_OPS"]
+__all__ = ["AccountStreams", "MAX_MULTI_OPS", "ReceivedInput"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,24 @@ logger = logging.getLogger(__name__)
 MAX_MULTI_OPS = 15
 _ORDER_INPUTS = ("on", "ou", "oc", "oc_multi", "ox_multi", "fon", "foc")
 _MULTI_OPS = ("on", "oc", "ou", "oc_multi")
+#: How many received inputs ``AccountStreams.received`` keeps (the newest): bounded, so a
+#: long-running emulator does not grow.
+RECEIVED_KEPT = 10_000
+
+
+class ReceivedInput(NamedTuple):
+    """One channel-0 input array as it reached the server, before any delay or fault.
+
+    ``key`` is the API key the connection had authenticated as, or None (an input before
+    auth, which the server ignores). ``payload`` is a copy of the array's fourth element.
+    ``at`` is ``time.monotonic()`` on arrival (comparable with a client's in the same process).
+    """
+
+    conn: int
+    key: str | None
+    tag: str
+    payload: Any
+    at: float
 
 
 @attrs.define(eq=False)
@@ -69,6 +90,8 @@ class AccountStreams:
         self.auth_rejection: tuple[int, str] | None = None
         self.input_delay = 0.0
         self.drop_next_input: tuple[bool, int | None] | None = None  # (applied first, connection)
+        #: Every input received, newest last (under ``lock``): tests check that none arrived twice.
+        self.received: collections.deque[ReceivedInput] = collections.deque(maxlen=RECEIVED_KEPT)
 
     # -- control API -----------------------------------------------------------------------
     def snapshot(self, key: str) -> AccountSnapshot:
@@ -144,6 +167,9 @@ class AccountStreams:
         """One channel-0 input ``[0, TAG, null, PAYLOAD]`` (docs: ws-auth-input)."""
         with self.lock:
             link = self._links.get(session.id)
+            if len(frame) >= 4 and isinstance(frame[1], str):
+                self.received.append(ReceivedInput(session.id, link.key if link is not None else None, frame[1],
+                                                   copy.deepcopy(frame[3]), time.monotonic()))
         if link is None or len(frame) < 4 or frame[0] != 0 or not isinstance(frame[1], str):
             # The live server ignores inputs before auth; so do malformed envelopes here.
             logger.debug("connection %d: ignoring input %.80r", session.id, frame)

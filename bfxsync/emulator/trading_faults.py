@@ -5,6 +5,7 @@ method is thread-safe and returns at once.
 """
 from __future__ import annotations
 
+from .account_streams import ReceivedInput
 from .accounts import AccountSnapshot
 from .hub import Hub
 
@@ -23,6 +24,15 @@ class TradingControls:
             KeyError: no account has that key.
         """
         return self._hub.trading.snapshot(key)
+
+    def received_inputs(self, key: str | None = None) -> list[ReceivedInput]:
+        """The channel-0 inputs received so far (of connections authenticated as ``key``), oldest first.
+
+        Each is recorded when it arrives, before ``set_input_delay`` or ``drop_after_next_input``
+        act on it, so an input lost to a fault is listed too. The newest 10,000 are kept.
+        """
+        with self._hub.trading.lock:
+            return [r for r in self._hub.trading.received if key is None or r.key == key]
 
     def authenticated_connections(self, key: str | None = None) -> list[int]:
         """IDs of the connections authenticated (as ``key``, or as anyone), oldest first."""
