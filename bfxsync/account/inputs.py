@@ -140,7 +140,7 @@ def new_order(
 
     Args:
         symbol: a trading symbol (``tBTCUSD``, ``tBTCF0:USTF0``). amount: > 0 buys, < 0 sells.
-        price: required except for MARKET types; the stop price of STOP and STOP LIMIT.
+        price: required except for MARKET and TRAILING STOP types; the stop price of STOP and STOP LIMIT.
         type: one of :data:`ORDER_TYPES`.
         cid: client id; when None, a millisecond timestamp unique (strictly increasing) in this process.
         gid: group id (1 to 2**31-1). flags: sum of flag values; the booleans add their flag.
@@ -162,8 +162,8 @@ def new_order(
     payload.update(type=type, symbol=symbol, amount=_money(amount, "amount"))
     if price is not None:
         payload["price"] = _money(price, "price", positive=True)
-    elif not is_market:
-        raise ValueError(f"price is required for {type} orders (only MARKET orders go without)")
+    elif not is_market and not type.endswith("TRAILING STOP"):  # a trailing stop's price follows the market
+        raise ValueError(f"price is required for {type} orders (only MARKET and TRAILING STOP orders go without)")
     if lev is not None:
         if "F0:" not in symbol:
             raise ValueError(f"lev applies to derivatives only (symbols with F0:), not {symbol}")

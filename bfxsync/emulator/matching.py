@@ -111,11 +111,10 @@ class Exchange:
                 self._track(placed)
                 out.append(Out(key, "on", placed.wire()))
         out.extend(self._start(order, mts))
-        if stop_leg is not None:
+        out.extend(self._oco_sweep(mts))  # this order may have filled an OCO leg, or be one
+        if stop_leg is not None and stop_leg.id in account.orders:
+            out.extend(self._start(stop_leg, mts))
             out.extend(self._oco_sweep(mts))
-            if stop_leg.id in account.orders:
-                out.extend(self._start(stop_leg, mts))
-                out.extend(self._oco_sweep(mts))
         return out
 
     def _start(self, order: WorkingOrder, mts: int) -> list[Out]:
