@@ -144,6 +144,7 @@ class TestOco:
               price_oco_stop=str(stop), flags=OCO)
         frames = trader.frames_until(tagged("on", lambda o: o[8] == "EXCHANGE STOP"))
         assert tags(frames) == ["n", "on", "on"] and frames[0][2][6] == "SUCCESS"
+        assert frames[0][2][4][25] == frames[2][2][0]  # the on-req order already names its stop leg
         return frames[1][2], frames[2][2]
 
     def test_the_pair_is_linked_and_holds_the_balance_once(self, desk):
@@ -188,6 +189,10 @@ class TestOco:
         ou = [f[2] for f in frames if f[1] == "ou" and f[2][0] == limit[0]][-1]
         assert ou[13].startswith("PARTIALLY FILLED @") and ou[6] == Decimal("0.3")
         assert [o.id for o in emu.account(DEMO_KEY).orders] == [limit[0]]
+        order(trader, cid=21, type="EXCHANGE LIMIT", amount="0.01", price=str(bid - 100))  # any later input
+        trader.frames_until(tagged("on", lambda o: o[2] == 21))
+        emu.step(1)
+        assert limit[0] in {o.id for o in emu.account(DEMO_KEY).orders}  # the pair is settled: the limit rests on
 
     def test_a_triggered_stop_leg_cancels_the_limit(self, desk):
         """A sell stop leg at the best bid triggers at once: it executes at market, the limit leg is cancelled."""
@@ -237,10 +242,12 @@ class TestTif:
         assert emu.account(DEMO_KEY).orders == ()
 
     def test_update_sets_tif_and_an_oco_pair_expires_together(self, desk):
-        """ou with tif sets MTS_TIF; an OCO pair placed with a tif expires as a pair."""
+        """ou with tif sets MTS_TIF (a past one is refused); an OCO pair placed with a tif expires as a pair."""
         emu, trader, bid, ask = desk
         order(trader, cid=1, type="EXCHANGE LIMIT", amount="0.01", price=str(bid - 100))
         plain = trader.frames_until(tagged("on"))[-1][2][0]
+        trader.input("ou", {"id": plain, "tif": "2020-01-01 10:45:23"})
+        assert trader.frames_until(note("ou-req"))[-1][2][7] == "tif: invalid"
         tif, mts_tif = tif_in(1)
         trader.input("ou", {"id": plain, "tif": tif})
         assert trader.frames_until(tagged("ou"))[-1][2][10] == mts_tif

@@ -20,7 +20,8 @@ PRICE is its current stop: the best price seen since placement less (sells) or p
 PRICE_TRAILING; each move is an ``ou``. An OCO order (flag 16384) is its limit order plus a
 stop leg at ``price_oco_stop``, each with the other's ID as PLACED_ID; a fill of either
 (even partial), its cancellation or its expiry cancels the other. An order with ``tif`` shows
-it as MTS_TIF and is cancelled (``oc`` CANCELED) at that time by :meth:`Exchange.expire`.
+it as MTS_TIF and is cancelled (``oc`` CANCELED) at that time by :meth:`Exchange.expire`
+(the emulator's clock thread calls it). ``contingent.py`` keeps track of both.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from .accounts import (
     utc_date,
 )
 from .config import EmulatorConfig
+from .contingent import Contingent, oco_leg, trail_stop
 from .inputs import InputError, NewOrder, apply_update, parse_cid_date, parse_new_order, parse_update
 from .market import Market
 from .settlement import MARGIN_LEVERAGE, Batch, Out, Settler, is_derivative
@@ -65,18 +67,14 @@ class Exchange:
     def __init__(self, config: EmulatorConfig, market: Market,
                  on_timer: Callable[[], None] | None = None) -> None:
         self.market = market
-        # Open orders with a tif, and open OCO legs, by ID: what expire() and the OCO
-        # sweep look at, so neither walks every order. ``on_timer`` is told when an
-        # expiry time is set, so the clock that calls expire() can wake up for it.
-        self._expiring: dict[int, WorkingOrder] = {}
-        self._oco: dict[int, WorkingOrder] = {}
-        self._on_timer = on_timer
         self.accounts = {a.key: AccountState(a, a.user_id or _user_id(a.key)) for a in config.accounts}
         rng = random.Random(f"trading:{config.seed}")
         self._order_ids = itertools.count(160_000_000_000 + rng.randrange(10_000_000))
         trade_ids = itertools.count(1_500_000_000 + rng.randrange(1_000_000))
         position_ids = itertools.count(170_000_000 + rng.randrange(1_000_000))
         self.offer_ids = itertools.count(3_000_000_000 + rng.randrange(1_000_000))
+        # ``on_timer`` is told when an order gets a tif, so the clock calling expire() wakes for it.
+        self._links = Contingent(self.accounts, on_timer)
         self.settler = Settler(self.accounts, market, config.maker_fee, config.taker_fee,
                                lambda: next(trade_ids), lambda: next(position_ids))
 
@@ -99,16 +97,20 @@ class Exchange:
         base = split_pair(order.symbol)[0]
         side = "buy" if order.buy else "sell"
         text = f"Submitting {order.type.lower()} {side} order for {number_label(abs(order.amount))} {base}."
-        out = [Out(key, "n", notification(mts, "on-req", order.wire(), "SUCCESS", text), "current")]
         refusal = self._refusal(account, order)
+        # The leg exists (and is the PLACED_ID) before the notification is written.
+        stop_leg = None
+        if request.price_oco_stop is not None and refusal is None:
+            stop_leg = oco_leg(order, next(self._order_ids), request.price_oco_stop, request.cid_oco)
+        out = [Out(key, "n", notification(mts, "on-req", order.wire(), "SUCCESS", text), "current")]
         if refusal is not None:
             order.close(refusal)
             out.append(Out(key, "oc", order.wire()))
             return out
-        stop_leg = self._oco_leg(order, request) if request.price_oco_stop is not None else None
         for placed in (order, stop_leg):
             if placed is not None:
-                self._track(placed)
+                account.orders[placed.id] = placed
+                self._links.track(placed)
                 out.append(Out(key, "on", placed.wire()))
         out.extend(self._start(order, mts))
         out.extend(self._oco_sweep(mts))  # this order may have filled an OCO leg, or be one
@@ -123,28 +125,6 @@ class Exchange:
             return self._trigger(order, mts) if self._stop_reached(order) else []
         return self._take(order, mts)
 
-    def _oco_leg(self, order: WorkingOrder, request: NewOrder) -> WorkingOrder:
-        """The stop leg of OCO ``order``: same side, amount, group and flags, at ``price_oco_stop``.
-
-        It takes ``cid_oco`` as its CID (node's client sends one; without it the leg has none).
-        """
-        prefix = "EXCHANGE " if order.exchange else ""
-        leg = WorkingOrder(id=next(self._order_ids), owner=order.owner, symbol=order.symbol, type=prefix + "STOP",
-                           amount=order.amount, amount_orig=order.amount, price=request.price_oco_stop,
-                           mts_create=order.mts_create, gid=order.gid, cid=request.cid_oco, flags=order.flags,
-                           lev=order.lev, meta=dict(order.meta), mts_tif=order.mts_tif, placed_id=order.id)
-        order.placed_id = leg.id
-        return leg
-
-    def _track(self, order: WorkingOrder) -> None:
-        """Add a new order to its account, and to the expiry and OCO indexes if it needs them."""
-        self.accounts[order.owner].orders[order.id] = order
-        if order.placed_id is not None:
-            self._oco[order.id] = order
-        if order.mts_tif is not None:
-            self._expiring[order.id] = order
-            if self._on_timer is not None:
-                self._on_timer()
     def _check_symbol(self, request: NewOrder) -> None:
         market = self.market.symbols.get(request.symbol)
         if market is None or market.funding:
@@ -167,7 +147,7 @@ class Exchange:
             order.trail_anchor = self._best(order)
             if order.trail_anchor is None:
                 raise InputError("Invalid order: no market price to trail")
-            order.price = self._trail_stop(order)
+            order.price = trail_stop(order)
         if request.price_oco_stop is not None:
             # The limit leg shows the pair's stop as PRICE_AUX_LIMIT (node-models reads it
             # there) and holds the balance for both legs (WorkingOrder.hold_price).
@@ -314,12 +294,6 @@ class Exchange:
             return False
         return best >= order.price if order.buy else best <= order.price
 
-    @staticmethod
-    def _trail_stop(order: WorkingOrder) -> Decimal:
-        assert order.trail_anchor is not None and order.price_trailing is not None
-        distance = order.price_trailing
-        return order.trail_anchor + distance if order.buy else order.trail_anchor - distance
-
     def _trail(self, order: WorkingOrder, mts: int) -> list[Out]:
         """Move a trailing stop after the market: a sell's stop rises with the best bid, a buy's falls with the ask.
 
@@ -331,7 +305,7 @@ class Exchange:
             return []
         if (best < order.trail_anchor) if order.buy else (best > order.trail_anchor):
             order.trail_anchor = best
-            order.price, order.mts_update = self._trail_stop(order), mts
+            order.price, order.mts_update = trail_stop(order), mts
             return [Out(order.owner, "ou", order.wire())]
         return []
 
@@ -371,49 +345,6 @@ class Exchange:
                     out.extend(self._oco_sweep(mts))
         return out
 
-    # -- time in force and OCO pairs -------------------------------------------------------
-    def expire(self, mts: int) -> list[Out]:
-        """Cancel the orders whose ``tif`` is due by ``mts`` (``oc`` CANCELED).
-
-        The docs give no status of its own for an expired order; the emulator writes the
-        plain cancel status (``CANCELED``, or ``CANCELED was: PARTIALLY FILLED @ ...``).
-        """
-        out: list[Out] = []
-        for order in sorted(self._expiring.values(), key=lambda o: (o.mts_tif or 0, o.id)):
-            if order.id not in self.accounts[order.owner].orders:
-                self._expiring.pop(order.id, None)
-            elif order.mts_tif is not None and order.mts_tif <= mts:
-                del self._expiring[order.id]
-                order.mts_update = mts
-                out.extend(self._cancel(order, "CANCELED"))
-        return out + self._oco_sweep(mts)
-
-    @property
-    def has_expiries(self) -> bool:
-        """Whether any order (maybe closed since) has a tif; safe to read without the lock."""
-        return bool(self._expiring)
-
-    def next_expiry(self) -> int | None:
-        """The earliest ``tif`` (ms) among open orders, or None."""
-        times = [o.mts_tif for o in self._expiring.values()
-                 if o.mts_tif is not None and o.id in self.accounts[o.owner].orders]
-        return min(times) if times else None
-
-    def _oco_sweep(self, mts: int) -> list[Out]:
-        """Cancel every open OCO leg whose other leg closed or filled (even partly)."""
-        out: list[Out] = []
-        for leg in list(self._oco.values()):
-            orders = self.accounts[leg.owner].orders
-            if leg.id not in orders:
-                del self._oco[leg.id]
-                continue
-            other = orders.get(leg.placed_id) if leg.placed_id is not None else None
-            if other is None or other.filled:
-                del self._oco[leg.id]
-                leg.mts_update = mts
-                out.extend(self._cancel(leg, "CANCELED"))
-        return out
-
     def _fill_resting(self, order: WorkingOrder, mts: int) -> list[Out]:
         """A resting limit order fills, as the maker at its own price, against crossing public orders."""
         if order.limit is None:
@@ -429,6 +360,36 @@ class Exchange:
         self._settle_state(order, batch)
         return list(batch.flush(self.settler))
 
+    # -- time in force and OCO pairs -------------------------------------------------------
+    def expire(self, mts: int) -> list[Out]:
+        """Cancel the orders whose ``tif`` is due by ``mts`` (``oc`` CANCELED).
+
+        The docs give no status of its own for an expired order; the emulator writes the
+        plain cancel status (``CANCELED``, or ``CANCELED was: PARTIALLY FILLED @ ...``).
+        """
+        out: list[Out] = []
+        for order in self._links.due(mts):
+            order.mts_update = mts
+            out.extend(self._cancel(order, "CANCELED"))
+        return out + self._oco_sweep(mts)
+
+    @property
+    def has_expiries(self) -> bool:
+        """Whether any order (maybe closed since) has a tif; safe to read without the lock."""
+        return self._links.has_expiries
+
+    def next_expiry(self) -> int | None:
+        """The earliest ``tif`` (ms) among open orders, or None."""
+        return self._links.next_expiry()
+
+    def _oco_sweep(self, mts: int) -> list[Out]:
+        """Cancel every open OCO leg whose other leg closed or filled (even partly)."""
+        out: list[Out] = []
+        for leg in self._links.orphaned():
+            leg.mts_update = mts
+            out.extend(self._cancel(leg, "CANCELED"))
+        return out
+
     # -- updates and cancels -------------------------------------------------------------
     def update(self, key: str, payload: Any, mts: int) -> list[Out]:
         """``ou``: change price, amount (or ``delta``), flags, ... in place (docs: ws-auth-input-order-update)."""
@@ -439,6 +400,8 @@ class Exchange:
             order = account.orders.get(request.id)
             if order is None:
                 raise InputError("Order not found.")
+            if request.mts_tif is not None and request.mts_tif <= mts:
+                raise InputError("tif: invalid")  # as for a new order
             changed = apply_update(order, request)
             self._check_balance(account, changed, skip=order.id)
         except InputError as exc:
@@ -447,11 +410,8 @@ class Exchange:
                      "mts_tif"):
             setattr(order, name, getattr(changed, name))
         if order.price_trailing is not None and order.trail_anchor is not None:
-            order.price = self._trail_stop(order)
-        if order.mts_tif is not None:
-            self._expiring[order.id] = order
-            if self._on_timer is not None:
-                self._on_timer()
+            order.price = trail_stop(order)
+        self._links.track(order)
         order.mts_update = mts
         side = "buy" if order.buy else "sell"
         text = f"Submitting update to {order.type.lower()} {side} order for {number_label(abs(order.amount))}."
