@@ -266,9 +266,16 @@ class Emulator(FaultControls, TradingControls):
     def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat_interval
         wake = self._hub.clock_wake
-        while not self._stop.is_set():
-            wake.clear()  # before looking: a tif set from now on wakes the wait below at once
-            due = self._hub.run_timers(time.monotonic())
+        while True:
+            wake.clear()  # before looking: a tif or a stop() from now on ends the wait below at once
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            try:
+                due = self._hub.run_timers(now)
+            except Exception:  # keep the clock going, as the market loop does
+                logger.exception("heartbeats or order expiry failed")
+                due = now + interval
             # A channel subscribed meanwhile is due only a full interval later: never missed.
             wake.wait(min(max(due - time.monotonic(), 0.005), interval))
 
