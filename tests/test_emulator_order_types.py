@@ -13,7 +13,9 @@ import pytest
 from test_emulator_trading import note, tagged, tags, world  # noqa: F401 - world is a fixture
 from test_emulator_trading_orders import RICH, order
 
-from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator
+from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Account, Emulator
+from bfxsync.emulator.accounts import AccountState, WorkingOrder
+from bfxsync.emulator.contingent import Contingent, trail_stop
 from bfxsync.emulator.wire import number_text
 
 from conftest import FAST, wait_until
@@ -266,6 +268,60 @@ class TestTif:
         assert set(cancelled) == {plain, legs[0][0], legs[1][0]}
         assert all(status == "CANCELED" and mts >= mts_tif for status, mts in cancelled.values())
         assert emu.account(DEMO_KEY).orders == ()
+
+
+class TestContingentPure:
+    """The bookkeeping behind the engine, without sockets."""
+
+    @staticmethod
+    def accounts_with(*orders):
+        account = AccountState(Account("k", "s"), 1)
+        account.orders.update((o.id, o) for o in orders)
+        return {"k": account}
+
+    @staticmethod
+    def working(order_id, amount="1", **fields):
+        return WorkingOrder(id=order_id, owner="k", symbol="tBTCUSD", type="EXCHANGE LIMIT", amount=Decimal(amount),
+                            amount_orig=Decimal(amount), price=Decimal(100), mts_create=0, **fields)
+
+    def test_trail_stop(self):
+        """A sell trails below its anchor, a buy above; a non-trailing order is a ValueError."""
+        sell = self.working(1, "-1", price_trailing=Decimal(5), trail_anchor=Decimal(100))
+        buy = self.working(2, "1", price_trailing=Decimal(5), trail_anchor=Decimal(100))
+        assert (trail_stop(sell), trail_stop(buy)) == (95, 105)
+        with pytest.raises(ValueError):
+            trail_stop(self.working(3))
+
+    def test_due_and_next_expiry(self):
+        """due() returns open orders with a tif up to now, earliest first, once; closed ones are dropped."""
+        late, early, gone = (self.working(i, mts_tif=t) for i, t in ((1, 3000), (2, 1000), (3, 500)))
+        timers = []
+        links = Contingent(self.accounts_with(late, early), lambda: timers.append(1))
+        for o in (late, early, gone):
+            links.track(o)
+        assert len(timers) == 3 and links.next_expiry() == 1000
+        assert links.due(999) == [] and links.due(3000) == [early, late] and links.due(9999) == []
+        assert not links.has_expiries and links.next_expiry() is None
+
+    def test_orphaned_settles_a_pair_once(self):
+        """A partly filled leg stays open, its other leg is reported once; a closed leg orphans the other."""
+        limit, stop = self.working(1, "1"), self.working(2, "1")
+        limit.placed_id, stop.placed_id = 2, 1
+        accounts = self.accounts_with(limit, stop)
+        links = Contingent(accounts, None)
+        for leg in (limit, stop):
+            links.track(leg)
+        assert links.orphaned() == []
+        limit.record_fill(Decimal(100), Decimal("0.4"))
+        assert links.orphaned() == [stop]
+        del accounts["k"].orders[stop.id]
+        assert links.orphaned() == []  # the limit leg, partly filled, is left alone
+        other_limit, other_stop = self.working(3), self.working(4)
+        other_limit.placed_id, other_stop.placed_id = 4, 3
+        accounts["k"].orders.update({4: other_stop})  # the limit leg closed
+        for leg in (other_limit, other_stop):
+            links.track(leg)
+        assert links.orphaned() == [other_stop]
 
 
 # -- through bfxsync's client ---------------------------------------------------------------------
