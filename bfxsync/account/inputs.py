@@ -140,7 +140,7 @@ def new_order(
 
     Args:
         symbol: a trading symbol (``tBTCUSD``, ``tBTCF0:USTF0``). amount: > 0 buys, < 0 sells.
-        price: required except for MARKET types; the stop price of STOP and STOP LIMIT.
+        price: required except for MARKET and TRAILING STOP types; the stop price of STOP and STOP LIMIT.
         type: one of :data:`ORDER_TYPES`.
         cid: client id; when None, one unique in this process and, with overwhelming probability, across
             processes on one key (see ``_CidSource``).
@@ -163,8 +163,8 @@ def new_order(
     payload.update(type=type, symbol=symbol, amount=_money(amount, "amount"))
     if price is not None:
         payload["price"] = _money(price, "price", positive=True)
-    elif not is_market:
-        raise ValueError(f"price is required for {type} orders (only MARKET orders go without)")
+    elif not is_market and not type.endswith("TRAILING STOP"):  # a trailing stop's price follows the market
+        raise ValueError(f"price is required for {type} orders (only MARKET and TRAILING STOP orders go without)")
     if lev is not None:
         if "F0:" not in symbol:
             raise ValueError(f"lev applies to derivatives only (symbols with F0:), not {symbol}")

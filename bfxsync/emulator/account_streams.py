@@ -78,9 +78,9 @@ class AccountStreams:
     """
 
     def __init__(self, config: EmulatorConfig, market_lock: threading.Lock, market: Market,
-                 drop: Callable[[Session], None]) -> None:
+                 drop: Callable[[Session], None], on_timer: Callable[[], None] | None = None) -> None:
         self.lock = threading.Lock()
-        self.exchange = Exchange(config, market)
+        self.exchange = Exchange(config, market, on_timer)
         self._market_lock = market_lock
         self._drop = drop
         self._secrets = {a.key: a.secret for a in config.accounts}
@@ -262,6 +262,20 @@ class AccountStreams:
         """The market moved (called with the market lock held): stops and resting fills."""
         with self.lock:
             self._deliver(self.exchange.on_tick(mts))
+
+    def expire_orders(self) -> float | None:
+        """Cancel the orders whose ``tif`` is due; seconds until the next one is (None: none is set).
+
+        Called by the emulator's clock thread; takes the market lock, then the trading lock,
+        but only while some order has a tif (one placed meanwhile wakes the clock).
+        """
+        if not self.exchange.has_expiries:
+            return None
+        with self._market_lock, self.lock:
+            mts = now_ms()
+            self._deliver(self.exchange.expire(mts))
+            due = self.exchange.next_expiry()
+        return None if due is None else max(0.0, (due - mts) / 1000)
 
     def session_closed(self, session: Session) -> None:
         """A connection ended; with ``dms: 4`` its account's open orders are cancelled (docs: ws-auth)."""

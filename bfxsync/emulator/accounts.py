@@ -8,6 +8,7 @@ ws-auth-notifications, with the choices seen on the wire where those differ (not
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,9 @@ FLAG_HIDDEN = 64
 FLAG_CLOSE = 512
 FLAG_REDUCE_ONLY = 1024
 FLAG_POST_ONLY = 4096
+FLAG_OCO = 16384
 ZERO = Decimal(0)
+_DECIMAL_TEXT = re.compile(r"-?(\d+\.?\d*|\.\d+)")
 
 
 def split_pair(symbol: str) -> tuple[str, str]:
@@ -78,6 +81,10 @@ class WorkingOrder:
     history: list[str] = attrs.Factory(list)  # fill segments, oldest first
     filled_value: Decimal = ZERO  # sum of price * |fill|, for PRICE_AVG
     triggered: bool = False  # a stop order that became a market / limit order
+    price_trailing: Decimal | None = None  # TRAILING STOP distance; ``price`` is its current stop
+    trail_anchor: Decimal | None = None  # TRAILING STOP: the best price seen since placement
+    mts_tif: int | None = None  # auto-cancel time (ms), from ``tif``
+    placed_id: int | None = None  # OCO: the ID of the other leg
 
     @property
     def exchange(self) -> bool:
@@ -100,14 +107,34 @@ class WorkingOrder:
     @property
     def waiting_stop(self) -> bool:
         """A stop not triggered yet: it rests without matching."""
-        return self.kind in ("STOP", "STOP LIMIT") and not self.triggered
+        return self.kind in ("STOP", "STOP LIMIT", "TRAILING STOP") and not self.triggered
 
     @property
     def limit(self) -> Decimal | None:
         """The worst price this order may trade at; None for market orders."""
-        if self.kind in ("MARKET", "STOP"):
+        if self.kind in ("MARKET", "STOP", "TRAILING STOP"):
             return None
         return self.price
+
+    @property
+    def oco_stop_leg(self) -> bool:
+        """The stop leg of an OCO pair: its limit leg holds the balance for both."""
+        return self.placed_id is not None and self.kind == "STOP" and bool(self.flags & FLAG_OCO)
+
+    @property
+    def hold_price(self) -> Decimal:
+        """The price a buy's wallet hold is counted at (0 for the stop leg of an OCO pair).
+
+        A STOP LIMIT holds at its limit price, an OCO limit leg at the higher of its limit
+        and its stop (PRICE_AUX_LIMIT), whichever of the two legs fills.
+        """
+        if self.oco_stop_leg:
+            return ZERO
+        if self.kind == "STOP LIMIT" and self.price_aux_limit is not None:
+            return self.price_aux_limit
+        if self.flags & FLAG_OCO and self.kind == "LIMIT" and self.price_aux_limit is not None and self.price:
+            return max(self.price, self.price_aux_limit)
+        return self.price or ZERO
 
     def flag(self, bit: int) -> bool:
         return bool(self.flags & bit)
@@ -143,20 +170,43 @@ class WorkingOrder:
             meta.update({"lev": self.lev, "$F33": self.lev})
         avg = self.filled_value / abs(self.filled) if self.filled else ZERO
         return [self.id, self.gid, self.cid, self.symbol, self.mts_create, self.mts_update or self.mts_create,
-                self.amount, self.amount_orig, self.type, self.type_prev, None, None, flags, self.status,
-                None, None, self.price if self.price is not None else ZERO, avg, ZERO,
+                self.amount, self.amount_orig, self.type, self.type_prev, self.mts_tif, None, flags, self.status,
+                None, None, self.price if self.price is not None else ZERO, avg,
+                self.price_trailing if self.price_trailing is not None else ZERO,
                 self.price_aux_limit if self.price_aux_limit is not None else ZERO, None, None, None,
-                0, 1 if flags & FLAG_HIDDEN else 0, None, None, None, "API>BFX", None, None, meta]
+                0, 1 if flags & FLAG_HIDDEN else 0, self.placed_id, None, None, "API>BFX", None, None, meta]
 
 
-def request_wire(payload: Mapping[str, Any], parsed: Mapping[str, Any] | None = None) -> list[Any]:
-    """The order array of a refused request: ID null, the fields the request carried."""
-    values = dict(payload)
-    values.update(parsed or {})
+def _wire_number(value: Any) -> Decimal | None:
+    """A request's decimal (string or JSON number) as the number the server echoes; None if it is not one."""
+    if isinstance(value, str):
+        return Decimal(value) if _DECIMAL_TEXT.fullmatch(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return Decimal(repr(value))
+    return None
+
+
+def _wire_int(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+def request_wire(payload: Mapping[str, Any]) -> list[Any]:
+    """The order array of a refused request: ID null, the fields the request carried.
+
+    Shaped like the ERROR ``on-req`` sample of docs: ws-auth-notifications: amounts and
+    prices are JSON numbers (the request's decimal strings converted), integers stay
+    integers, anything malformed is null, NOTIFY and HIDDEN are 0.
+    """
     wire: list[Any] = [None] * 32
-    for index, name in ((0, "id"), (1, "gid"), (2, "cid"), (3, "symbol"), (6, "amount"), (8, "type"),
-                        (12, "flags"), (16, "price"), (19, "price_aux_limit")):
-        wire[index] = values.get(name)
+    for index, name in ((0, "id"), (1, "gid"), (2, "cid"), (12, "flags")):
+        wire[index] = _wire_int(payload.get(name))
+    for index, name in ((6, "amount"), (16, "price"), (18, "price_trailing"), (19, "price_aux_limit")):
+        wire[index] = _wire_number(payload.get(name))
+    for index, name in ((3, "symbol"), (8, "type")):
+        value = payload.get(name)
+        wire[index] = value if isinstance(value, str) else None
     wire[23], wire[24] = 0, 0
     return wire
 
@@ -252,9 +302,8 @@ class AccountState:
                     continue
                 base, quote = split_pair(order.symbol)
                 if order.amount > 0 and quote == currency:
-                    price = order.price_aux_limit if order.kind == "STOP LIMIT" else order.price
-                    held += order.amount * (price or ZERO)
-                elif order.amount < 0 and base == currency:
+                    held += order.amount * order.hold_price
+                elif order.amount < 0 and base == currency and not order.oco_stop_leg:
                     held += -order.amount
         elif wallet_type == "funding":
             held = sum((o.amount for o in self.offers.values()

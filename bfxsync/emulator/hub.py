@@ -102,7 +102,9 @@ class Hub:
         self._chan_id = 10_000 + self._chan_rng.randrange(90_000)
         rate = config.rate if config.rate > 0 else 10.0
         self._status_every = max(1, round(config.status_interval * rate))
-        self.trading = AccountStreams(config, self.market_lock, self.market, self._drop)
+        # Set when an order gets a tif, so the clock thread re-plans its next wake-up.
+        self.clock_wake = threading.Event()
+        self.trading = AccountStreams(config, self.market_lock, self.market, self._drop, self.clock_wake.set)
         self._handlers: dict[str, Callable[[Session, dict[str, Any]], None]] = {
             "conf": self._on_conf,
             "ping": self._on_ping,
@@ -239,6 +241,12 @@ class Hub:
         for session in self.sessions():
             due = min(due, session.send_heartbeats(now, interval))
         return due
+
+    def run_timers(self, now: float) -> float:
+        """Send due heartbeats and cancel orders whose ``tif`` is due; return (monotonic) when to run again."""
+        due = self.heartbeats(now)
+        expiry = self.trading.expire_orders()
+        return due if expiry is None else min(due, now + expiry)
 
     # -- requests ------------------------------------------------------------------------
     def handle(self, session: Session, text: str) -> None:

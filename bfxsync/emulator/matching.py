@@ -13,12 +13,21 @@ makers) and stops trigger. Frames per input (docs: ws-auth-input; orders as seen
   ``FILLORKILL CANCELED`` or ``RSN_POS_NOTFOUND`` / ``RSN_POS_REDUCE_INCR`` (no ``on``);
 * invalid or not enough balance: ``n`` ERROR only (``amount: invalid``, ``symbol: invalid``,
   ``Invalid order: not enough exchange balance for 1 BTCUSD at 30000``).
+
+Stops wait without matching and trigger into a market order (STOP, TRAILING STOP) or a
+limit order (STOP LIMIT) once the best price on their side reaches them. A trailing stop's
+PRICE is its current stop: the best price seen since placement less (sells) or plus (buys)
+PRICE_TRAILING; each move is an ``ou``. An OCO order (flag 16384) is its limit order plus a
+stop leg at ``price_oco_stop``, each with the other's ID as PLACED_ID; a fill of either
+(even partial), its cancellation or its expiry cancels the other. An order with ``tif`` shows
+it as MTS_TIF and is cancelled (``oc`` CANCELED) at that time by :meth:`Exchange.expire`
+(the emulator's clock thread calls it). ``contingent.py`` keeps track of both.
 """
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +44,7 @@ from .accounts import (
     utc_date,
 )
 from .config import EmulatorConfig
+from .contingent import Contingent, oco_leg, trail_stop
 from .inputs import InputError, NewOrder, apply_update, parse_cid_date, parse_new_order, parse_update
 from .market import Market
 from .settlement import MARGIN_LEVERAGE, Batch, Out, Settler, is_derivative
@@ -54,7 +64,8 @@ def _user_id(key: str) -> int:
 class Exchange:
     """All accounts and their orders; every method returns the frames to deliver, in order."""
 
-    def __init__(self, config: EmulatorConfig, market: Market) -> None:
+    def __init__(self, config: EmulatorConfig, market: Market,
+                 on_timer: Callable[[], None] | None = None) -> None:
         self.market = market
         self.accounts = {a.key: AccountState(a, a.user_id or _user_id(a.key)) for a in config.accounts}
         rng = random.Random(f"trading:{config.seed}")
@@ -62,6 +73,8 @@ class Exchange:
         trade_ids = itertools.count(1_500_000_000 + rng.randrange(1_000_000))
         position_ids = itertools.count(170_000_000 + rng.randrange(1_000_000))
         self.offer_ids = itertools.count(3_000_000_000 + rng.randrange(1_000_000))
+        # ``on_timer`` is told when an order gets a tif, so the clock calling expire() wakes for it.
+        self._links = Contingent(self.accounts, on_timer)
         self.settler = Settler(self.accounts, market, config.maker_fee, config.taker_fee,
                                lambda: next(trade_ids), lambda: next(position_ids))
 
@@ -72,6 +85,10 @@ class Exchange:
         try:
             request = parse_new_order(payload)
             self._check_symbol(request)
+            if request.mts_tif is not None and request.mts_tif <= mts:
+                # Unconfirmed: an expiry in the past is refused rather than placed and
+                # cancelled at once (bfxsync's client refuses it before sending, too).
+                raise InputError("tif: invalid")
             order = self._order(key, request, mts)
             self._check_balance(account, order)
         except InputError as exc:
@@ -80,20 +97,33 @@ class Exchange:
         base = split_pair(order.symbol)[0]
         side = "buy" if order.buy else "sell"
         text = f"Submitting {order.type.lower()} {side} order for {number_label(abs(order.amount))} {base}."
-        out = [Out(key, "n", notification(mts, "on-req", order.wire(), "SUCCESS", text), "current")]
         refusal = self._refusal(account, order)
+        # The leg exists (and is the PLACED_ID) before the notification is written.
+        stop_leg = None
+        if request.price_oco_stop is not None and refusal is None:
+            stop_leg = oco_leg(order, next(self._order_ids), request.price_oco_stop, request.cid_oco)
+        out = [Out(key, "n", notification(mts, "on-req", order.wire(), "SUCCESS", text), "current")]
         if refusal is not None:
             order.close(refusal)
             out.append(Out(key, "oc", order.wire()))
             return out
-        account.orders[order.id] = order
-        out.append(Out(key, "on", order.wire()))
-        if order.waiting_stop:
-            if self._stop_reached(order):
-                out.extend(self._trigger(order, mts))
-            return out
-        out.extend(self._take(order, mts))
+        for placed in (order, stop_leg):
+            if placed is not None:
+                account.orders[placed.id] = placed
+                self._links.track(placed)
+                out.append(Out(key, "on", placed.wire()))
+        out.extend(self._start(order, mts))
+        out.extend(self._oco_sweep(mts))  # this order may have filled an OCO leg, or be one
+        if stop_leg is not None and stop_leg.id in account.orders:
+            out.extend(self._start(stop_leg, mts))
+            out.extend(self._oco_sweep(mts))
         return out
+
+    def _start(self, order: WorkingOrder, mts: int) -> list[Out]:
+        """A just-placed order: a stop waits (or triggers at once), anything else takes liquidity."""
+        if order.waiting_stop:
+            return self._trigger(order, mts) if self._stop_reached(order) else []
+        return self._take(order, mts)
 
     def _check_symbol(self, request: NewOrder) -> None:
         market = self.market.symbols.get(request.symbol)
@@ -108,10 +138,21 @@ class Exchange:
         if price is None:  # a market order shows the price it was estimated at
             book = self._liquidity_for(request.symbol, request.amount > 0)
             price = book[0][0] if book else self.settler.mid(request.symbol)
-        return WorkingOrder(id=next(self._order_ids), owner=key, symbol=request.symbol, type=request.type,
-                            amount=request.amount, amount_orig=request.amount, price=price,
-                            mts_create=mts, gid=request.gid, cid=request.cid, flags=request.flags,
-                            price_aux_limit=request.price_aux_limit, lev=lev, meta=request.meta)
+        order = WorkingOrder(id=next(self._order_ids), owner=key, symbol=request.symbol, type=request.type,
+                             amount=request.amount, amount_orig=request.amount, price=price,
+                             mts_create=mts, gid=request.gid, cid=request.cid, flags=request.flags,
+                             price_aux_limit=request.price_aux_limit, lev=lev, meta=request.meta,
+                             price_trailing=request.price_trailing, mts_tif=request.mts_tif)
+        if order.price_trailing is not None:
+            order.trail_anchor = self._best(order)
+            if order.trail_anchor is None:
+                raise InputError("Invalid order: no market price to trail")
+            order.price = trail_stop(order)
+        if request.price_oco_stop is not None:
+            # The limit leg shows the pair's stop as PRICE_AUX_LIMIT (node-models reads it
+            # there) and holds the balance for both legs (WorkingOrder.hold_price).
+            order.price_aux_limit = request.price_oco_stop
+        return order
 
     def _check_balance(self, account: AccountState, order: WorkingOrder, skip: int | None = None) -> None:
         """Exchange orders need the wallet; opening margin orders need tradable balance."""
@@ -138,10 +179,9 @@ class Exchange:
             raise InputError(f"Invalid order: not enough tradable balance for {number_label(order.amount)} "
                              f"{pair} at {number_label(self._hold_price(order))}")
 
-    def _hold_price(self, order: WorkingOrder) -> Decimal:
-        if order.kind == "STOP LIMIT" and order.price_aux_limit is not None:
-            return order.price_aux_limit
-        return order.price or ZERO
+    @staticmethod
+    def _hold_price(order: WorkingOrder) -> Decimal:
+        return order.hold_price
 
     def _cost(self, order: WorkingOrder) -> Decimal:
         """What a market buy would pay, walking the book."""
@@ -242,19 +282,45 @@ class Exchange:
             tag = "oc"
         batch.phase(order.owner, 1).append(Out(order.owner, tag, order.wire()))
 
+    def _best(self, order: WorkingOrder) -> Decimal | None:
+        """The best public price a stop of ``order``'s side watches: the ask for a buy, the bid for a sell."""
+        book = self._liquidity_for(order.symbol, order.buy, public_only=True)
+        return book[0][0] if book else None
+
     def _stop_reached(self, order: WorkingOrder) -> bool:
         """A buy stop triggers once the best ask reaches its price, a sell stop the best bid."""
-        book = self._liquidity_for(order.symbol, order.buy, public_only=True)
-        if not book or order.price is None:
+        best = self._best(order)
+        if best is None or order.price is None:
             return False
-        best = book[0][0]
         return best >= order.price if order.buy else best <= order.price
 
+    def _trail(self, order: WorkingOrder, mts: int) -> list[Out]:
+        """Move a trailing stop after the market: a sell's stop rises with the best bid, a buy's falls with the ask.
+
+        Each move is an ``ou`` with the new stop as PRICE (that the exchange announces every
+        move is not documented; the official clients take PRICE from whatever ``ou`` comes).
+        """
+        best = self._best(order)
+        if best is None or order.trail_anchor is None:
+            return []
+        if (best < order.trail_anchor) if order.buy else (best > order.trail_anchor):
+            order.trail_anchor = best
+            order.price, order.mts_update = trail_stop(order), mts
+            return [Out(order.owner, "ou", order.wire())]
+        return []
+
+    def _watch_stop(self, order: WorkingOrder, mts: int) -> list[Out]:
+        """A waiting stop after the market moved: trail it, then trigger it if reached."""
+        out = self._trail(order, mts) if order.price_trailing is not None else []
+        if self._stop_reached(order):
+            out.extend(self._trigger(order, mts))
+        return out
+
     def _trigger(self, order: WorkingOrder, mts: int) -> list[Out]:
-        """A stop became a market order (STOP) or a limit order at ``price_aux_limit`` (STOP LIMIT)."""
+        """A stop became a market order (STOP, TRAILING STOP) or a limit order at ``price_aux_limit`` (STOP LIMIT)."""
         prefix = "EXCHANGE " if order.exchange else ""
         order.type_prev, order.triggered, order.mts_update = order.type, True, mts
-        if order.kind == "STOP":
+        if order.kind in ("STOP", "TRAILING STOP"):
             order.type = prefix + "MARKET"
         else:
             order.type, order.price = prefix + "LIMIT", order.price_aux_limit
@@ -271,10 +337,12 @@ class Exchange:
                 if order.id not in account.orders:
                     continue
                 if order.waiting_stop:
-                    if self._stop_reached(order):
-                        out.extend(self._trigger(order, mts))
-                    continue
-                out.extend(self._fill_resting(order, mts))
+                    out.extend(self._watch_stop(order, mts))
+                else:
+                    out.extend(self._fill_resting(order, mts))
+                if order.placed_id is not None:
+                    # Before the other leg's turn in this loop: the two never both execute.
+                    out.extend(self._oco_sweep(mts))
         return out
 
     def _fill_resting(self, order: WorkingOrder, mts: int) -> list[Out]:
@@ -292,6 +360,36 @@ class Exchange:
         self._settle_state(order, batch)
         return list(batch.flush(self.settler))
 
+    # -- time in force and OCO pairs -------------------------------------------------------
+    def expire(self, mts: int) -> list[Out]:
+        """Cancel the orders whose ``tif`` is due by ``mts`` (``oc`` CANCELED).
+
+        The docs give no status of its own for an expired order; the emulator writes the
+        plain cancel status (``CANCELED``, or ``CANCELED was: PARTIALLY FILLED @ ...``).
+        """
+        out: list[Out] = []
+        for order in self._links.due(mts):
+            order.mts_update = mts
+            out.extend(self._cancel(order, "CANCELED"))
+        return out + self._oco_sweep(mts)
+
+    @property
+    def has_expiries(self) -> bool:
+        """Whether any order (maybe closed since) has a tif; safe to read without the lock."""
+        return self._links.has_expiries
+
+    def next_expiry(self) -> int | None:
+        """The earliest ``tif`` (ms) among open orders, or None."""
+        return self._links.next_expiry()
+
+    def _oco_sweep(self, mts: int) -> list[Out]:
+        """Cancel every open OCO leg whose other leg closed or filled (even partly)."""
+        out: list[Out] = []
+        for leg in self._links.orphaned():
+            leg.mts_update = mts
+            out.extend(self._cancel(leg, "CANCELED"))
+        return out
+
     # -- updates and cancels -------------------------------------------------------------
     def update(self, key: str, payload: Any, mts: int) -> list[Out]:
         """``ou``: change price, amount (or ``delta``), flags, ... in place (docs: ws-auth-input-order-update)."""
@@ -302,25 +400,30 @@ class Exchange:
             order = account.orders.get(request.id)
             if order is None:
                 raise InputError("Order not found.")
+            if request.mts_tif is not None and request.mts_tif <= mts:
+                raise InputError("tif: invalid")  # as for a new order
             changed = apply_update(order, request)
             self._check_balance(account, changed, skip=order.id)
         except InputError as exc:
             return [Out(key, "n", notification(mts, "ou-req", info, "ERROR", str(exc)), "current")]
-        for name in ("price", "price_aux_limit", "amount", "amount_orig", "flags", "gid", "lev"):
+        for name in ("price", "price_aux_limit", "amount", "amount_orig", "flags", "gid", "lev", "price_trailing",
+                     "mts_tif"):
             setattr(order, name, getattr(changed, name))
+        if order.price_trailing is not None and order.trail_anchor is not None:
+            order.price = trail_stop(order)
+        self._links.track(order)
         order.mts_update = mts
         side = "buy" if order.buy else "sell"
         text = f"Submitting update to {order.type.lower()} {side} order for {number_label(abs(order.amount))}."
         out = [Out(key, "n", notification(mts, "ou-req", order.wire(), "SUCCESS", text), "current"),
                Out(key, "ou", order.wire())]
         if order.waiting_stop:
-            if self._stop_reached(order):
-                out.extend(self._trigger(order, mts))
+            out.extend(self._watch_stop(order, mts))
         elif order.flag(FLAG_POST_ONLY) and self._liquidity(order):
             out.extend(self._cancel(order, "POSTONLY CANCELED"))
         else:
             out.extend(self._take(order, mts))
-        return out
+        return out + self._oco_sweep(mts)
 
     def cancel(self, key: str, payload: Any, mts: int) -> list[Out]:
         """``oc`` by ``id`` or by ``cid`` + ``cid_date`` (docs: ws-auth-input-order-cancel)."""
@@ -335,7 +438,7 @@ class Exchange:
         text = f"Submitted for cancellation; waiting for confirmation (ID: {order.id})."
         out = [Out(key, "n", notification(mts, "oc-req", order.wire(), "SUCCESS", text), "current")]
         order.mts_update = mts
-        return out + self._cancel(order, "CANCELED")
+        return out + self._cancel(order, "CANCELED") + self._oco_sweep(mts)
 
     def cancel_multi(self, key: str, payload: Any, mts: int) -> list[Out]:
         """``oc_multi`` by ``id``, ``cid`` pairs, ``gid`` or ``all`` (docs: ws-auth-input-order-cancel-multi)."""
@@ -347,8 +450,10 @@ class Exchange:
         out = [Out(key, "n", notification(mts, "oc_multi-req", [o.wire() for o in orders], "SUCCESS", text),
                    "current")]
         for order in orders:
-            order.mts_update = mts
-            out.extend(self._cancel(order, "CANCELED"))
+            if order.id in self.accounts[key].orders:  # not already gone with its OCO leg
+                order.mts_update = mts
+                out.extend(self._cancel(order, "CANCELED"))
+                out.extend(self._oco_sweep(mts))
         return out
 
     def cancel_all(self, key: str, mts: int) -> list[Out]:
@@ -357,7 +462,7 @@ class Exchange:
         for order in list(self.accounts[key].orders.values()):
             order.mts_update = mts
             out.extend(self._cancel(order, "CANCELED"))
-        return out
+        return out + self._oco_sweep(mts)
 
     def _cancel(self, order: WorkingOrder, reason: str) -> list[Out]:
         order.close(reason)

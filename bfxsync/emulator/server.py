@@ -7,7 +7,8 @@ Threads, all joined by :meth:`Emulator.stop`:
   connection, which reads requests and answers them;
 * ``bfxsync-emulator-writer-<n>`` writes one connection's queued frames (``session.py``);
 * ``bfxsync-emulator-market`` ticks the market ``rate`` times per second;
-* ``bfxsync-emulator-heartbeat`` sends ``hb`` on idle channels.
+* ``bfxsync-emulator-heartbeat`` sends ``hb`` on idle channels and cancels orders whose
+  ``tif`` is due (wall-clock time, as on the exchange, whether or not the market ticks).
 
 Every control method is thread-safe and every wait takes a timeout.
 """
@@ -141,6 +142,7 @@ class Emulator(FaultControls, TradingControls):
                 return
             self._stopped = True
         self._stop.set()
+        self._hub.clock_wake.set()
         for thread in self._threads:
             if thread.name != "bfxsync-emulator-server":
                 thread.join(_FLUSH_TIMEOUT)
@@ -263,11 +265,19 @@ class Emulator(FaultControls, TradingControls):
 
     def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat_interval
+        wake = self._hub.clock_wake
         while True:
-            due = self._hub.heartbeats(time.monotonic())
-            # A channel subscribed meanwhile is due only a full interval later: never missed.
-            if self._stop.wait(min(max(due - time.monotonic(), 0.005), interval)):
+            wake.clear()  # before looking: a tif or a stop() from now on ends the wait below at once
+            if self._stop.is_set():
                 return
+            now = time.monotonic()
+            try:
+                due = self._hub.run_timers(now)
+            except Exception:  # keep the clock going, as the market loop does
+                logger.exception("heartbeats or order expiry failed")
+                due = now + interval
+            # A channel subscribed meanwhile is due only a full interval later: never missed.
+            wake.wait(min(max(due - time.monotonic(), 0.005), interval))
 
     # -- control API: observation ----------------------------------------------------------
     def connection_count(self) -> int:

@@ -189,7 +189,7 @@ class Settler:
         """Notional (in ``quote``) still open to margin orders: collateral times leverage, less use."""
         used = sum((abs(p.amount * p.base_price) for p in account.positions.values()
                     if split_pair(p.symbol)[1] == quote), ZERO)
-        used += sum((abs(o.amount) * (o.price or ZERO) for o in account.orders.values()
+        used += sum((abs(o.amount) * o.hold_price for o in account.orders.values()
                      if not o.exchange and o.id != skip and split_pair(o.symbol)[1] == quote), ZERO)
         return account.balance("margin", quote) * lev - used
 
