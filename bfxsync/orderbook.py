@@ -36,7 +36,7 @@ from attrs import frozen
 from .errors import ProtocolError
 from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 from .protocol.checksum import CHECKSUM_DEPTH, signed_crc32
-from .protocol.constants import is_funding
+from .protocol.constants import INT_LIMIT, is_funding
 
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
 _T = TypeVar("_T")
@@ -285,7 +285,10 @@ class OrderBook:
         Nothing hostile reaches the book: the price/rate and amount must be finite numbers
         (an int, or a float's wire text; NaN, Infinity, ``1e999``, ints too large for a
         float, JSON booleans and anything else are rejected), and ids, counts and periods
-        must be integers. A NaN or infinite sort key would break a side's order for good.
+        must be integers below ``INT_LIMIT`` (JSON integers, so never an exponent; the bound
+        is two comparisons). A NaN or infinite sort key would break a side's order for good.
+        Number texts need no length check: ``float()`` reads even a megabyte of digits in
+        about a millisecond, linear in the frame's size like the JSON parse before it.
         """
         if type(row) is not list or len(row) < self._width:
             raise self._bad(row, "has the wrong shape")
@@ -305,12 +308,16 @@ class OrderBook:
             tie = row[0]  # order/offer id
             if type(tie) is not int or (self.is_funding and type(row[1]) is not int):
                 raise self._bad(row, "has a non-integer id or period")
+            if not -INT_LIMIT < tie < INT_LIMIT or (self.is_funding and not -INT_LIMIT < row[1] < INT_LIMIT):
+                raise self._bad(row, "has an id or period out of range")
             removal = price == 0
         else:
             count = row[self._width - 2]
             tie = row[1] if self.is_funding else 0  # funding period
             if type(count) is not int or count < 0 or type(tie) is not int:
                 raise self._bad(row, "has a non-integer count or period")
+            if count >= INT_LIMIT or not -INT_LIMIT < tie < INT_LIMIT:
+                raise self._bad(row, "has a count or period out of range")
             removal = count == 0
         if not amount and not (removal and self.is_raw):
             raise self._bad(row, "has a zero amount, which names no side")
