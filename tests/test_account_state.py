@@ -15,6 +15,11 @@ def order(oid, amount="0.1", status="ACTIVE", symbol="tBTCUSD", mts=170000000000
             None, None, "30000", "0", 0, 0, None, None, None, 0, 0, None, None, None, "API>BFX", None, None, None]
 
 
+def replaced(row, index, value):
+    """A copy of ``row`` with one field changed."""
+    return [value if i == index else v for i, v in enumerate(row)]
+
+
 def position(symbol, amount="0.5", status="ACTIVE"):
     return [symbol, status, amount, "30000", 0, 0, None, None, None, None, None, 1, 1, 1, None, 0, None, 0, None, None]
 
@@ -154,31 +159,45 @@ class TestOtherStreams:
 
 class TestConsistency:
     @pytest.mark.parametrize("tag, payload", [
-        ("os", [order(5), [1, 2]]),          # one bad row spoils the whole snapshot
-        ("os", order(5)),                    # an update shape where a snapshot belongs
-        ("os", None),
-        ("ws", {"exchange": 1}),
-        ("on", [order(5)]),                  # a snapshot shape where an update belongs
-        ("ou", None),
-        ("pu", ["tBTCUSD"]),
-        ("wu", ["exchange", "USD", "NaN"]),
         ("bu", [1]),
         ("miu", ["other", [1, 2, 3, 4]]),
         ("miu", []),
         ("miu", None),
         ("fiu", ["sym", "fUSD"]),
-        ("fcu", credit(1)[:5]),
         ("te", TRADE[:3]),
         ("n", [1]),
     ])
     def test_malformed_leaves_state_unchanged(self, state, tag, payload):
-        """A malformed payload raises ProtocolError and the snapshot stays the very same object."""
+        """A malformed payload of a stream that is not keyed raises ProtocolError; the snapshot stays the same object."""
         state.apply("os", [order(1)])
         state.apply("ws", [WALLET])
         before = state.snapshot()
         with pytest.raises(ProtocolError):
             state.apply(tag, payload)
         assert state.snapshot() is before
+
+    @pytest.mark.parametrize("tag, payload", [
+        ("on", [order(5)]),                  # a snapshot shape where an update belongs
+        ("ou", None),
+        ("oc", replaced(order(1), 0, "1e1000000")),
+        ("pu", ["tBTCUSD"]),
+        ("wu", ["exchange", "USD", "NaN"]),
+        ("fcu", credit(1)[:5]),
+        ("os", None),                        # a snapshot that is no list at all
+        ("ws", {"exchange": 1}),
+    ])
+    def test_malformed_update_marks_its_stream_damaged(self, state, tag, payload):
+        """An unreadable update raises ProtocolError, changes no row, and names its tag in damaged (a row may be stale)."""
+        state.apply("os", [order(1)])
+        state.apply("ws", [WALLET])
+        before = state.snapshot()
+        with pytest.raises(ProtocolError):
+            state.apply(tag, payload)
+        after = state.snapshot()
+        assert after.damaged == {tag} and before.damaged == frozenset()
+        assert (after.orders, after.wallets, after.positions, after.funding_credits) == \
+            (before.orders, before.wallets, before.positions, before.funding_credits)
+        assert state.counts["account_bad_rows"] == 0  # rows of snapshots only; updates are bad frames
 
     def test_snapshots_are_read_only_and_stable(self, state):
         """A snapshot is immutable and does not change when the state moves on."""

@@ -35,6 +35,7 @@ class AccountLink(Link):
                  input_pacer: SendPacer) -> None:
         super().__init__(url, runtime, pacer, send_pacer, wake, transport_factory)
         self.session = session
+        session.repair.backoff = runtime.config.backoff  # re-authentications for damaged state pace like redials
         self._input_pacer = input_pacer
         self._inputs: Deque[str] = collections.deque()
         self._auth_pending = False
@@ -131,6 +132,8 @@ class AccountLink(Link):
 
     def sweep(self, now: float) -> None:
         super().sweep(now)
-        self.session.settle_late_snapshots(now)
+        reauth = self.session.settle_late_snapshots(now)
+        if reauth is not None:
+            self.connection.drop(reauth)  # the fresh snapshots come with the next authentication
         if self._inputs:
             self.drain_inputs()
