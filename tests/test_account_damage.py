@@ -14,8 +14,14 @@ import pytest
 from test_account_state import WALLET, credit, offer, order, position, replaced
 from websockets.sync.server import serve
 
+import bfxsync
 from bfxsync import errors
+from bfxsync._engine.account_session import AccountSession
+from bfxsync._engine.dispatch import Handlers
+from bfxsync._engine.runtime import Runtime
 from bfxsync.account.repair import REPAIR_TRIES
+from bfxsync.auth import Credentials
+from bfxsync.backoff import Backoff
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET
 
 from conftest import FAST, wait_until
@@ -245,3 +251,47 @@ class TestHostileNumbers:
         emulator.inject(f'[{sub.chan_id},"te",[1e1000000,1700000000000,0.1,30000]]', chan_id=sub.chan_id)
         assert wait_until(lambda: client.stats().get("bad_payload", 0) == 2)
         assert not any(t.id >= 10 ** 21 for m in got for t in m.items)
+
+
+class TestTheSessionsClock:
+    """The session's decisions against a clock the test moves (no socket: the parts above prove the wiring)."""
+
+    @staticmethod
+    def session():
+        runtime = Runtime(bfxsync.Config(), Handlers(), on_end=lambda: None)
+        session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.dispatcher)
+        session.repair.backoff = Backoff(initial=10.0, factor=2.0, maximum=60.0, jitter=0.0)
+        return session
+
+    @staticmethod
+    def authenticate(session, damaged):
+        session.auth_frame()
+        session.on_auth({"event": "auth", "status": "OK", "userId": 1}, 1)
+        for frame in snapshots(damaged=damaged):
+            _, tag, rows = json.loads(frame, parse_float=str)
+            session.on_frame(tag, rows, None, None)
+        return session.authenticated_at
+
+    def test_damaged_state_is_not_synced_after_the_5_s_grace(self):
+        """Damaged and backing off (20 s): 6 s after authentication the state is still not called synced."""
+        session = self.session()
+        first = self.authenticate(session, ("os",))
+        assert session.settle_late_snapshots(first) is not None  # the first re-authentication: at once
+        at = self.authenticate(session, ("os",))
+        assert not session.synced.is_set()
+        assert session.settle_late_snapshots(at + 6.0) is None and not session.synced.is_set()
+        assert session.settle_late_snapshots(first + 20.0) is not None  # the back-off has passed
+        at = self.authenticate(session, ())
+        assert session.synced.is_set() and session.settle_late_snapshots(at + 6.0) is None
+
+    def test_a_missing_snapshot_still_settles_after_the_grace(self):
+        """Whole but incomplete (no fls ever comes): synced after the grace, as before."""
+        session = self.session()
+        session.auth_frame()
+        session.on_auth({"event": "auth", "status": "OK", "userId": 1}, 1)
+        for frame in snapshots()[:-1]:
+            _, tag, rows = json.loads(frame, parse_float=str)
+            session.on_frame(tag, rows, None, None)
+        at = session.authenticated_at
+        assert session.settle_late_snapshots(at + 1.0) is None and not session.synced.is_set()
+        assert session.settle_late_snapshots(at + 5.0) is None and session.synced.is_set()
