@@ -19,6 +19,7 @@ from .errors import ProtocolError
 from .protocol.constants import INT_LIMIT
 
 _M = TypeVar("_M")
+_INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 
 
 #: Types a decimal field may arrive as: ``bool`` is deliberately absent (JSON true/false is no number).
@@ -45,7 +46,7 @@ def _int(value: Any) -> int:
     """An integer field (id, timestamp, count, period): a JSON integer, never a bool, float or string."""
     if type(value) is not int:
         raise TypeError(f"expected an integer, got {value!r:.50}")
-    if not -INT_LIMIT < value < INT_LIMIT:
+    if not _INT_LOW < value < INT_LIMIT:
         raise ValueError(f"integer out of range (|n| < 1e21): a {value.bit_length()}-bit integer")
     return value
 

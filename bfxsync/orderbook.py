@@ -41,6 +41,7 @@ from .protocol.constants import INT_LIMIT, is_funding
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
 _T = TypeVar("_T")
 _MAX_READ_ATTEMPTS = 10_000
+_INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 #: What a book number may be once decoded: an int, a float's wire text, or a float
 #: (NaN/Infinity literals; rejected as non-finite). ``bool`` is deliberately absent.
 _NUMBER_TYPES = frozenset((int, str, float))
@@ -306,18 +307,17 @@ class OrderBook:
             raise self._bad(row, "is not finite")
         if self.is_raw:
             tie = row[0]  # order/offer id
-            if type(tie) is not int or (self.is_funding and type(row[1]) is not int):
-                raise self._bad(row, "has a non-integer id or period")
-            if not -INT_LIMIT < tie < INT_LIMIT or (self.is_funding and not -INT_LIMIT < row[1] < INT_LIMIT):
-                raise self._bad(row, "has an id or period out of range")
+            if type(tie) is not int or not _INT_LOW < tie < INT_LIMIT or (
+                    self.is_funding and (type(row[1]) is not int or not _INT_LOW < row[1] < INT_LIMIT)):
+                raise self._bad(row, "has a non-integer or out-of-range id or period")
             removal = price == 0
         else:
             count = row[self._width - 2]
             tie = row[1] if self.is_funding else 0  # funding period
-            if type(count) is not int or count < 0 or type(tie) is not int:
-                raise self._bad(row, "has a non-integer count or period")
-            if count >= INT_LIMIT or not -INT_LIMIT < tie < INT_LIMIT:
-                raise self._bad(row, "has a count or period out of range")
+            # Trading books: tie is 0, so ``tie and`` skips the period's range at once.
+            if type(count) is not int or not 0 <= count < INT_LIMIT or type(tie) is not int or (
+                    tie and not _INT_LOW < tie < INT_LIMIT):
+                raise self._bad(row, "has a non-integer, negative or out-of-range count or period")
             removal = count == 0
         if not amount and not (removal and self.is_raw):
             raise self._bad(row, "has a zero amount, which names no side")

@@ -27,6 +27,7 @@ _TWO_WORD_STATUSES = frozenset({
 #: Notification times below this are seconds (1e11 ms is 1973; 1e11 s is year 5138).
 SECONDS_BELOW = Decimal(10) ** 11
 _INT_LIMIT_DEC = Decimal(INT_LIMIT)
+_INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 
 
 def _at(row: Sequence[Any], index: int) -> Any:
@@ -54,7 +55,7 @@ def _dec(value: Any) -> Decimal:
 
 
 def _bounded_int(value: int) -> int:
-    if not -INT_LIMIT < value < INT_LIMIT:
+    if not _INT_LOW < value < INT_LIMIT:
         raise ValueError(f"integer out of range (|n| < 1e21): a {value.bit_length()}-bit integer")
     return value
 
@@ -138,7 +139,7 @@ def date_of_ms(mts: int) -> str:
 
 def _loose_int(value: Any) -> Optional[int]:
     """An informational integer (MESSAGE_ID, CODE): anything else reads as None rather than failing the row."""
-    if isinstance(value, int) and not isinstance(value, bool) and -INT_LIMIT < value < INT_LIMIT:
+    if isinstance(value, int) and not isinstance(value, bool) and _INT_LOW < value < INT_LIMIT:
         return value
     return None
 
