@@ -147,7 +147,10 @@ class AccountState:
         self.counts: Dict[str, int] = counts if counts is not None else {}
         self.counts.setdefault(BAD_ROWS, 0)
         # Guards the writer's dicts against a reader copying them, and the cached snapshot.
-        # Held for one dict operation by the writer, for the copies by a reader.
+        # Held for one dict operation by the writer, for the copies by a reader: each copy is
+        # one C call that holds the GIL throughout, so the lock makes the writer wait no longer
+        # than the GIL already would. ``_snap`` is also read without it (one attribute read:
+        # a snapshot, possibly one write old, never a torn one).
         self._lock = threading.Lock()
         self._maps: Dict[str, Dict[Any, Any]] = {name: {} for name in _MAPS}
         self._values: Dict[str, Any] = dict(_EMPTY_VALUES)
