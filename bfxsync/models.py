@@ -6,6 +6,8 @@ version bump, as the docs warn) and raises :class:`~bfxsync.errors.ProtocolError
 missing or has the wrong type. Numbers may arrive as floats, ints or (book channels,
 ``DEC_S``) decimal strings; the models always hold finite ``float`` values and ``int``
 (NaN, Infinity, overflowing numbers and JSON booleans are rejected, never stored).
+Integers must be JSON integers below ``INT_LIMIT`` (1e21) in magnitude: ``1e250000`` in an
+id is a float's text and refused at once, never converted.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from typing import Any, Callable, Optional, Sequence, Type, TypeVar
 from attrs import frozen
 
 from .errors import ProtocolError
+from .protocol.constants import INT_LIMIT
 
 _M = TypeVar("_M")
+_INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 
 
 #: Types a decimal field may arrive as: ``bool`` is deliberately absent (JSON true/false is no number).
@@ -42,6 +46,8 @@ def _int(value: Any) -> int:
     """An integer field (id, timestamp, count, period): a JSON integer, never a bool, float or string."""
     if type(value) is not int:
         raise TypeError(f"expected an integer, got {value!r:.50}")
+    if not _INT_LOW < value < INT_LIMIT:
+        raise ValueError(f"integer out of range (|n| < 1e21): a {value.bit_length()}-bit integer")
     return value
 
 

@@ -36,11 +36,12 @@ from attrs import frozen
 from .errors import ProtocolError
 from .models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 from .protocol.checksum import CHECKSUM_DEPTH, signed_crc32
-from .protocol.constants import is_funding
+from .protocol.constants import INT_LIMIT, is_funding
 
 Level = Union[BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer]
 _T = TypeVar("_T")
 _MAX_READ_ATTEMPTS = 10_000
+_INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 #: What a book number may be once decoded: an int, a float's wire text, or a float
 #: (NaN/Infinity literals; rejected as non-finite). ``bool`` is deliberately absent.
 _NUMBER_TYPES = frozenset((int, str, float))
@@ -285,7 +286,10 @@ class OrderBook:
         Nothing hostile reaches the book: the price/rate and amount must be finite numbers
         (an int, or a float's wire text; NaN, Infinity, ``1e999``, ints too large for a
         float, JSON booleans and anything else are rejected), and ids, counts and periods
-        must be integers. A NaN or infinite sort key would break a side's order for good.
+        must be integers below ``INT_LIMIT`` (JSON integers, so never an exponent; the bound
+        is two comparisons). A NaN or infinite sort key would break a side's order for good.
+        Number texts need no length check: ``float()`` reads even a megabyte of digits in
+        about a millisecond, linear in the frame's size like the JSON parse before it.
         """
         if type(row) is not list or len(row) < self._width:
             raise self._bad(row, "has the wrong shape")
@@ -303,14 +307,17 @@ class OrderBook:
             raise self._bad(row, "is not finite")
         if self.is_raw:
             tie = row[0]  # order/offer id
-            if type(tie) is not int or (self.is_funding and type(row[1]) is not int):
-                raise self._bad(row, "has a non-integer id or period")
+            if type(tie) is not int or not _INT_LOW < tie < INT_LIMIT or (
+                    self.is_funding and (type(row[1]) is not int or not _INT_LOW < row[1] < INT_LIMIT)):
+                raise self._bad(row, "has a non-integer or out-of-range id or period")
             removal = price == 0
         else:
             count = row[self._width - 2]
             tie = row[1] if self.is_funding else 0  # funding period
-            if type(count) is not int or count < 0 or type(tie) is not int:
-                raise self._bad(row, "has a non-integer count or period")
+            # Trading books: tie is 0, so ``tie and`` skips the period's range at once.
+            if type(count) is not int or not 0 <= count < INT_LIMIT or type(tie) is not int or (
+                    tie and not _INT_LOW < tie < INT_LIMIT):
+                raise self._bad(row, "has a non-integer, negative or out-of-range count or period")
             removal = count == 0
         if not amount and not (removal and self.is_raw):
             raise self._bad(row, "has a zero amount, which names no side")

@@ -1,5 +1,6 @@
 """Account models read real channel-0 frames by index, in every length seen on the wire, and reject bad shapes."""
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -317,3 +318,60 @@ class TestNotification:
         """No TYPE, or an unreadable MTS, is a ProtocolError."""
         with pytest.raises(ProtocolError):
             Notification.from_wire(row)
+
+
+#: Numbers that cost seconds of GIL inside ``int(Decimal(text))`` (or absurd state) before they were bounded.
+ABSURD = ["1e250000", "1e1000000", "-1e1000000", "1e401", "1e-401", "1" * 65, "0." + "0" * 70 + "1", 10 ** 21,
+          -10 ** 21, 10 ** 4000, "1e21", "1E+21"]
+#: (model, row, indexes of integer fields, indexes of money fields).
+INTEGER_FIELDS = [
+    (Order, ON, [0, 1, 2, 4, 5, 10, 12, 25], [6, 7, 16]),
+    (Position, POSITION, [5, 11, 12, 13, 15], [2, 3, 6]),
+    (UserTrade, TU, [0, 2, 3, 11], [4, 5, 9]),
+    (FundingOffer, OFFER, [0, 2, 3, 9, 15], [4, 5, 14]),
+    (FundingCredit, CREDIT, [0, 2, 3, 4, 6, 12, 13, 14], [5, 11]),
+    (FundingLoan, CREDIT[:21], [0, 2, 3, 4, 6, 12], [5, 11]),
+    (AccountFundingTrade, [1, "fUSD", 1575026670000, 2, "10", "0.0002", 2, 1], [0, 2, 3, 6], [4, 5]),
+    (Wallet, WU, [], [2, 3, 4]),
+    (Notification, N_OC_OK, [0], []),
+]
+
+
+class TestNumberBounds:
+    @pytest.mark.parametrize("model, row, index, integer", [
+        (model, row, index, index in ints) for model, row, ints, money in INTEGER_FIELDS for index in ints + money])
+    def test_absurd_numbers_are_refused_in_constant_time(self, model, row, index, integer):
+        """Every integer and money field refuses huge exponents, long texts and integers of 1e21 or more, at once."""
+        for value in ABSURD:
+            if not integer and value in ("1e21", "1E+21"):
+                continue  # money may be written that large; integers stop below 1e21
+            bad = list(row)
+            bad[index] = value
+            started = time.perf_counter()
+            with pytest.raises(ProtocolError):
+                model.from_wire(bad)
+            assert time.perf_counter() - started < 0.05, (value, "took", time.perf_counter() - started)
+
+    @pytest.mark.parametrize("value, expected", [
+        ("1e20", 10 ** 20), (10 ** 21 - 1, 10 ** 21 - 1), ("-999999999999999999999", -(10 ** 21 - 1)), ("5.0", 5),
+        ("1.7e12", 1_700_000_000_000),
+    ])
+    def test_large_sane_integers_still_read(self, value, expected):
+        """The bound is far above any id or timestamp: 1e20 and 21-digit integers read exactly."""
+        row = list(ON)
+        row[0] = value
+        assert Order.from_wire(row).id == expected
+
+    @pytest.mark.parametrize("value", ["1e400", "-1.5e-400", "1" * 64, "-0.00000001", "1.2345678901234567e-308"])
+    def test_money_keeps_every_javascript_number(self, value):
+        """Money up to 64 characters and exponents within +-400 (every double) reads exactly."""
+        row = list(ON)
+        row[16] = value
+        assert Order.from_wire(row).price == Decimal(value)
+
+    def test_notification_seconds_and_loose_integers(self):
+        """A huge MTS is refused at once; MESSAGE_ID and CODE of 1e21 or more read as None, not as state."""
+        with pytest.raises(ProtocolError):
+            Notification.from_wire(["1e1000000", "on-req"])
+        n = Notification.from_wire([1575291219660, "on-req", 10 ** 21, None, None, 10 ** 4000, "SUCCESS", "x"])
+        assert (n.message_id, n.code) == (None, None)

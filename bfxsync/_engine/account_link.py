@@ -54,6 +54,7 @@ class AccountLink(Link):
                  input_pacer: SendPacer) -> None:
         super().__init__(url, runtime, pacer, send_pacer, wake, transport_factory)
         self.session = session
+        session.repair.backoff = runtime.config.backoff  # re-authentications for damaged state pace like redials
         self._input_pacer = input_pacer
         # The input queue and the connection generation it belongs to: written under _input_lock
         # only (user threads enqueue, the reader and the scheduler send, the reader clears on a drop).
@@ -200,7 +201,9 @@ class AccountLink(Link):
 
     def sweep(self, now: float) -> None:
         super().sweep(now)
-        self.session.settle_late_snapshots(now)
+        reauth = self.session.settle_late_snapshots(now)
+        if reauth is not None:
+            self.connection.drop(reauth)  # the fresh snapshots come with the next authentication
         self.session.requests.expire(now)
         sent_at = self._auth_sent_at
         timeout = self.config.request_timeout

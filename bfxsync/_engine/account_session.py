@@ -14,6 +14,7 @@ import time
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence
 
 from ..account import AccountState
+from ..account.repair import SnapshotRepair
 from ..auth import Credentials, NonceSource, auth_error_hint, auth_event
 from ..errors import AuthenticationError, ProtocolError
 from ..events import AccountMessage, Authenticated, OrderReconciled
@@ -55,7 +56,11 @@ class AccountSession:
         # Check dms and filters now, on the caller's thread, rather than in the reader at each auth.
         auth_event(credentials, 1, self._dms, self._filters)
         self._dispatcher = dispatcher
-        self.state = AccountState()
+        self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0,
+                                       "auth_retries": 0, "auth_timeouts": 0, "account_frames_before_auth": 0}
+        self.state = AccountState(self.counts)  # counts unreadable snapshot rows
+        #: When to re-authenticate for damaged state (the account link's sweep asks; it sets the back-off).
+        self.repair = SnapshotRepair(self.counts)
         self.requests = RequestTracker(self._run_callbacks)
         #: Set while authenticated and the wallet snapshot is in (inputs may go out).
         self.ready = threading.Event()
@@ -69,8 +74,6 @@ class AccountSession:
         self.refused: Optional[AuthenticationError] = None
         self.auth_count = 0
         self.user_id: Optional[int] = None
-        self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0,
-                                       "auth_retries": 0, "auth_timeouts": 0, "account_frames_before_auth": 0}
         self._last_auth_seq: Optional[int] = None
 
     # -- authentication (reader thread of the account link) ------------------------------
@@ -122,15 +125,28 @@ class AccountSession:
         logger.error("authentication refused: %s", error)
         self._dispatcher.report(error)
 
-    def settle_late_snapshots(self, now: float) -> None:
-        """Scheduler: a snapshot the server never sends must not hold waits and inputs for ever."""
+    def settle_late_snapshots(self, now: float) -> Optional[str]:
+        """Scheduler: a snapshot the server never sends must not hold waits and inputs for ever.
+
+        Returns why to re-authenticate when the account state is damaged (the link then drops
+        the connection for fresh snapshots), else None. Damaged state is not called synced
+        while re-authenticating may still repair it.
+        """
         at = self.authenticated_at
-        if self.authenticated.is_set() and at is not None and now - at >= SNAPSHOT_GRACE and not self.synced.is_set():
-            missing = sorted(self._expected - set(self.state.snapshot().snapshots_received))
-            logger.warning("account snapshots %s did not arrive within %g s of authentication; "
-                           "going on without them", ", ".join(missing), SNAPSHOT_GRACE)
+        if not self.authenticated.is_set() or at is None:
+            return None
+        damaged = self.state.damaged
+        reauth = self.repair.verdict(now, self.auth_count, damaged)
+        if reauth is not None or (damaged and not self.repair.given_up(self.auth_count)):
+            return reauth
+        missing = sorted(self._expected - self.state.snapshots_received)
+        if not self.synced.is_set() and (not missing or now - at >= SNAPSHOT_GRACE):
+            if missing:
+                logger.warning("account snapshots %s did not arrive within %g s of authentication; "
+                               "going on without them", ", ".join(missing), SNAPSHOT_GRACE)
             self.ready.set()
             self.synced.set()
+        return None
 
     def connection_lost(self) -> None:
         """The account connection ended: inputs may no longer leave (the link holds its input lock)."""
@@ -172,7 +188,7 @@ class AccountSession:
         if snapshot:
             if stream == "wallets":
                 self.ready.set()  # the docs: inputs before the wallet snapshot may fail on balance
-            if self._expected <= self.state.snapshot().snapshots_received:
+            if self._expected <= self.state.snapshots_received and not self.state.damaged:
                 self.synced.set()
         message = AccountMessage(stream, items, snapshot, tag, seq, auth_seq)
         self._dispatcher.emit("account", message)

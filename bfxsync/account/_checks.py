@@ -12,6 +12,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ..protocol.constants import MAX_EXPONENT, MAX_NUMBER_TEXT
+
 MAX_SAFE_INT = 9_007_199_254_740_991
 MAX_GID = 2**31 - 1
 #: Generated cids start at a random point below this, leaving room below the 45-bit limit.
@@ -63,12 +65,19 @@ def _decimal(value: Any, name: str) -> Decimal:
         raise ValueError(f"{name}: {FLOAT_REFUSED} (got the float {value!r})")
     if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
         raise ValueError(f"{name} must be a Decimal, str or int, got {value!r}")
+    # Bounded before converting, so an absurd argument costs no more than a sane one.
+    if isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
+        raise ValueError(f"{name} is {len(value)} characters long (at most {MAX_NUMBER_TEXT}): {value:.30}...")
+    if isinstance(value, int) and value.bit_length() > 256:
+        raise ValueError(f"{name} is out of range: a {value.bit_length()}-bit integer")
     try:
         number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
     except InvalidOperation:
         raise ValueError(f"{name} is not a decimal number: {value!r}") from None
     if not number.is_finite():
         raise ValueError(f"{name} must be finite, got {value!r}")
+    if not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        raise ValueError(f"{name} has an exponent out of range (|e| <= {MAX_EXPONENT}): {value!r:.50}")
     return number
 
 

@@ -36,6 +36,7 @@ from ._wire import (
     _opt_str,
     _str,
     _values,
+    _whole,
     date_of_ms,
     status_word,
 )
@@ -259,7 +260,7 @@ def _notification_mts(value: Any) -> Optional[int]:
     number = _dec(value)
     if abs(number) < SECONDS_BELOW:
         number = number * 1000
-    return int(number.to_integral_value())
+    return _whole(number.to_integral_value(), value)
 
 
 def _is_order_row(info: Any) -> bool:

@@ -36,6 +36,18 @@ ERR_SUB_LIMIT = 10305
 ERR_UNSUB_FAIL = 10400
 ERR_UNSUB_NOT = 10401
 
+# Bounds of numbers read from the wire, checked before any conversion so that a hostile number
+# costs no more than a sane one (``int(Decimal("1e1000000"))`` would hold the GIL for half a minute).
+#: Integers are below this in magnitude: JavaScript (the server) writes no integer text from
+#: 1e21 on (it writes ``1e+21``), and ids, timestamps, counts and flags are far smaller.
+INT_LIMIT = 10 ** 21
+#: Longest number text read: a JavaScript number's text is at most 25 characters
+#: (``-1.2345678901234567e-308``); the rest is margin for decimal strings.
+MAX_NUMBER_TEXT = 64
+#: Largest decimal exponent (``Decimal.adjusted()``) read, either way: every JavaScript number
+#: (a double, 5e-324 to 1.8e308) is within it, and ``int()`` of a number within it takes microseconds.
+MAX_EXPONENT = 400
+
 #: Subscriptions one connection may hold: the docs say 25 (elsewhere 30); the official clients use 25.
 MAX_SUBSCRIPTIONS = 25
 
