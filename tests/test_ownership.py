@@ -182,11 +182,12 @@ def test_four_threads_subscribing_and_unsubscribing_across_drops_leave_no_unwant
     for thread in threads:
         thread.start()
     try:
-        for _ in range(2):
-            assert wait_until(lambda: emulator.subscriptions(), 5)
+        for drop in (1, 2):
+            assert wait_until(lambda: client.connected, 10)
             time.sleep(0.4)  # churn for a while on this connection before dropping it
             emulator.drop_connections()
-            assert wait_until(lambda: client.connected, 10)
+            assert wait_until(lambda: client.stats()["disconnects"] >= drop, 10)
+        assert wait_until(lambda: client.connected, 10)
         time.sleep(0.4)
     finally:
         stop.set()
