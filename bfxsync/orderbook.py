@@ -19,11 +19,15 @@ Trading bids have positive amounts; funding books invert the sign (bids are nega
 Rows are stored exactly as decoded from the frame, floats still as their wire text, so
 the checksum is built from the server's own number text.
 
-Threading: the book is written by one thread (the connection's reader) and may be read
-from any thread. Writes take no lock (they are on the receive hot path); instead every
-write bumps a version counter before and after it, and readers retry until they saw an
-even, unchanged version around their copy (a sequence lock). Under the GIL a read of a
-few dozen levels finishes within one thread switch, so retries are rare.
+Threading: the book has one writer at a time and may be read from any thread. The book
+itself takes no lock (it never sees a thread); whoever writes it must let only one
+writer in at a time: bfxsync writes a subscription's book only under the lock of the
+link that carries it (the reader's updates, and invalidations from the scheduler or a
+user thread alike). Every write bumps a version counter before and after it, and
+readers retry until they saw an even, unchanged version around their copy (a sequence
+lock). Two unsynchronised writers would lose increments of that counter (``+=`` is not
+atomic) and leave the book unreadable for good. Under the GIL a read of a few dozen
+levels finishes within one thread switch, so retries are rare.
 """
 from __future__ import annotations
 
@@ -214,7 +218,7 @@ class OrderBook:
         self._version = 0
         self._synced = False
 
-    # -- writing (one thread) -------------------------------------------------------
+    # -- writing (one writer at a time) ----------------------------------------------
 
     def apply_snapshot(self, rows: Sequence[Any]) -> List[Entry]:
         """Replace the whole book with a snapshot; returns its validated entries (see :attr:`level`).

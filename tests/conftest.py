@@ -3,6 +3,10 @@ import os
 import threading
 import time
 
+# Debug mode: every write of a link's state checks that the writer holds the link's lock
+# (bfxsync/_engine/ownership.py); read when bfxsync is imported, so set before the import.
+os.environ.setdefault("BFXSYNC_CHECK_OWNERSHIP", "1")
+
 import pytest
 
 import bfxsync
@@ -41,6 +45,16 @@ def make_client(request):
     if "callback_errors_expected" not in request.keywords:
         for client in clients:
             assert client.stats()["callback_errors"] == 0, "a user callback raised during the test"
+
+
+@pytest.fixture(autouse=True)
+def no_ownership_violation():
+    """Fail a test during which any thread wrote a link's state without holding the link's lock."""
+    from bfxsync._engine import ownership
+
+    before = len(ownership.violations)
+    yield
+    assert ownership.violations[before:] == [], "a thread wrote a link's state without its lock"
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02):

@@ -325,3 +325,57 @@ def test_a_queued_callback_that_raises_is_reported_and_systemexit_ends_the_clien
     workers = [t for t in client.threads() if t.name.startswith("bfxsync-dispatch-")]
     client.close()
     assert workers and not any(t.is_alive() for t in workers)
+
+
+def test_a_drop_wakes_a_reader_blocked_on_a_full_block_queue(make_client):
+    """A callback stalled past heartbeat_timeout under ``block``: the watchdog's drop frees the reader, which redials."""
+    config = attrs.evolve(FAST, heartbeat_timeout=1.0, keepalive_interval=0.3)
+    gate, entered = threading.Event(), threading.Event()
+    disconnected, connected = [], []
+
+    def stalled(message):
+        entered.set()
+        gate.wait(20)  # stalls far longer than heartbeat_timeout, until the test ends
+
+    with Emulator(seed=3, rate=400.0, heartbeat_interval=0.3) as emu:
+        client = make_client(emu.url, config)
+        client.on_disconnected(disconnected.append)
+        client.on_connected(connected.append)
+        try:
+            queued = client.subscribe_trades("tBTCUSD", stalled, dispatch="queued", overflow="block", queue_size=1)
+            assert entered.wait(10)
+            started = time.monotonic()
+            assert wait_until(lambda: disconnected, 10), "the reader stayed parked in the full queue"
+            assert time.monotonic() - started < 6  # heartbeat_timeout plus the scheduler's and the queue's steps
+            assert wait_until(lambda: any(c.reconnect for c in connected), 10)
+            assert not gate.is_set() and queued.queue.discarded >= 1 and client.stats()["reconnects"] >= 1
+        finally:
+            gate.set()
+
+
+def test_no_data_callback_runs_after_unsubscribing_a_queued_subscription(emulator, make_client):
+    """unsubscribe() drops the queued backlog: after it returns (and after Unsubscribed) no data callback starts."""
+    client = make_client(emulator.url)
+    gate, entered, returned = threading.Event(), threading.Event(), threading.Event()
+    calls, unsubscribed = [], threading.Event()
+    state = {"unsubscribed": False}
+
+    def slow(message):
+        calls.append(state["unsubscribed"])
+        entered.set()
+        gate.wait(10)
+        returned.set()
+
+    client.on_unsubscribed(lambda event: unsubscribed.set())
+    sub = client.subscribe_book("tBTCUSD", on_data=slow, dispatch="queued")
+    assert entered.wait(10)
+    assert wait_until(lambda: sub.queue.depth >= 3, 10)  # a backlog behind the stalled callback
+    sub.unsubscribe()
+    state["unsubscribed"] = True
+    assert unsubscribed.wait(5)
+    backlog = sub.queue.discarded
+    gate.set()
+    assert returned.wait(5)
+    client.ping(5)  # a round trip: time for a worker that would take the next message to have taken it
+    assert not wait_until(lambda: any(calls), 0.3), "a data callback ran after unsubscribe()"
+    assert calls == [False] and backlog >= 3 and sub.queue.depth == 0

@@ -190,3 +190,13 @@ def test_timestamp_must_be_an_integer(mts):
     assert session.stats()["malformed"] == 1 and levels(book) == before and book.synced
     session.on_frame("[5,[99,1,1],1700000000000]")
     assert levels(book)[0] == [(100.0, 1.5), (99.0, 1.0)]
+
+
+def test_a_second_hello_on_one_connection_replays_nothing(session):
+    """A mid-stream info with a version is counted and ignored: no conf, no subscribe sent again."""
+    sub = session.subscribe(BookSpec("tBTCUSD"))
+    ack(session, session.connection.sent[-1]["subId"], 5, channel="book")
+    sent = len(session.connection.sent)
+    session.on_frame(INFO)
+    assert session.connection.sent[sent:] == [] and sub.active and sub.chan_id == 5
+    assert session.stats()["repeated_info"] == 1 and session.stats()["reconnects"] == 0

@@ -75,6 +75,23 @@ def test_info_20051_triggers_reconnect(emulator, make_client):
     assert settle_books(emulator, [book])
 
 
+def test_a_second_info_mid_connection_is_counted_and_changes_nothing(emulator, make_client):
+    """A hello in the middle of a connection replays nothing: same channels on the server, books still equal."""
+    client = make_client(emulator.url)
+    connected, errors = Collector(), Collector()
+    client.on_connected(connected)
+    client.on_error(errors)
+    books, others = subscribe_all(client)
+    assert connected.wait_for(lambda i: len(i) == 1)
+    before = sorted(emulator.subscriptions())
+    emulator.inject('{"event":"info","version":2,"serverId":"again","platform":{"status":1}}')
+    assert wait_until(lambda: client.stats().get("repeated_info") == 1, 5)
+    client.ping(5)  # the server answered a request sent after the hello: any replay would have gone out
+    assert sorted(emulator.subscriptions()) == before and len(connected.items) == 1
+    assert client.stats()["reconnects"] == 0 and not [e for e in errors.items if "10301" in str(e.error)]
+    assert settle_books(emulator, books)
+
+
 def test_checksum_mismatch_resyncs_one_book(emulator, make_client):
     """A corrupted level makes the next cs fail; that one book is rebuilt and an event says so."""
     client = make_client(emulator.url)

@@ -10,4 +10,55 @@ A :class:`~bfxsync._engine.pool.Pool` owns the wanted subscriptions and places e
 on a :class:`~bfxsync._engine.link.Link` (one WebSocket connection, at most
 ``max_subscriptions`` channels); a link parses its connection's frames and keeps its
 own chanId registry; a connection owns its transport and reader thread.
+
+Threading contract
+------------------
+Three kinds of threads touch a link: its reader (``bfxsync-reader-<n>``: frames, and the
+redial loop), the client's scheduler (``bfxsync-scheduler-<n>``: timeouts, silent sockets
+and channels, paced requests) and user threads (subscribe, unsubscribe, stats, close).
+Which thread may write what:
+
+==============================================  ==========================================
+state                                           writer
+==============================================  ==========================================
+a link's registry, supervision, outbox,         any of the three, only while holding that
+``counts``, ``connected``/``maintenance``,      link's :attr:`Link.lock <.link.Link.lock>`
+``last_disconnect``; each handle's              (a :class:`~.ownership.LinkLock`, one per
+``_state``, ``chan_id``, ``_acked``,            link; handles get their link's lock from
+``_ended``, ``_error``; every write of an       the pool before they are first used)
+order book (snapshot, update, invalidation)
+a link's ``flags`` and sequence number, each    the link's reader only (no lock)
+handle's ``received``/``heartbeats``, its
+snapshot flag, its models (ticker, candles)
+the pool's wanted/placed tables                 any thread, under ``Pool._lock``
+client-wide problem counts, end state           any thread, under ``Runtime._lock``
+callback error counts                           any thread, under the dispatcher's lock
+a queue's items and figures                     any thread, under the lane's lock
+the socket, transport, redial loop              the connection's reader (``stop``/``drop``
+                                                from any thread only shut the socket)
+the account link's input queue and connection   any thread, under ``AccountLink._input_lock``
+generation; the ``authenticated`` flag's clear  (accepting an input and the drop are one
+on a drop                                       step: an input never outlives its connection)
+requests in flight and their flags              any thread, under ``RequestTracker._lock``
+the account state, auth progress, sequence      the account link's reader only
+==============================================  ==========================================
+
+Rules that keep it simple and deadlock-free:
+
+- The link lock is never held while user code runs: events for callbacks are deferred with
+  ``LinkLock.later`` and emitted by the releasing thread after release; data callbacks run
+  after the book write that preceded them released the lock.
+- Lock order is pool lock, then link lock; nothing takes the pool lock under a link lock.
+  A lane's lock and the runtime's are leaves (nothing is taken under them).
+- Requests leave under the link lock, so a request built from the registry's state goes out
+  on the connection that state describes (a send blocks only while the server stops reading,
+  bounded by the socket timeout).
+- The receive hot path takes no lock for routing (``registry.active`` is read with one
+  ``dict.get``) and only the bare lock around a book's write (one C-level acquire).
+- Readers of an order book take no lock: the book's sequence lock retries while a write is
+  in progress, which is correct because the link lock lets only one writer in at a time.
+
+Debug mode (``BFXSYNC_CHECK_OWNERSHIP=1``; the test suite sets it) checks at each write of a
+registry, a supervision, an outbox and a handle transition that the writing thread holds the
+link's lock, and fails with :class:`~.ownership.OwnershipError` otherwise.
 """

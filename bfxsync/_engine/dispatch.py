@@ -106,6 +106,7 @@ class Dispatcher:
         self._routes: Dict[str, Lane] = {}
         self._routes_lock = threading.Lock()
         self.callback_errors = 0
+        self._raised_lock = threading.Lock()
         #: (callback name, exception type) -> [raises since the last summary, time of the last summary]
         self._raised: Dict[Tuple[str, str], List[Any]] = {}
 
@@ -164,22 +165,30 @@ class Dispatcher:
                 return
 
     def _failed(self, handler: Handler, err: Exception, event: Any, report: bool) -> None:
-        self.callback_errors += 1
         name = _name(handler)
         key = (name, type(err).__name__)
-        seen = self._raised.get(key)
         now = time.monotonic()
+        # Callbacks fail on every reader and dispatcher thread: the counts change under a lock
+        # (never held while a callback runs; the logging and the error event come after).
+        with self._raised_lock:
+            self.callback_errors += 1
+            seen = self._raised.get(key)
+            if seen is None:
+                self._raised[key] = [0, now]
+                summary = None
+            else:
+                seen[0] += 1
+                summary = None
+                if now - seen[1] >= SUMMARY_INTERVAL:
+                    summary = (seen[0], now - seen[1])
+                    seen[0], seen[1] = 0, now
         if seen is None:
-            self._raised[key] = [0, now]
             log_visibly(logging.ERROR, "callback %s raised (later raises of this kind are counted, "
                         "summarised every %d s and in Client.stats()['callback_errors'])", name, SUMMARY_INTERVAL,
                         exc_info=err)
-        else:
-            seen[0] += 1
-            if now - seen[1] >= SUMMARY_INTERVAL:
-                logger.warning("callback %s raised %s %d more times in the last %.0f s",
-                               name, key[1], seen[0], now - seen[1])
-                seen[0], seen[1] = 0, now
+        elif summary is not None:
+            logger.warning("callback %s raised %s %d more times in the last %.0f s",
+                           name, key[1], summary[0], summary[1])
         if report:
             failure = CallbackError(handler, err)
             failure.__cause__ = err

@@ -13,6 +13,11 @@ Event frames are handled in :mod:`bfxsync._engine.link_events`. Liveness and eve
 timeout are decided by :mod:`bfxsync._engine.supervision`; the
 scheduler calls :meth:`Link.sweep`, which carries the decisions out. Problems in incoming data (malformed frames, unknown
 chanIds, wrong shapes) are counted, logged once per kind, and never end the reader.
+
+Threading: every change of the link's state runs under :attr:`Link.lock` (see the
+contract in :mod:`bfxsync._engine`); events for user callbacks are emitted once it is
+released (:meth:`Link._emit`). Requests are sent under the lock, so a text built from
+the registry's state leaves on the connection that state describes.
 """
 from __future__ import annotations
 
@@ -30,7 +35,9 @@ from ..protocol.codec import decode_tokens, scan_tokens
 from ..subscriptions.base import Subscription
 from .connection import Connection
 from .link_events import EventFrames
+from .ownership import LinkLock
 from .pacing import ConnectPacer, SendPacer
+from .queues import interrupt_waits_with
 from .registry import ChannelRegistry
 from .runtime import Runtime
 from .supervision import Supervision
@@ -77,10 +84,13 @@ class Link(EventFrames):
         self.config = runtime.config
         self._runtime = runtime
         self._dispatcher = runtime.dispatcher
-        self.registry = ChannelRegistry()
+        #: Held by every change of this link's state, whichever thread makes it.
+        self.lock = LinkLock("a link")
+        self.registry = ChannelRegistry(self.lock)
         self._active = self.registry.active.get  # the dict is changed in place, never replaced
         self.connection = Connection(url, runtime.config, self, pacer, transport_factory)
         self.number = self.connection.number
+        self.lock.name = f"link {self.number}"
         self._send_pacer = send_pacer
         self.wake = wake
         #: The conf flags in force on the current connection (0 until the server confirms).
@@ -96,7 +106,10 @@ class Link(EventFrames):
         self._ping_ids = itertools.count(1)
         self._pings: Dict[int, Tuple[threading.Event, List[float]]] = {}
         self._outbox: Deque[Subscription] = collections.deque()
-        self.supervision = Supervision(runtime.config, time.monotonic())
+        self.supervision = Supervision(runtime.config, time.monotonic(), self.lock)
+        #: Set when the socket is abandoned: a reader blocked on a full ``block`` queue gives
+        #: up waiting (the message is counted as discarded) so that it can notice the drop.
+        self._interrupt = threading.Event()
 
     def __repr__(self) -> str:
         return f"<Link {self.number} {self.url} {'connected' if self.connected else 'not connected'}>"
@@ -119,23 +132,33 @@ class Link(EventFrames):
 
     def load(self) -> int:
         """Channels this link holds or has not yet seen leave (what the server's limit counts)."""
-        return len(self.registry.wanted()) + self.registry.lingering
+        with self.lock:
+            return len(self.registry.wanted()) + self.registry.lingering
 
     def add(self, subscription: Subscription) -> None:
-        """Carry ``subscription`` here; it is sent at once if connected (paced), else on connect."""
-        if self.registry.add(subscription):
-            self.send_subscribe(subscription)
+        """Carry ``subscription`` here; it is sent at once if connected (paced), else on connect.
+
+        A handle unsubscribed meanwhile (between the pool placing it and this call) is not
+        added: its ``Unsubscribed`` was reported already and nothing must reach the server.
+        """
+        with self.lock:
+            if subscription._ended:
+                return
+            if self.registry.add(subscription):
+                self.send_subscribe(subscription)
 
     def remove(self, subscription: Subscription) -> None:
         """Stop carrying ``subscription`` (the user unsubscribed); it completes when the server confirms."""
-        chan_id, _ = self.registry.remove(subscription)
-        self.supervision.forget(subscription)
-        if chan_id is not None:
-            subscription._on_unsubscribing()  # waits end now; Unsubscribed comes with the server's confirmation
-            self.send(codec.encode_unsubscribe(chan_id))
-        elif subscription._on_closed():
-            # Never acknowledged: over for the user now; a late ack is unsubscribed quietly.
-            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+        with self.lock:
+            subscription._drop_backlog()  # no data callback after unsubscribe() returns
+            chan_id, _ = self.registry.remove(subscription)
+            self.supervision.forget(subscription)
+            if chan_id is not None:
+                subscription._on_unsubscribing()  # waits end now; Unsubscribed comes with the server's confirmation
+                self.send(codec.encode_unsubscribe(chan_id))
+            elif subscription._on_closed():
+                # Never acknowledged: over for the user now; a late ack is unsubscribed quietly.
+                self._emit("unsubscribed", Unsubscribed(subscription))
 
     def ping(self, timeout: float) -> float:
         """Send a ``ping`` and return the round trip in seconds once the ``pong`` arrives."""
@@ -156,98 +179,111 @@ class Link(EventFrames):
     def stats(self) -> Dict[str, Any]:
         """This connection's counters."""
         stats: Dict[str, Any] = dict.fromkeys(STAT_KEYS, 0)
-        stats.update(self.counts)
+        with self.lock:
+            stats.update(self.counts)
         stats["dials"] = self.connection.dials
         return stats
 
     def sweep(self, now: float) -> None:
         """Scheduler thread: keepalive, silent sockets and channels, unanswered requests, paused resyncs."""
-        connection = self.connection
-        if connection.stopped:
-            return
-        drop, keepalive = self.supervision.socket_verdict(
-            now, connection.frames, connection.is_open, self.connected, connection.opened_at)
-        if drop is not None:
+        with self.lock:
+            connection = self.connection
+            if connection.stopped:
+                return
+            drop, keepalive = self.supervision.socket_verdict(
+                now, connection.frames, connection.is_open, self.connected, connection.opened_at)
+            if drop is not None:
+                if not self.connected:
+                    self.counts["handshake_timeouts"] += 1
+                    self.recovered("redial", drop)
+                self.drop(drop)
+                return
+            if keepalive:
+                self.send(codec.encode_ping(next(self._ping_ids)))
             if not self.connected:
-                self.counts["handshake_timeouts"] += 1
-                self.recovered("redial", drop)
-            connection.drop(drop)
-            return
-        if keepalive:
-            self.send(codec.encode_ping(next(self._ping_ids)))
-        if not self.connected:
-            return
-        unanswered, given_up = self.registry.expired(now, self.config.request_timeout)
-        for subscription in unanswered:
-            # The server ignores some invalid requests (an unknown deriv: key gets no reply at
-            # all), so an unanswered subscribe fails visibly instead of being retried for ever.
-            self.counts["request_timeouts"] += 1
-            rejection = SubscriptionError(None, f"no answer to the subscribe request within "
-                                                f"{self.config.request_timeout:g} s (the server ignores some invalid "
-                                                "requests, such as unknown deriv: keys)", subscription.spec.request())
-            logger.warning("subscription %r failed: %s", subscription.spec, rejection)
-            subscription._on_failed(rejection)
-            self._dispatcher.report(rejection, subscription)
-        for chan_id, subscription, again in given_up:
-            self.counts["request_timeouts"] += 1
-            self.recovered("unsubscribe_timeout", f"chanId {chan_id} was never confirmed unsubscribed; "
-                           "treated as gone", subscription)
-            self.after_leave(subscription, again)
-        active = [subscription for _, subscription in self.registry.active_items()]
-        for subscription in self.supervision.silent_channels(now, active):
-            reason = f"no data or heartbeat for {self.config.channel_timeout:g} s"
-            self.counts["channel_stalls"] += 1
-            logger.warning("%r went silent (%s); resubscribing it", subscription.spec, reason)
-            self.recovered("resubscribe", reason, subscription)
-            self.resync(subscription, reason)
-        for subscription in self.supervision.due_resubscribes(now):
-            self._outbox.append(subscription)
-        self.drain()
+                return
+            unanswered, given_up = self.registry.expired(now, self.config.request_timeout)
+            for subscription in unanswered:
+                # The server ignores some invalid requests (an unknown deriv: key gets no reply at
+                # all), so an unanswered subscribe fails visibly instead of being retried for ever.
+                self.counts["request_timeouts"] += 1
+                rejection = SubscriptionError(None, f"no answer to the subscribe request within "
+                                                    f"{self.config.request_timeout:g} s (the server ignores some invalid "
+                                                    "requests, such as unknown deriv: keys)", subscription.spec.request())
+                logger.warning("subscription %r failed: %s", subscription.spec, rejection)
+                subscription._on_failed(rejection)
+                self._report(rejection, subscription)
+            for chan_id, subscription, again in given_up:
+                self.counts["request_timeouts"] += 1
+                self.recovered("unsubscribe_timeout", f"chanId {chan_id} was never confirmed unsubscribed; "
+                               "treated as gone", subscription)
+                self.after_leave(subscription, again)
+            active = [subscription for _, subscription in self.registry.active_items()]
+            for subscription in self.supervision.silent_channels(now, active):
+                reason = f"no data or heartbeat for {self.config.channel_timeout:g} s"
+                self.counts["channel_stalls"] += 1
+                logger.warning("%r went silent (%s); resubscribing it", subscription.spec, reason)
+                self.recovered("resubscribe", reason, subscription)
+                self.resync(subscription, reason)
+            for subscription in self.supervision.due_resubscribes(now):
+                self._outbox.append(subscription)
+            self.drain()
 
     # -- sending ---------------------------------------------------------------------------
 
+    def drop(self, reason: str) -> None:
+        """Abandon the socket (the connection redials); a reader blocked on a full queue stops waiting."""
+        self._interrupt.set()
+        self.connection.drop(reason)
+
     def send(self, text: str) -> None:
-        """Send, or leave it to the replay of the next connection if this one just dropped."""
+        """Send, or leave it to the replay of the next connection if this one just dropped (lock held)."""
         try:
             self.connection.send(text)
         except NotConnectedError:
             logger.debug("not sent (disconnected; replayed on reconnect): %.200s", text)
 
     def send_subscribe(self, subscription: Subscription) -> None:
-        """Queue a subscribe request; requests leave at the client-wide subscribe rate."""
+        """Queue a subscribe request; requests leave at the client-wide subscribe rate (lock held)."""
+        self.lock.check("Link._outbox")
         self._outbox.append(subscription)
         self.drain()
 
     def drain(self) -> None:
-        """Send queued subscribe requests while the pacer allows; the scheduler retries the rest."""
+        """Send queued subscribe requests while the pacer allows; the scheduler retries the rest (lock held)."""
+        self.lock.check("Link._outbox")
         while self._outbox:
             wait = self._send_pacer.take()
             if wait:
                 self.wake(wait)
                 return
-            try:
-                subscription = self._outbox.popleft()
-            except IndexError:  # another thread drained it meanwhile
-                return
+            subscription = self._outbox.popleft()
             sub_id = self.registry.begin_send(subscription)
             if sub_id is not None:
                 self.send(codec.encode_subscribe(subscription.channel, subscription.spec.request(), sub_id))
 
     def rejoin(self, subscription: Subscription) -> None:
-        """Unsubscribe an active channel so it can be subscribed afresh once the server confirms."""
-        chan_id = self.registry.rejoin(subscription)
-        subscription._on_detached()
-        if chan_id is not None:
-            self.send(codec.encode_unsubscribe(chan_id))
+        """Unsubscribe an active channel so it can be subscribed afresh once the server confirms.
+
+        Nothing happens to a channel that is not active here any more (unsubscribed,
+        detached by a drop, or already rejoining since the caller looked it up).
+        """
+        with self.lock:
+            chan_id = self.registry.rejoin(subscription)
+            if chan_id is not None:
+                subscription._on_detached()
+                self.send(codec.encode_unsubscribe(chan_id))
 
     def resync(self, subscription: Subscription, reason: str) -> None:
-        """Rebuild one channel from a fresh snapshot (after a pause if it keeps failing)."""
-        self.counts["resubscribes"] += 1
-        self.supervision.resync(subscription, reason, time.monotonic())
-        self.rejoin(subscription)
+        """Rebuild one channel from a fresh snapshot (after a pause if it keeps failing); any thread."""
+        with self.lock:
+            self.counts["resubscribes"] += 1
+            self.supervision.resync(subscription, reason, time.monotonic())
+            self.rejoin(subscription)
 
     def after_leave(self, subscription: Subscription, again: bool) -> None:
-        """A channel is gone from the server (confirmed or given up): subscribe again, or report it over."""
+        """A channel is gone from the server (confirmed or given up): subscribe again, or report it over (lock held)."""
+        self.lock.check("Link.after_leave")
         if again:
             pause = self.supervision.ready_to_resubscribe(subscription, time.monotonic())
             if pause is None:
@@ -255,16 +291,29 @@ class Link(EventFrames):
             else:
                 self.wake(pause)
         elif subscription._on_closed():  # False: a cancelled request was reported already
-            self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
+            self._emit("unsubscribed", Unsubscribed(subscription))
 
     def recovered(self, kind: str, reason: str, subscription: Optional[Subscription] = None) -> None:
         """Tell the user the client repaired something by itself."""
-        self._dispatcher.emit("recovery", Recovery(kind, reason, subscription, self.number))
+        self._emit("recovery", Recovery(kind, reason, subscription, self.number))
+
+    def _emit(self, kind: str, event: Any) -> None:
+        """Emit to the client's handlers once the link's lock is released (at once if not held)."""
+        self.lock.later(self._dispatcher.emit, kind, event)
+
+    def _report(self, error: BfxError, subscription: Optional[Subscription] = None) -> None:
+        """Report to the on_error handlers once the link's lock is released (at once if not held)."""
+        self.lock.later(self._dispatcher.report, error, subscription)
+
+    def _count(self, kind: str) -> int:
+        """Add one to a counter; returns the new count (any thread)."""
+        with self.lock:
+            self.counts[kind] += 1
+            return self.counts[kind]
 
     def problem(self, kind: str, message: str) -> None:
         """Count a problem with incoming data; log the first of each kind as a warning."""
-        self.counts[kind] += 1
-        if self.counts[kind] == 1:
+        if self._count(kind) == 1:
             logger.warning("%s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)
 
     def _fail_pings(self) -> None:
@@ -275,8 +324,11 @@ class Link(EventFrames):
 
     def on_open(self) -> None:
         """A socket opened: flags reset until the server confirms ours (each connection starts bare)."""
-        self.flags = 0
-        self._last_seq = None
+        interrupt_waits_with(self._interrupt)  # this thread's blocked queue waits end when the socket is dropped
+        with self.lock:
+            self._interrupt.clear()
+            self.flags = 0
+            self._last_seq = None
 
     def on_frame(self, data: Any) -> None:
         """The one parser. Never raises: the reader thread has to survive any input."""
@@ -336,33 +388,36 @@ class Link(EventFrames):
         except (ProtocolError, UnicodeDecodeError) as err:
             self._bad_frame("malformed", err, data)
         except Exception as err:  # noqa: BLE001 - a bug of ours must not kill the stream
-            if not self.counts["internal"]:  # the traceback once; later ones are counted
+            if not self.counts.get("internal"):  # the traceback once; later ones are counted
                 logger.exception("internal error handling frame %.200r", data)
             self._bad_frame("internal", err, data)
 
     def on_closed(self, reason: str, code: Optional[int], will_reconnect: bool) -> None:
         """The socket ended: every subscription here waits for the replay of the next connection."""
-        was_connected = self._connected.is_set()
-        self._connected.clear()
-        self.last_disconnect = reason
-        self._outbox.clear()
-        self._fail_pings()
-        wanted, left = self.registry.detach_all()
-        self.supervision.reset()
-        for subscription in wanted:
-            subscription._on_detached()
-        for subscription in left:
-            if subscription._on_closed():
-                self._dispatcher.emit("unsubscribed", Unsubscribed(subscription))
-        if was_connected:
-            self.counts["disconnects"] += 1
-            level = logging.WARNING if will_reconnect else logging.INFO
-            logger.log(level, "connection %d to %s ended: %s", self.number, self.url, reason)
-        else:
-            logger.info("connection %d to %s: attempt %d failed: %s", self.number, self.url, self.connection.attempt, reason)
-        self._dispatcher.emit("disconnected", Disconnected(reason, code, will_reconnect, self.number))
-        if not will_reconnect and not self.connection.stopped:
-            self._runtime.end(NotConnectedError(f"the connection to {self.url} ended ({reason}) and reconnect is off"))
+        with self.lock:
+            was_connected = self._connected.is_set()
+            self._connected.clear()
+            self.last_disconnect = reason
+            self._outbox.clear()
+            self._fail_pings()
+            wanted, left = self.registry.detach_all()
+            self.supervision.reset()
+            for subscription in wanted:
+                subscription._on_detached()
+            for subscription in left:
+                if subscription._on_closed():
+                    self._emit("unsubscribed", Unsubscribed(subscription))
+            if was_connected:
+                self.counts["disconnects"] += 1
+                level = logging.WARNING if will_reconnect else logging.INFO
+                logger.log(level, "connection %d to %s ended: %s", self.number, self.url, reason)
+            else:
+                logger.info("connection %d to %s: attempt %d failed: %s", self.number, self.url, self.connection.attempt,
+                            reason)
+            self._emit("disconnected", Disconnected(reason, code, will_reconnect, self.number))
+            if not will_reconnect and not self.connection.stopped:
+                self.lock.later(self._runtime.end, NotConnectedError(
+                    f"the connection to {self.url} ended ({reason}) and reconnect is off"))
 
     def on_reconnecting(self, attempt: int, delay: float) -> None:
         """Tell the user how long this connection waits before dialling again."""
@@ -409,9 +464,9 @@ class Link(EventFrames):
         last = self._last_seq
         self._last_seq = seq
         if last is not None and seq != last + 1:
-            self.counts["sequence_gaps"] += 1
-            self._dispatcher.report(ProtocolError(f"sequence gap: {last} then {seq}"))
-            self.connection.drop(f"sequence gap ({last} then {seq}): frames were lost")
+            self._count("sequence_gaps")
+            self._report(ProtocolError(f"sequence gap: {last} then {seq}"))
+            self.drop(f"sequence gap ({last} then {seq}): frames were lost")
 
     def _on_stray(self, chan_id: int, message: List[Any], text: str) -> None:
         """A frame for a chanId that is not active: normal right after an unsubscribe, else counted."""
@@ -432,4 +487,4 @@ class Link(EventFrames):
         raw = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         self.problem(kind, f"{kind} frame ({error}): {raw[:200]!r}")
         failure = error if isinstance(error, BfxError) else ProtocolError(f"{kind} frame: {error}", raw=raw[:500])
-        self._dispatcher.report(failure)
+        self._report(failure)

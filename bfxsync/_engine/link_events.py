@@ -3,22 +3,25 @@
 Split from :mod:`bfxsync._engine.link` for size; :class:`EventFrames` is the half of
 :class:`~bfxsync._engine.link.Link` that answers object frames (shapes:
 https://docs.bitfinex.com/docs/ws-general), and it uses only the link's own state.
+Every handler that changes that state holds the link's lock while it does; events for
+user callbacks go out through ``_emit``/``_report`` once the lock is released.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Counter, Deque, Dict, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Counter, Deque, Dict, List, Mapping, Optional, Tuple
 
 from .. import protocol
 from ..config import Config
-from ..errors import ProtocolError, ServerError, SubscriptionError, VersionMismatchError
+from ..errors import BfxError, ProtocolError, ServerError, SubscriptionError, VersionMismatchError
 from ..events import Connected, Info, Subscribed
 from ..protocol import codec
 from ..subscriptions.base import Subscription
 from .connection import Connection
 from .dispatch import Dispatcher
+from .ownership import LinkLock
 from .registry import ChannelRegistry
 from .runtime import Runtime
 from .supervision import Supervision
@@ -59,10 +62,15 @@ class EventFrames:
     _outbox: Deque[Subscription]
     _pings: Dict[int, Tuple[threading.Event, List[float]]]
     number: int
+    lock: LinkLock
 
     if TYPE_CHECKING:  # provided by Link
         def problem(self, kind: str, message: str) -> None: ...
+        def drop(self, reason: str) -> None: ...
+        def _emit(self, kind: str, event: Any) -> None: ...
+        def _report(self, error: BfxError, subscription: Optional[Subscription] = None) -> None: ...
         def send(self, text: str) -> None: ...
+        def send_subscribe(self, subscription: Subscription) -> None: ...
         def drain(self) -> None: ...
         def rejoin(self, subscription: Subscription) -> None: ...
         def after_leave(self, subscription: Subscription, again: bool) -> None: ...
@@ -79,16 +87,20 @@ class EventFrames:
         getattr(self, handler)(event)
 
     def _on_info(self, event: Mapping[str, Any]) -> None:
-        if "version" in event:
-            self._on_hello(event)
-            return
+        with self.lock:
+            if "version" in event:
+                self._on_hello(event)
+            else:
+                self._on_info_code(event)
+
+    def _on_info_code(self, event: Mapping[str, Any]) -> None:
         code = event.get("code")
         info = Info(code if type(code) is int else None, str(event.get("msg", "")), event)
         meaning = _INFO_MEANINGS.get(info.code, "unknown code") if info.code is not None else "no code"
         logger.info("server info %s (%s): %s", code, meaning, info.msg or "no message")
-        self._dispatcher.emit("info", info)
+        self._emit("info", info)
         if code == protocol.INFO_RECONNECT:
-            self.connection.drop("server asked clients to reconnect (info 20051)")
+            self.drop("server asked clients to reconnect (info 20051)")
         elif code == protocol.INFO_MAINTENANCE_START:
             # The trading engine resyncs (up to ~2 min): books cannot be trusted until it ends.
             self.maintenance = True
@@ -101,11 +113,20 @@ class EventFrames:
                 self.rejoin(subscription)
 
     def _on_hello(self, event: Mapping[str, Any]) -> None:
-        """The first frame of a connection: check the version, then send conf and every subscription."""
+        """The first frame of a connection: check the version, then send conf and every subscription.
+
+        A second hello on the same connection breaks the protocol (docs: ws-general, the
+        ``info`` event opens a connection). Replaying then would subscribe every active
+        channel a second time on top of itself, so it is counted (``repeated_info``) and
+        ignored; a version mismatch stays fatal whenever it comes.
+        """
         version = event.get("version")
         if version != protocol.API_VERSION:
-            self._runtime.end(VersionMismatchError(
+            self.lock.later(self._runtime.end, VersionMismatchError(
                 f"{self.url} speaks API version {version!r}, bfxsync speaks {protocol.API_VERSION}"))
+            return
+        if self._connected.is_set():
+            self.problem("repeated_info", f"a second info frame on connection {self.number} ignored: {event!r:.200}")
             return
         self.connection.mark_healthy()
         platform = event.get("platform")
@@ -128,7 +149,7 @@ class EventFrames:
                         len(plan))
         else:
             logger.info("connection %d connected to %s", self.number, self.url)
-        self._dispatcher.emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
+        self._emit("connected", Connected(self.url, event.get("serverId"), status, reconnect, self.number))
 
     def _on_conf(self, event: Mapping[str, Any]) -> None:
         if event.get("status") == "OK":
@@ -138,35 +159,50 @@ class EventFrames:
         self.flags = 0
         error = ServerError(event.get("code", protocol.ERR_CONF_FAIL), str(event.get("msg", "conf failed")), event)
         logger.error("the server refused conf flags %d: %s", self.config.flags, error)
-        self._dispatcher.report(error)
+        self._report(error)
 
     def _on_subscribed(self, event: Mapping[str, Any]) -> None:
         chan_id = chan_id_of(event)
-        subscription, _ = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
-        if subscription is None:
-            self.problem("unexpected_ack", f"ack for nothing we asked: {event!r:.200}")
-        else:
-            self._acknowledge(subscription, chan_id)
+        with self.lock:
+            subscription, _ = self.registry.take_pending(event.get("subId"), event.get("channel"), event)
+            if subscription is not None:
+                self._acknowledge(subscription, chan_id)
+                return
+            # The server holds a channel for us that nothing here wants (a request given up
+            # long ago, a hostile ack): close it, or it would count against the limit for good.
+            if self.registry.orphan(chan_id):
+                self.send(codec.encode_unsubscribe(chan_id))
+        self.problem("unexpected_ack", f"ack for nothing we asked (its channel is unsubscribed): {event!r:.200}")
 
     def _acknowledge(self, subscription: Subscription, chan_id: int) -> None:
+        """Activate and mark acknowledged in one step under the lock, so that an unsubscribe
+        from another thread sees either the request in flight or the active channel."""
         if self.registry.activate(subscription, chan_id):
             subscription._on_ack(chan_id)
             self.supervision.watch(subscription, time.monotonic())
-            self._dispatcher.emit("subscribed", Subscribed(subscription))
+            self._emit("subscribed", Subscribed(subscription))
         else:  # unsubscribed while the request was in flight
             self.send(codec.encode_unsubscribe(chan_id))
 
     def _on_unsubscribed(self, event: Mapping[str, Any]) -> None:
-        self._finish_leave(chan_id_of(event))
+        chan_id = chan_id_of(event)
+        with self.lock:
+            self._finish_leave(chan_id)
 
     def _finish_leave(self, chan_id: int) -> bool:
         found = self.registry.finish_leave(chan_id)
         if found is None:
             return False
-        self.after_leave(*found)
+        subscription, again = found
+        if subscription is not None:
+            self.after_leave(subscription, again)
         return True
 
     def _on_error(self, event: Mapping[str, Any]) -> None:
+        with self.lock:
+            self._on_error_locked(event)
+
+    def _on_error_locked(self, event: Mapping[str, Any]) -> None:
         code = event.get("code")
         msg = str(event.get("msg", ""))
         if code in (protocol.ERR_UNSUB_FAIL, protocol.ERR_UNSUB_NOT) and type(event.get("chanId")) is int:
@@ -177,9 +213,15 @@ class EventFrames:
         if subscription is None or cancelled:
             error = ServerError(code, msg, event)
             logger.warning("server error: %s", error)
-            self._dispatcher.report(error)
+            self._report(error)
             return
         if code == protocol.ERR_SUB_MULTI and type(event.get("chanId")) is int:
+            if self.registry.is_leaving(event["chanId"]):
+                # The channel is one we are unsubscribing (an unsubscribed handle of the same
+                # spec whose ack came late): our unsubscribe left before this answer arrived,
+                # so a new request now reaches the server after it and opens a fresh channel.
+                self.send_subscribe(subscription)
+                return
             # "already subscribed" names the existing channel: adopt it.
             self._acknowledge(subscription, event["chanId"])
             return
@@ -187,7 +229,7 @@ class EventFrames:
         rejection = SubscriptionError(code, msg, event)
         logger.warning("subscription %r rejected: %s", subscription.spec, rejection)
         subscription._on_failed(rejection)
-        self._dispatcher.report(rejection, subscription)
+        self._report(rejection, subscription)
 
     def _after_handshake(self) -> None:
         """Hook: the ``info`` frame arrived and ``conf`` went out (an authenticated link authenticates here)."""

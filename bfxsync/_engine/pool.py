@@ -186,6 +186,9 @@ class Pool:
             if on_data is not None:
                 subscription.on_data(on_data)
             link = self._place()
+            # From here on every transition of the handle holds this link's lock, including
+            # an unsubscribe from another thread before link.add() below (which then adds nothing).
+            subscription._guard = link.lock
             if link.connection.thread() is None:
                 new_link = link
             self._wanted[spec] = subscription
@@ -283,7 +286,7 @@ class Pool:
         for link in self.links():
             for key, value in link.stats().items():
                 stats[key] = stats.get(key, 0) + value
-        for key, value in self._runtime.counts.items():
+        for key, value in self._runtime.count_copy().items():
             stats[key] = stats.get(key, 0) + value
         states = {state.value: 0 for state in State}
         for subscription in self.subscriptions():

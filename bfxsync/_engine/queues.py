@@ -17,7 +17,11 @@ queues anything starts no thread at all.
 Overflow policies when a lane holds ``maxsize`` messages:
 
 - ``block``: the reader waits for room (backpressure: nothing is lost, but frames behind
-  it, heartbeats included, wait too). It waits in slices and gives up when the client ends.
+  it, heartbeats included, wait too). It waits in slices and gives up when the client
+  ends, when the queue is closed (its subscription was unsubscribed), or when its
+  connection drops the socket (the watchdog found it silent for ``heartbeat_timeout``):
+  the message is then counted as discarded and the reader goes on to notice the drop,
+  report ``Disconnected`` and redial.
 - ``drop_oldest``: the oldest pending message is discarded and counted in ``dropped``.
 - ``latest``: a pending update is replaced by the newer message and counted in
   ``conflated`` (a lane holds at most a snapshot and one update); the message finally
@@ -50,8 +54,8 @@ OVERFLOWS = ("block", "drop_oldest", "latest")
 SLICE_ITEMS = 32
 #: ... or after this many seconds of callbacks, whichever comes first.
 SLICE_SECONDS = 0.005
-#: How long a blocked reader waits between two looks at whether the client ended.
-_BLOCK_STEP = 0.25
+#: How long a blocked reader waits between two looks at whether the client ended or its socket was dropped.
+_BLOCK_STEP = 0.1
 
 _numbers = itertools.count(1)
 _local = threading.local()
@@ -126,7 +130,8 @@ class QueueStats:
         delivered: messages handed to the callbacks (a conflated one counts once).
         dropped: messages discarded by ``drop_oldest`` (or by ``block`` from a callback thread).
         conflated: messages replaced by a newer one under ``latest`` (not lost: superseded).
-        discarded: messages still waiting when the client closed.
+        discarded: messages still waiting when the client closed or the subscription was
+            unsubscribed, and messages a blocked reader gave up when its socket was dropped.
         blocked: times the reader waited for room under ``block``.
         blocked_seconds: the total of those waits.
 
@@ -201,7 +206,7 @@ class Lane:
             if len(items) >= self.delivery.maxsize:
                 if overflow == "block" and not on_worker_thread():
                     if not self._wait_for_room(now):
-                        self.discarded += 1  # the client ended while the reader waited
+                        self.discarded += 1  # closed, or the socket dropped, while the reader waited
                         return
                 else:  # drop_oldest; also block on a worker thread, which must never wait for itself
                     items.popleft()
@@ -213,12 +218,17 @@ class Lane:
         self._workers.schedule(self)
 
     def _wait_for_room(self, since: float) -> bool:
-        """Backpressure (lock held): wait until a worker takes a message (True) or the lane closes (False)."""
+        """Backpressure (lock held): wait until a worker takes a message (True), or until the
+        lane closes or this reader's socket is dropped (False: the message is discarded)."""
         self.blocked += 1
+        given_up = False
         while len(self._items) >= self.delivery.maxsize and not self._closed:
+            if _interrupted():
+                given_up = True
+                break
             self._room.wait(_BLOCK_STEP)
         self.blocked_seconds += time.monotonic() - since
-        return not self._closed
+        return not self._closed and not given_up
 
     def run_slice(self) -> bool:
         """Worker: run pending messages for one slice; True if the lane still has work (stays scheduled)."""
@@ -245,7 +255,7 @@ class Lane:
             return False
 
     def close(self) -> None:
-        """Discard what is waiting and wake a blocked reader (the client ended)."""
+        """Discard what is waiting, take nothing more, and wake a blocked reader (client ended, or unsubscribed)."""
         with self._lock:
             self._closed = True
             self.discarded += len(self._items)
@@ -286,6 +296,16 @@ def take_reserved() -> Delivery:
     delivery: Optional[Delivery] = getattr(_local, "reserved", None)
     _local.reserved = None
     return delivery if delivery is not None else Delivery()
+
+
+def interrupt_waits_with(event: threading.Event) -> None:
+    """Reader thread: a ``block`` wait on this thread gives up while ``event`` is set (its socket was dropped)."""
+    _local.interrupt = event
+
+
+def _interrupted() -> bool:
+    event: Optional[threading.Event] = getattr(_local, "interrupt", None)
+    return event is not None and event.is_set()
 
 
 def on_worker_thread() -> bool:

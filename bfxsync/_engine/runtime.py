@@ -60,7 +60,8 @@ class Runtime:
         #: What stopped the client, if it did not end by ``close()``.
         self.fatal: Optional[BfxError] = None
         self._on_end = on_end
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the end state and the counters
+        #: Client-wide problem counters (written under ``_lock``; read a copy with :meth:`count_copy`).
         self.counts: Counter[str] = collections.Counter()
         #: The process that created the client (see :meth:`check_process`).
         self.pid = os.getpid()
@@ -73,6 +74,11 @@ class Runtime:
         """Raise :class:`ForkedClientError` in a forked child: the client belongs to its parent."""
         if os.getpid() != self.pid:
             raise forked_error(self.pid)
+
+    def count_copy(self) -> Counter[str]:
+        """A copy of :attr:`counts` (any thread)."""
+        with self._lock:
+            return collections.Counter(self.counts)
 
     def end(self, error: Optional[BfxError] = None) -> None:
         """End the client (idempotent); ``error`` says why when it was not the user's ``close()``."""
@@ -91,7 +97,9 @@ class Runtime:
         self.end(BfxError(f"a callback raised {error!r}, which ends the client"))
 
     def problem(self, kind: str, message: str) -> None:
-        """Count a problem with incoming data; log the first of each kind as a warning."""
-        self.counts[kind] += 1
-        if self.counts[kind] == 1:
+        """Count a problem with incoming data; log the first of each kind as a warning (any thread)."""
+        with self._lock:  # every reader thread counts here: += on a Counter is not atomic
+            self.counts[kind] += 1
+            first = self.counts[kind] == 1
+        if first:
             logger.warning("%s (first of its kind; later ones are counted in Client.stats()[%r])", message, kind)

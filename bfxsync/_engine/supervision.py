@@ -2,7 +2,8 @@
 
 Nothing here sends or drops anything; each method looks at what it is told and returns
 what should happen, so every rule is testable on its own and the link stays the only
-writer of its connection. The rules:
+writer of its connection. Every method runs under the link's
+:class:`~bfxsync._engine.ownership.LinkLock` (checked in debug mode). The rules:
 
 - a socket silent for ``heartbeat_timeout`` is dropped; a quiet one gets a keepalive
   ``ping`` every ``keepalive`` seconds (the server sends ``hb`` only per channel);
@@ -20,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from typing import Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..subscriptions.base import Subscription
+from .ownership import LinkLock
 
 logger = logging.getLogger("bfxsync")
 
@@ -53,11 +54,17 @@ class _Episode:
 
 
 class Supervision:
-    """Timers and counters behind a link's liveness decisions (thread-safe: own lock)."""
+    """Timers and counters behind a link's liveness decisions (callers hold the link's lock).
 
-    def __init__(self, config: Config, now: float) -> None:
+    Args:
+        config: the client's options.
+        now: ``time.monotonic()`` at creation.
+        guard: the link's lock.
+    """
+
+    def __init__(self, config: Config, now: float, guard: LinkLock) -> None:
         self._config = config
-        self._lock = threading.Lock()
+        self._guard = guard
         self._episodes: Dict[Subscription, _Episode] = {}
         self._due: Dict[Subscription, float] = {}  # earliest resubscribe of a resyncing channel
         self._waiting: Dict[Subscription, float] = {}  # confirmed gone, resubscribe when due
@@ -68,28 +75,28 @@ class Supervision:
 
     def reset(self) -> None:
         """The connection ended: its channels start afresh on the next one."""
-        with self._lock:
-            self._due.clear()
-            self._waiting.clear()
-            self._watch.clear()
+        self._guard.check("supervision.reset")
+        self._due.clear()
+        self._waiting.clear()
+        self._watch.clear()
 
     def forget(self, subscription: Subscription) -> None:
         """The user unsubscribed."""
-        with self._lock:
-            for table in (self._episodes, self._due, self._waiting, self._watch):
-                table.pop(subscription, None)
+        self._guard.check("supervision.forget")
+        for table in (self._episodes, self._due, self._waiting, self._watch):
+            table.pop(subscription, None)
 
     # -- resyncs -----------------------------------------------------------------------
 
     def resync(self, subscription: Subscription, reason: str, now: float) -> None:
         """A channel must be rebuilt: note when its subscribe may go out, and log once per episode."""
-        with self._lock:
-            episode = self._episodes.get(subscription)
-            if episode is None or now - episode.last >= EPISODE_QUIET:
-                episode = self._episodes[subscription] = _Episode()
-            pause = episode.pause(now)
-            self._due[subscription] = now + pause
-            count = episode.count
+        self._guard.check("supervision.resync")
+        episode = self._episodes.get(subscription)
+        if episode is None or now - episode.last >= EPISODE_QUIET:
+            episode = self._episodes[subscription] = _Episode()
+        pause = episode.pause(now)
+        self._due[subscription] = now + pause
+        count = episode.count
         if count == 1:
             logger.info("resubscribing %r (%s)", subscription.spec, reason)
         elif count == 2:
@@ -101,31 +108,32 @@ class Supervision:
 
     def ready_to_resubscribe(self, subscription: Subscription, now: float) -> Optional[float]:
         """The channel is gone from the server: None to subscribe now, else the seconds to wait."""
-        with self._lock:
-            due = self._due.pop(subscription, 0.0)
-            if due <= now:
-                return None
-            self._waiting[subscription] = due
-            return due - now
+        self._guard.check("supervision.ready_to_resubscribe")
+        due = self._due.pop(subscription, 0.0)
+        if due <= now:
+            return None
+        self._waiting[subscription] = due
+        return due - now
 
     def due_resubscribes(self, now: float) -> List[Subscription]:
         """Channels whose pause is over."""
-        with self._lock:
-            due = [sub for sub, when in self._waiting.items() if when <= now]
-            for sub in due:
-                del self._waiting[sub]
-            return due
+        self._guard.check("supervision.due_resubscribes")
+        due = [sub for sub, when in self._waiting.items() if when <= now]
+        for sub in due:
+            del self._waiting[sub]
+        return due
 
     # -- liveness ----------------------------------------------------------------------
 
     def watch(self, subscription: Subscription, now: float) -> None:
         """A channel was acknowledged: its silence is measured from now."""
-        with self._lock:
-            self._watch[subscription] = (subscription.received, now)
+        self._guard.check("supervision.watch")
+        self._watch[subscription] = (subscription.received, now)
 
     def socket_verdict(self, now: float, frames: int, is_open: bool, connected: bool,
                        opened_at: Optional[float]) -> Tuple[Optional[str], bool]:
         """``(reason to drop the socket or None, send a keepalive ping)``."""
+        self._guard.check("supervision.socket_verdict")
         config = self._config
         if frames != self._frames:
             self._frames, self._quiet_since = frames, now
@@ -145,14 +153,14 @@ class Supervision:
         """Active channels that saw nothing (no data, no ``hb``) for ``channel_timeout``."""
         limit = self._config.channel_timeout
         stalled = []
-        with self._lock:
-            for subscription in active:
-                seen = self._watch.get(subscription)
-                if seen is None or seen[0] != subscription.received:
-                    self._watch[subscription] = (subscription.received, now)
-                elif now - seen[1] >= limit:
-                    stalled.append(subscription)
-                    del self._watch[subscription]
+        self._guard.check("supervision.silent_channels")
+        for subscription in active:
+            seen = self._watch.get(subscription)
+            if seen is None or seen[0] != subscription.received:
+                self._watch[subscription] = (subscription.received, now)
+            elif now - seen[1] >= limit:
+                stalled.append(subscription)
+                del self._watch[subscription]
         return stalled
 
     def last_frame_age(self, now: float) -> float:

@@ -3,9 +3,17 @@
 A handle lives as long as the user wants the data. Reconnects, resyncs and moves
 between connections give it a new ``chan_id`` but never replace the object. It knows
 its owner only through :class:`Owner` (the client's pool), never a connection: the
-link that carries it calls the ``_on_*`` hooks on the reader thread, and where the
-handle needs something done (a book resync) it returns a verdict that the link carries
-out. Everything public may be called from any thread.
+link that carries it calls the ``_on_*`` hooks, and where the handle needs something
+done (a book resync) it returns a verdict that the link carries out. Everything public
+may be called from any thread.
+
+Threading: the state transitions (``_on_ack``, ``_on_detached``, ``_on_failed``,
+``_on_unsubscribing``, ``_on_closed``, ``_on_stale``) run under the carrying link's
+lock (``_guard``, set by the pool when it places the handle; checked in debug mode),
+from the reader, the scheduler or a user thread. The data hooks (``_on_payload``,
+``_on_heartbeat``, ``_on_checksum``, ``_on_bad_data``) run on the reader thread without
+the lock, and take it only around writes that other threads may also make (a book);
+they deliver to user callbacks outside it.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Se
 
 import attrs
 
+from .._engine.ownership import LinkLock, check
 from .._engine.queues import Delivery, Lane, QueueStats, take_reserved
 from .._engine.threads import wait_event as wait
 from ..errors import BfxError, BfxTimeoutError, SubscriptionClosedError, SubscriptionError
@@ -86,8 +95,11 @@ class Subscription:
         self._acked = threading.Event()
         self._handlers: Sequence[Callable[[Any], Any]] = ()
         self._handlers_lock = threading.Lock()
-        self._expect_snapshot = True
+        self._expect_snapshot = True  # the reader thread (books: also _on_detached, under the link lock)
         self._ended = False
+        #: The lock of the link that carries this handle (every transition holds it); the
+        #: pool replaces this placeholder when it places the handle.
+        self._guard = LinkLock(f"unplaced {spec!r}")
         #: How the callbacks run; queued handles own a queue from birth (see ``Client.subscribe``).
         self.delivery: Delivery = take_reserved()
         self._lane: Optional[Lane] = None
@@ -194,6 +206,7 @@ class Subscription:
         self._acked.set()
 
     def _on_ack(self, chan_id: int) -> None:
+        check(self._guard, "Subscription._on_ack")
         self.chan_id = chan_id
         self._state = State.ACTIVE
         self._expect_snapshot = True
@@ -201,12 +214,14 @@ class Subscription:
 
     def _on_detached(self) -> None:
         """The connection dropped or a resubscribe began: data resumes after a new ack."""
+        check(self._guard, "Subscription._on_detached")
         self.chan_id = None
         if self._state is State.ACTIVE:
             self._state = State.PENDING
         self._acked.clear()
 
     def _on_failed(self, error: SubscriptionError) -> None:
+        check(self._guard, "Subscription._on_failed")
         self._error = error
         self._state = State.FAILED
         self.chan_id = None
@@ -214,11 +229,13 @@ class Subscription:
 
     def _on_unsubscribing(self) -> None:
         """The user unsubscribed an active channel: over for waiters now, confirmed later."""
+        check(self._guard, "Subscription._on_unsubscribing")
         self._state = State.CLOSED
         self._acked.set()
 
     def _on_closed(self) -> bool:
         """The subscription is over; True the first time (when ``Unsubscribed`` is to be reported)."""
+        check(self._guard, "Subscription._on_closed")
         first = not self._ended
         self._ended = True
         self._state = State.CLOSED
@@ -228,6 +245,12 @@ class Subscription:
 
     def _on_stale(self) -> None:
         """Maintenance began: data may be wrong until it ends (books go unsynced)."""
+        check(self._guard, "Subscription._on_stale")
+
+    def _drop_backlog(self) -> None:
+        """The user unsubscribed: queued messages not yet delivered are discarded, and no more are taken."""
+        if self._lane is not None:
+            self._lane.close()
 
     def _on_heartbeat(self, now: float) -> None:
         self.heartbeats += 1

@@ -4,7 +4,13 @@ The book is rebuilt from every snapshot and checked against every ``cs`` frame
 (https://docs.bitfinex.com/docs/ws-websocket-checksum). On a mismatch (or a malformed
 update) the handle clears the book and returns a verdict; the link that carries it then
 resubscribes that one channel, with back-off if it keeps failing. Methods starting with
-``_on`` run on the reader thread.
+``_on`` run on the reader thread, except the transitions of :mod:`.base`.
+
+The book has one writer at a time: every write (a snapshot or update from the reader,
+an invalidation from a resync on the scheduler thread, a close from a user thread)
+happens under the carrying link's lock, so the book's sequence lock, which assumes one
+writer, always sees whole writes. The reader takes the bare lock around the write only,
+and delivers to callbacks after releasing it.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 import attrs
 
+from .._engine.ownership import check
 from .._engine.threads import wait_event as wait
 from ..errors import BfxTimeoutError, ChecksumMismatchError, ProtocolError, SubscriptionError
 from ..events import BookSynced, ChecksumMismatch
@@ -52,7 +59,7 @@ class BookSubscription(Subscription):
         self.checks_failed = 0
         self.resyncs = 0
         self.checks_skipped = 0
-        self._was_synced = False
+        self._was_synced = False  # reader thread only
         self._mismatch_logged = False
 
     def wait_synced(self, timeout: float = 10.0) -> "BookSubscription":
@@ -128,11 +135,13 @@ class BookSubscription(Subscription):
 
     def _on_detached(self) -> None:
         super()._on_detached()
+        self._expect_snapshot = False  # a snapshot still in flight for the old channel must not apply
         self._synced.clear()
         self.book.invalidate()
 
     def _on_stale(self) -> None:
         """Maintenance began: keep the rows for reference, but the book is no longer synced."""
+        super()._on_stale()
         self._synced.clear()
         self.book.invalidate()
 
@@ -159,43 +168,65 @@ class BookSubscription(Subscription):
         if tag is not None:  # book data is never tagged: "te" or an unknown tag is no level
             self._foreign_tag(tag)
             return
-        if self._expect_snapshot:
-            # The first payload after each ack is the snapshot even when it looks like a
-            # bulk update or is empty (BULK_UPDATES makes both shapes alike).
-            entries = self.book.apply_snapshot(payload)
-            self._expect_snapshot = False
-            self._mismatch_logged = False
-            self._synced.set()
+        # The bare RLock of the link (C-level acquire and release, this is the hot path): the
+        # write must not interleave with an invalidation from another thread. Nothing in
+        # the block runs user code or checks ownership. A channel detached since the reader
+        # looked it up has an invalid book and expects no snapshot (see _on_detached), so
+        # its frame changes nothing.
+        lock = self._guard.raw
+        lock.acquire()
+        try:
+            if self._expect_snapshot:
+                # The first payload after each ack is the snapshot even when it looks like a
+                # bulk update or is empty (BULK_UPDATES makes both shapes alike).
+                entries: Any = self.book.apply_snapshot(payload)
+                self._expect_snapshot = False
+                self._mismatch_logged = False
+                self._synced.set()
+                snapshot = True
+            elif not self.book.synced:
+                return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
+            elif payload and type(payload[0]) is list:
+                # A batch is legal only once BULK_UPDATES is in force; otherwise a second
+                # snapshot-shaped payload breaks the protocol, and merging it would keep stale
+                # levels it does not mention. Either way the batch applies all or nothing.
+                if not flags & FLAG_BULK_UPDATES:
+                    raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
+                                        f"{payload!r:.200}")
+                entries = self.book.apply_updates(payload)
+                snapshot = False
+            else:
+                entries = (self.book.apply_update(payload),)
+                snapshot = False
+        finally:
+            lock.release()
+        if snapshot:
             self._owner.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
-            self._deliver(entries, True, tag, seq, mts, self._level)
-            return
-        if not self.book.synced:
-            return  # dropped after a mismatch or stale in maintenance: waiting for a fresh snapshot
-        if payload and type(payload[0]) is list:
-            # A batch is legal only once BULK_UPDATES is in force; otherwise a second
-            # snapshot-shaped payload breaks the protocol, and merging it would keep stale
-            # levels it does not mention. Either way the batch applies all or nothing.
-            if not flags & FLAG_BULK_UPDATES:
-                raise ProtocolError(f"snapshot-shaped payload after the snapshot, without BULK_UPDATES: "
-                                    f"{payload!r:.200}")
-            self._deliver(self.book.apply_updates(payload), False, tag, seq, mts, self._level)
-        else:
-            self._deliver((self.book.apply_update(payload),), False, tag, seq, mts, self._level)
+        self._deliver(entries, snapshot, tag, seq, mts, self._level)
 
     def _on_checksum(self, value: int) -> Optional[str]:
-        if not self.book.synced:
-            if self._expect_snapshot:  # a cs between the ack and the snapshot breaks the protocol
+        with self._guard.raw:  # see _on_payload
+            if not self.book.synced:
+                if self._expect_snapshot:  # a cs between the ack and the snapshot breaks the protocol
+                    problem = True
+                else:  # stale in maintenance, or dropped and waiting for the resync: nothing to check
+                    problem = False
+                    self.checks_skipped += 1
+            else:
+                problem = None
+                local = self.book.checksum_from_writer()
+                if same_checksum(value, local):
+                    self.checks_passed += 1
+                    return None
+                self.checks_failed += 1
+                resync = not self.book.is_funding or self._owner.config.verify_funding_checksums
+                if resync:
+                    self._drop_book()
+        if problem is not None:
+            if problem:
                 self._owner.problem("checksum_unsynced", f"cs frame for {self.spec!r} before its snapshot")
-            else:  # stale in maintenance, or dropped and waiting for the resync: nothing to check
-                self.checks_skipped += 1
             return None
-        local = self.book.checksum_from_writer()
-        if same_checksum(value, local):
-            self.checks_passed += 1
-            return None
-        self.checks_failed += 1
-        resync = not self.book.is_funding or self._owner.config.verify_funding_checksums
         # Logged-only funding books would repeat the warning on every cs: warn once per snapshot.
         level = logging.WARNING if resync or not self._mismatch_logged else logging.DEBUG
         self._mismatch_logged = True
@@ -206,10 +237,7 @@ class BookSubscription(Subscription):
         dispatcher = self._owner.dispatcher
         dispatcher.emit("checksum", ChecksumMismatch(self, value, local, resync))
         dispatcher.report(ChecksumMismatchError(self.spec.symbol, value, local), self)
-        if not resync:
-            return None
-        self._drop_book()
-        return "checksum mismatch"
+        return "checksum mismatch" if resync else None
 
     def _on_bad_data(self, error: Exception) -> Optional[str]:
         """A rejected snapshot or update means the book lost data: drop it and ask the link to resubscribe.
@@ -217,10 +245,13 @@ class BookSubscription(Subscription):
         The rejected payload itself never touched the book (rows are validated before any
         is applied), but the server's stream now has a hole, so only a fresh snapshot is sure.
         """
-        self._drop_book()
+        with self._guard.raw:  # see _on_payload
+            self._drop_book()
         return f"bad update: {error}"
 
     def _drop_book(self) -> None:
+        """Clear the book for a resync (the link's lock is held)."""
+        check(self._guard, "BookSubscription.book")
         self.resyncs += 1
         self._synced.clear()
         self.book.invalidate(clear=True)
