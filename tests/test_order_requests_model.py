@@ -52,10 +52,9 @@ LATE = 1.0
 TRANSIT = 0.5
 #: The errors a request may end with.
 TYPED = (errors.OrderError, errors.OutcomeUnknownError, errors.NotSentError)
-#: Enough pacing that inputs wait in the client's queue (and fail as never sent when a drop comes), not
-#: so much that they wait past their deadline there: that is a known bug (see the BUG tests at the end;
-#: with input_rate=5 the model finds it). Lower the rate once it is fixed.
-CONFIG = attrs.evolve(FAST, input_rate=30.0, input_burst=5)
+#: Enough pacing that inputs wait in the client's queue, fail as never sent when a drop comes, and some
+#: reach their deadline there (they end as never sent and must not leave afterwards).
+CONFIG = attrs.evolve(FAST, input_rate=5.0, input_burst=5)
 SYMBOL = "tBTCUSD"  # the emulator's market is still (rate=0) with asks near 30000: buys below it rest
 AMOUNTS = ("0.001", "0.002", "0.0035")
 
@@ -453,11 +452,10 @@ def test_order_requests_settle_once_with_their_own_answer_under_faults():
     assert tally["answered"] and tally["OrderError"] and tally["OutcomeUnknownError"] and tally["NotSentError"], tally
 
 
-# -- Bugs the model's invariants catch, as their smallest examples --------------------------------------
-# Strict xfail: each fails today (XFAIL); once the library is fixed it passes, strict makes that an
-# error, and the marker is to be removed. Root cause of the first two: a request that reaches its
-# deadline leaves the tracker, but the server still answers its input, in order, later; that late
-# answer is then taken by the next pending request of the same kind about the same order.
+# -- Bugs the model's invariants caught, as their smallest examples (fixed; regression tests) -------
+# A request that reached its deadline left the tracker while the server still answered its input,
+# later and in order; that late answer was taken by the next request of its kind about the order.
+# A request that reached its deadline in the input pacer's queue was still sent afterwards.
 
 def _demo_client(make_client, url, config=FAST):
     client = make_client(url, config, api_key=DEMO_KEY, api_secret=DEMO_SECRET)
@@ -465,12 +463,6 @@ def _demo_client(make_client, url, config=FAST):
     return client
 
 
-def known_bug(reason):
-    """A strict xfail that only an assertion satisfies (an unrelated error still fails the test)."""
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"BUG (issue 13): {reason}")
-
-
-@known_bug("an expired update's late ERROR fails the next update of the order")
 def test_bug_a_late_refusal_of_an_expired_update_fails_the_next_update(emulator, make_client):
     """The next update is executed by the exchange yet its request fails with the first one's refusal."""
     client = _demo_client(make_client, emulator.url)
@@ -485,7 +477,6 @@ def test_bug_a_late_refusal_of_an_expired_update_fails_the_next_update(emulator,
     assert answer.price == Decimal("25002")
 
 
-@known_bug("an expired update's late SUCCESS answers the next (refused) update")
 def test_bug_a_late_success_of_an_expired_update_answers_the_next_update(emulator, make_client):
     """An update the exchange refuses is reported done, with the first update's order."""
     client = _demo_client(make_client, emulator.url)
@@ -497,7 +488,6 @@ def test_bug_a_late_success_of_an_expired_update_answers_the_next_update(emulato
     assert isinstance(outcome_of(refused), errors.OrderError)  # today: Order(price=25001), the first's answer
 
 
-@known_bug("a request expiring in the input pacer's queue ends as outcome-unknown and its input is sent after")
 def test_bug_a_request_expiring_before_its_input_left_is_never_sent(emulator, make_client):
     """Its input never left when it ended: it must fail as never sent and stay unsent (a user who then
     cancels by cid gets 'Order not found', and the order is placed after)."""

@@ -199,11 +199,23 @@ class AccountLink(Link):
                 if request is not None:
                     self.session.requests.mark_sent(request)
 
+    def _expire_queued(self, now: float) -> None:
+        """Inputs still waiting for the pacer at their request's deadline never leave: not sent."""
+        with self._input_lock:
+            late = [entry for entry in self._inputs if entry[1] is not None and entry[1].deadline <= now]
+            if late:
+                self._inputs = collections.deque(entry for entry in self._inputs if entry not in late)
+        for _, request, _ in late:
+            if request is not None:
+                self.session.requests.not_sent(request, f"its deadline of {request.timeout:g} s passed while it "
+                                                        "waited for the input pacer")
+
     def sweep(self, now: float) -> None:
         super().sweep(now)
         reauth = self.session.settle_late_snapshots(now)
         if reauth is not None:
             self.connection.drop(reauth)  # the fresh snapshots come with the next authentication
+        self._expire_queued(now)
         self.session.requests.expire(now)
         sent_at = self._auth_sent_at
         timeout = self.config.request_timeout

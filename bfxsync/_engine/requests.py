@@ -89,6 +89,7 @@ class Request:
         self._callbacks: List[Callback] = []
         # Written under the tracker's lock only.
         self._on_wire = False  # the link handed the input to the socket
+        self._expired = False  # ended at its deadline; kept to take its own late answers
         self._notified = False  # its SUCCESS notification arrived
         self._answer: Any = None  # its first order event
 
@@ -197,9 +198,16 @@ class RequestTracker:
             request._on_wire = True
 
     def pending(self) -> int:
-        """Requests still in flight."""
+        """Requests still in flight (not those that already ended at their deadline)."""
         with self._lock:
-            return len(self._pending)
+            return sum(1 for r in self._pending if not r._expired)
+
+    def not_sent(self, request: Request, reason: str) -> None:
+        """The link dropped a request's input before it left: it fails as never sent."""
+        with self._lock:
+            self._remove(request)
+        self._settle(request, None, NotSentError(f"{request!r} was never sent ({reason}); nothing happened, sending "
+                                                 "it again is safe", request.cid, request.cid_date, request.order_id))
 
     # -- the account link's reader: answers -----------------------------------------------------
 
@@ -243,11 +251,16 @@ class RequestTracker:
     # -- the scheduler and the link: ends ----------------------------------------------------
 
     def expire(self, now: float) -> None:
-        """Requests past their deadline end as outcome-unknown (scheduler thread)."""
+        """Sent requests past their deadline end as outcome-unknown (scheduler thread).
+
+        The server still answers their input, later and in order, so each stays as a placeholder
+        that takes its own late answers (never another request's) until they came or the
+        connection ends. Requests whose input has not left are the link's to end as never sent.
+        """
         with self._lock:
-            late = [r for r in self._pending if r.deadline <= now]
+            late = [r for r in self._pending if r._on_wire and not r._expired and r.deadline <= now]
             for request in late:
-                self._remove(request)
+                request._expired = True
                 self._note_unknown(request)
         for request in late:
             self._settle(request, None, OutcomeUnknownError(
