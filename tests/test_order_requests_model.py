@@ -34,7 +34,6 @@ import traceback
 from decimal import Decimal
 
 import attrs
-import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import bfxsync
