@@ -175,7 +175,22 @@ class OrderError(ServerError):
         self.notification = notification
 
 
-class OutcomeUnknownError(BfxError):
+class RequestEndedError(BfxError):
+    """An account request ended without the server's answer (base of the two cases below).
+
+    Attributes:
+        cid, cid_date, order_id: what identified the request.
+    """
+
+    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
+                 order_id: Optional[int] = None) -> None:
+        super().__init__(msg)
+        self.cid = cid
+        self.cid_date = cid_date
+        self.order_id = order_id
+
+
+class OutcomeUnknownError(RequestEndedError):
     """A request was sent and its answer will not come: it may or may not have been executed.
 
     Raised when the connection dropped with the request in flight, or when no answer came
@@ -184,25 +199,11 @@ class OutcomeUnknownError(BfxError):
     ``Client.on_order_reconciled``.
     """
 
-    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
-                 order_id: Optional[int] = None) -> None:
-        super().__init__(msg)
-        self.cid = cid
-        self.cid_date = cid_date
-        self.order_id = order_id
 
-
-class NotSentError(BfxError):
-    """The request's input never left this client (the connection dropped while it waited for the
-    input pacer or for authentication): nothing happened on the exchange, so sending it again is safe.
+class NotSentError(RequestEndedError):
+    """The request's input never left this client (the connection dropped, or its deadline passed,
+    while it waited for the input pacer): nothing happened on the exchange, so sending it again is safe.
     """
-
-    def __init__(self, msg: str, cid: Optional[int] = None, cid_date: Optional[str] = None,
-                 order_id: Optional[int] = None) -> None:
-        super().__init__(msg)
-        self.cid = cid
-        self.cid_date = cid_date
-        self.order_id = order_id
 
 
 class MaintenanceError(BfxError):
