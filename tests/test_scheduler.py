@@ -3,8 +3,9 @@ import threading
 import time
 
 import attrs
+import pytest
 
-from bfxsync.emulator import DEFAULT_SYMBOLS
+from bfxsync.emulator import DEFAULT_SYMBOLS, Emulator
 
 from conftest import FAST, wait_until
 
@@ -17,9 +18,16 @@ def _thread_cpu_seconds(thread: threading.Thread) -> float:
     return (int(fields[11]) + int(fields[12])) / clock_ticks
 
 
-def test_the_scheduler_sleeps_while_subscribes_wait_for_the_pacer(emulator, make_client):
+@pytest.fixture
+def quiet_emulator():
+    """A still market: what the process spends is the client's, not the emulator's price feed."""
+    with Emulator(seed=7, rate=0.0, heartbeat_interval=1.0) as emu:
+        yield emu
+
+
+def test_the_scheduler_sleeps_while_subscribes_wait_for_the_pacer(quiet_emulator, make_client):
     """Four subscribes held back at one a second: the scheduler wakes for each, not in a loop."""
-    client = make_client(emulator.url, attrs.evolve(FAST, subscribe_rate=1.0, subscribe_burst=1))
+    client = make_client(quiet_emulator.url, attrs.evolve(FAST, subscribe_rate=1.0, subscribe_burst=1))
     scheduler = next(t for t in client.threads() if t.name.startswith("bfxsync-scheduler-"))
     sweeps = client._scheduler.sweeps
     cpu = _thread_cpu_seconds(scheduler)
