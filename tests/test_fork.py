@@ -8,14 +8,10 @@ import time
 import warnings
 from decimal import Decimal
 
-import pytest
-
 import bfxsync
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET
 
 from conftest import FAST, wait_until
-
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists on POSIX only")
 
 #: Every call in the child must fail faster than this.
 PROMPT = 0.5

@@ -170,6 +170,7 @@ def test_four_threads_subscribing_and_unsubscribing_across_drops_leave_no_unwant
     client.wait_connected(5)
     stop = threading.Event()
     failures = []
+    rounds = [0]  # subscribe/unsubscribe rounds so far (a rough count is enough: it only paces the drops)
 
     def churn(seed):
         rnd = random.Random(seed)
@@ -182,6 +183,7 @@ def test_four_threads_subscribing_and_unsubscribing_across_drops_leave_no_unwant
                 time.sleep(rnd.random() * 0.003)  # pacing of the churn, not a wait for a condition
                 if rnd.random() < 0.7:
                     sub.unsubscribe()
+                rounds[0] += 1
         except Exception as err:  # noqa: BLE001 - reported by the main thread
             failures.append(err)
 
@@ -191,11 +193,14 @@ def test_four_threads_subscribing_and_unsubscribing_across_drops_leave_no_unwant
     try:
         for drop in (1, 2):
             assert wait_until(lambda: client.connected, 10)
-            time.sleep(0.6)  # churn for a while on this connection before dropping it
+            # Churn on this connection (a few hundred rounds) before dropping it.
+            start = rounds[0]
+            assert wait_until(lambda start=start: rounds[0] >= start + 300, 10)
             emulator.drop_connections()
             assert wait_until(lambda drop=drop: client.stats()["disconnects"] >= drop, 10)
         assert wait_until(lambda: client.connected, 10)
-        time.sleep(0.4)
+        start = rounds[0]
+        assert wait_until(lambda: rounds[0] >= start + 200, 10)
     finally:
         stop.set()
         for thread in threads:
