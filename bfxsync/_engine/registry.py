@@ -213,26 +213,25 @@ class ChannelRegistry:
     def replay(self) -> List[Subscription]:
         """A new connection is ready: every wanted subscription is to be sent again."""
         self._guard.check("registry.replay")
+        self._forget_channels()
+        self._live = True
+        return list(self._wanted)
+
+    def _forget_channels(self) -> None:
+        """No channel of the last connection exists any more (the wanted set stays)."""
         self.active.clear()
         self._pending.clear()
         self._leaving.clear()
         self._cancelled.clear()
         self._orphans.clear()
         self._recount()
-        self._live = True
-        return list(self._wanted)
 
     def detach_all(self) -> Tuple[List[Subscription], List[Subscription]]:
         """The connection ended: ``(still wanted, finished leaving)``; nothing is active any more."""
         self._guard.check("registry.detach_all")
         self._live = False
         left = [sub for sub, again, _ in self._leaving.values() if not again]
-        self.active.clear()
-        self._pending.clear()
-        self._leaving.clear()
-        self._cancelled.clear()
-        self._orphans.clear()
-        self._recount()
+        self._forget_channels()
         return list(self._wanted), left
 
     # -- reading -------------------------------------------------------------------------
