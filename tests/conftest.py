@@ -125,9 +125,10 @@ def _uses_shared_fixtures(request):
 
 
 def _serves_a_connection(thread):
-    """The emulator's threads for one client connection (websockets' handler, its reader, our writer)."""
-    return thread.name.startswith("bfxsync-emulator-writer-") or thread.name.endswith(
-        ("(sock_handler)", "(recv_events)"))
+    """The emulator's threads for one client connection (websockets' handler and receiver, which the
+    emulator names, and its own writer). By name: before Python 3.10 a name does not say the function."""
+    return thread.name.startswith(("bfxsync-emulator-connection-", "bfxsync-emulator-receiver-",
+                                   "bfxsync-emulator-writer-"))
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ Built on ``websockets.sync.server`` (an optional extra: ``pip install bfxsync[em
 Threads, all joined by :meth:`Emulator.stop`:
 
 * ``bfxsync-emulator-server`` accepts connections; websockets runs one handler thread per
-  connection, which reads requests and answers them;
+  connection, which reads requests and answers them, and one that receives its frames: the
+  emulator names them ``bfxsync-emulator-connection-<n>`` and ``bfxsync-emulator-receiver-<n>``;
 * ``bfxsync-emulator-writer-<n>`` writes one connection's queued frames (``session.py``);
 * ``bfxsync-emulator-market`` ticks the market ``rate`` times per second;
 * ``bfxsync-emulator-heartbeat`` sends ``hb`` on idle channels and cancels orders whose
@@ -15,6 +16,7 @@ Every control method is thread-safe and every wait takes a timeout.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import os
 import threading
@@ -45,6 +47,23 @@ _FLUSH_TIMEOUT = 5.0
 # sync server never pings and rejects the option.
 _NO_KEEPALIVE: dict[str, Any] = (
     {"ping_interval": None} if "ping_interval" in inspect.signature(serve).parameters else {})
+
+
+_connection_numbers = itertools.count(1)
+
+
+def _name_connection_threads(connection: ServerConnection) -> None:
+    """Give websockets' threads for one connection names that say whose they are.
+
+    websockets leaves them unnamed, and before Python 3.10 an unnamed thread's name does not
+    even say its function: thread dumps (and the test suite's check for leftover threads)
+    could not tell a connection's threads from anyone else's.
+    """
+    number = next(_connection_numbers)
+    threading.current_thread().name = f"bfxsync-emulator-connection-{number}"  # the handler thread
+    receiver = getattr(connection, "recv_events_thread", None)
+    if isinstance(receiver, threading.Thread):
+        receiver.name = f"bfxsync-emulator-receiver-{number}"
 
 
 class _WebSocketTransport:
@@ -196,6 +215,7 @@ class Emulator(FaultControls, TradingControls):
     # -- threads -------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Any) -> Any:
         """Refuse the upgrade (:meth:`refuse_connections`, then the rate limit); None lets it through."""
+        _name_connection_threads(connection)
         status = self._refuse_status
         if status is None:
             address = connection.remote_address
