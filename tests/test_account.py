@@ -11,7 +11,7 @@ import trustme
 import bfxsync
 from bfxsync import errors
 from bfxsync._engine import account_link
-from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Account, Emulator
+from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator, EmulatorAccount
 
 from conftest import FAST, wait_until
 
@@ -93,7 +93,7 @@ def test_a_fill_reaches_trades_and_wallets(emulator, make_client):
 
 
 def test_a_partial_fill(make_client):
-    rich = Account("rich-key", "rich-secret", wallets={("exchange", "USD"): "100000000"})
+    rich = EmulatorAccount("rich-key", "rich-secret", wallets={("exchange", "USD"): "100000000"})
     with Emulator(seed=5, rate=0, accounts=(rich,)) as emulator:  # rate 0: the book holds still
         client = make_client(emulator.url, FAST, api_key="rich-key", api_secret="rich-secret")
         client.wait_authenticated(10)

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from bfxsync import cli, cli_account
-from bfxsync.emulator import Account, Emulator
+from bfxsync.emulator import Emulator, EmulatorAccount
 from bfxsync.emulator.config import DEFAULT_ACCOUNTS
 
 import test_cli as cli_tests
@@ -21,12 +21,12 @@ from test_cli import closed_port
 
 TEST_WALLETS = {("exchange", "USD"): "1000", ("exchange", "BTC"): "0.5"}
 #: A second account on the test emulators, for the commands given credentials through the environment.
-TEST_ACCOUNT = Account("test-key", "test-secret", wallets=TEST_WALLETS)
+TEST_ACCOUNT = EmulatorAccount("test-key", "test-secret", wallets=TEST_WALLETS)
 # Processes that authenticate on the shared emulator at the same moment each have their own key:
 # two processes signing with one key race on its nonce (10114), as they would on the exchange.
-LINES_ACCOUNT = Account("lines-key", "lines-secret", wallets=TEST_WALLETS)
-ANSI_ACCOUNT = Account("ansi-key", "ansi-secret", wallets=TEST_WALLETS)
-REFUSED_ACCOUNT = Account("refused-key", "refused-secret", wallets=TEST_WALLETS)
+LINES_ACCOUNT = EmulatorAccount("lines-key", "lines-secret", wallets=TEST_WALLETS)
+ANSI_ACCOUNT = EmulatorAccount("ansi-key", "ansi-secret", wallets=TEST_WALLETS)
+REFUSED_ACCOUNT = EmulatorAccount("refused-key", "refused-secret", wallets=TEST_WALLETS)
 
 
 class Processes(cli_tests.Processes):

@@ -15,7 +15,7 @@ import pytest
 import websocket
 
 from bfxsync import protocol
-from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Account, Emulator
+from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator, EmulatorAccount
 
 QUIET = 60.0
 _NONCES = itertools.count(int(time.time() * 1_000_000))
@@ -172,7 +172,7 @@ class TestAuth:
     def test_configured_accounts_replace_the_demo(self, world):
         """With accounts=(...) only those keys authenticate, with their own wallets."""
         start, connect = world
-        emu = start(accounts=(Account("k1", "s1", wallets={("exchange", "EUR"): "12.5"}),))
+        emu = start(accounts=(EmulatorAccount("k1", "s1", wallets={("exchange", "EUR"): "12.5"}),))
         assert connect(emu).auth()["code"] == 10100
         snaps = connect(emu).login(key="k1", secret="s1")
         assert snaps["ws"] == [["exchange", "EUR", Decimal("12.5"), 0, None, None, None]]

@@ -8,13 +8,13 @@ from decimal import Decimal
 import pytest
 from test_emulator_trading import note, tagged, tags, world  # noqa: F401 - world is a fixture
 
-from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Account
+from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, EmulatorAccount
 from bfxsync.emulator.wire import number_text
 
 ON_BTC = {"symbol": "tBTCUSD"}
 USD = Decimal(10_000_000)
 #: The demo key with enough money to sweep a price level of the public book.
-RICH = Account(DEMO_KEY, DEMO_SECRET, wallets={("exchange", "USD"): USD, ("exchange", "BTC"): 2,
+RICH = EmulatorAccount(DEMO_KEY, DEMO_SECRET, wallets={("exchange", "USD"): USD, ("exchange", "BTC"): 2,
                                                ("margin", "USD"): 50000, ("funding", "USD"): 20000})
 
 

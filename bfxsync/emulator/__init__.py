@@ -12,7 +12,7 @@ Users point examples and the CLI at it; the test suite drives it through its con
 Run it standalone with ``python -m bfxsync.emulator --port 8765``.
 
 It also trades: ``auth`` with API key :data:`DEMO_KEY` and secret :data:`DEMO_SECRET` (or
-the :class:`Account` objects given as ``EmulatorConfig.accounts``) opens channel 0 with
+the :class:`EmulatorAccount` objects given as ``EmulatorConfig.accounts``) opens channel 0 with
 wallets, orders, positions and funding offers, and order inputs are matched against the
 market's books.
 """
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_SYMBOLS, DEMO_KEY, DEMO_SECRET, Account, EmulatorConfig
+from .config import DEFAULT_SYMBOLS, DEMO_KEY, DEMO_SECRET, EmulatorAccount, EmulatorConfig
 
 if TYPE_CHECKING:
     from .server import Emulator
 
-__all__ = ["DEFAULT_SYMBOLS", "DEMO_KEY", "DEMO_SECRET", "Account", "Emulator", "EmulatorConfig"]
+__all__ = ["DEFAULT_SYMBOLS", "DEMO_KEY", "DEMO_SECRET", "EmulatorAccount", "Emulator", "EmulatorConfig"]
 
 #: What to tell a user whose environment lacks the optional dependency.
 INSTALL_HINT = ('bfxsync.emulator needs the "websockets" package (13.0 or newer): '

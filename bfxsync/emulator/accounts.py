@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from .config import Account, WalletKey
+from .config import EmulatorAccount, WalletKey
 
 __all__ = [
     "AccountSnapshot",
@@ -277,7 +277,7 @@ def notification(mts: int, kind: str, info: Any, status: str, text: str | None) 
 class AccountState:
     """Everything one API key owns. Not thread-safe: the trading lock guards it."""
 
-    def __init__(self, account: Account, user_id: int) -> None:
+    def __init__(self, account: EmulatorAccount, user_id: int) -> None:
         self.key = account.key
         self.secret = account.secret
         self.user_id = user_id

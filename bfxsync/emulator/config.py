@@ -16,7 +16,7 @@ __all__ = [
     "DEMO_KEY",
     "DEMO_SECRET",
     "DEFAULT_SYMBOLS",
-    "Account",
+    "EmulatorAccount",
     "EmulatorConfig",
     "SubscribeReply",
     "SymbolSpec",
@@ -118,13 +118,13 @@ def _wallets(value: Any) -> tuple[tuple[WalletKey, Decimal], ...]:
 
 
 @attrs.frozen
-class Account:
+class EmulatorAccount:
     """One emulated API key: its secret and starting wallets.
 
     ``wallets`` maps ``(wallet type, currency)`` to a starting balance (a decimal string, an
     int or a Decimal); it is stored as a tuple of pairs so the account stays hashable::
 
-        Account("my-key", "my-secret", wallets={("exchange", "USD"): "10000",
+        EmulatorAccount("my-key", "my-secret", wallets={("exchange", "USD"): "10000",
                                                 ("exchange", "BTC"): "1"})
 
     ``user_id`` is what ``auth`` answers as ``userId`` (default: derived from the key).
@@ -144,17 +144,17 @@ class Account:
 DEMO_KEY = "demo-key"
 DEMO_SECRET = "demo-secret"
 #: ``EmulatorConfig.accounts`` by default: the demo account alone.
-DEFAULT_ACCOUNTS: tuple[Account, ...] = (
-    Account(DEMO_KEY, DEMO_SECRET, user_id=1000001, wallets={
+DEFAULT_ACCOUNTS: tuple[EmulatorAccount, ...] = (
+    EmulatorAccount(DEMO_KEY, DEMO_SECRET, user_id=1000001, wallets={
         ("exchange", "USD"): "100000", ("exchange", "BTC"): "2", ("exchange", "ETH"): "20",
         ("margin", "USD"): "50000", ("margin", "USTF0"): "50000", ("funding", "USD"): "20000",
     }),
 )
 
 
-def _check_accounts(instance: object, attribute: attrs.Attribute[Any], value: tuple[Account, ...]) -> None:
+def _check_accounts(instance: object, attribute: attrs.Attribute[Any], value: tuple[EmulatorAccount, ...]) -> None:
     keys = [a.key for a in value]
-    if not all(isinstance(a, Account) for a in value):
+    if not all(isinstance(a, EmulatorAccount) for a in value):
         raise TypeError("accounts must be Account instances")
     if len(set(keys)) != len(keys):
         raise ValueError("two accounts share an API key")
@@ -237,7 +237,7 @@ class EmulatorConfig:
     max_pending_frames: int = attrs.field(default=10_000, validator=attrs.validators.ge(1))
     connect_limit: int | None = attrs.field(default=20, validator=_check_limit)
     connect_window: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-    accounts: tuple[Account, ...] = attrs.field(default=DEFAULT_ACCOUNTS, converter=tuple,
+    accounts: tuple[EmulatorAccount, ...] = attrs.field(default=DEFAULT_ACCOUNTS, converter=tuple,
                                                 validator=_check_accounts)
     maker_fee: Decimal = attrs.field(default=Decimal(0), converter=Decimal, validator=_check_fee)
     taker_fee: Decimal = attrs.field(default=Decimal("0.001"), converter=Decimal, validator=_check_fee)
