@@ -1,10 +1,12 @@
 """OrderBook: update rules of every book kind, read API, and a property test against a plain model."""
+import sys
 import threading
 import zlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from bfxsync import orderbook as orderbook_module
 from bfxsync.errors import ProtocolError
 from bfxsync.models import BookLevel, FundingBookLevel, RawBookOrder, RawFundingOffer
 from bfxsync.orderbook import OrderBook
@@ -249,33 +251,74 @@ def test_random_updates_match_plain_model(symbol, prec, rows):
     check()
 
 
-def test_concurrent_reads_see_consistent_books():
-    """Readers on other threads always get a snapshot whose checksum matches its own levels."""
-    book = OrderBook("tBTCUSD")
-    book.apply_snapshot(wire([[100.0 - i, 1, 1.0] for i in range(30)] + [[101.0 + i, 1, -1.0] for i in range(30)]))
+def _read_while_writing(book, updates, readers=2):
+    """Readers on other threads take snapshots while this thread applies ``updates`` updates.
+
+    Returns (snapshots read, inconsistent ones, errors raised in readers): a reader's
+    exception is kept, not lost with its thread.
+    """
     stop = threading.Event()
-    bad = []
+    bad, errors, reads = [], [], [0]
 
     def reader():
-        while not stop.is_set():
-            snap = book.snapshot()
-            bids = [(level.price, level.amount) for level in snap.bids]
-            asks = [(level.price, level.amount) for level in snap.asks]
-            if model_checksum(bids, asks) != snap.checksum:
-                bad.append(snap)
+        try:
+            while not stop.is_set():
+                snap = book.snapshot()
+                bids = [(level.price, level.amount) for level in snap.bids]
+                asks = [(level.price, level.amount) for level in snap.asks]
+                if model_checksum(bids, asks) != snap.checksum:
+                    bad.append(snap)
+                reads[0] += 1
+        except Exception as error:
+            errors.append(error)
 
-    threads = [threading.Thread(target=reader) for _ in range(2)]
+    threads = [threading.Thread(target=reader) for _ in range(readers)]
     for t in threads:
         t.start()
     try:
-        for i in range(20000):
+        for i in range(updates):
             price = 100.0 - (i % 40)
             book.apply_update(wire([[price, i % 3, 1.0 + (i % 5)] if i % 3 else [price, 0, 1]])[0])
     finally:
         stop.set()
         for t in threads:
             t.join(5)
-    assert not bad
+    return reads[0], bad, errors
+
+
+def _thirty_levels_a_side():
+    book = OrderBook("tBTCUSD")
+    book.apply_snapshot(wire([[100.0 - i, 1, 1.0] for i in range(30)] + [[101.0 + i, 1, -1.0] for i in range(30)]))
+    return book
+
+
+def test_concurrent_reads_see_consistent_books():
+    """Readers on other threads always get a snapshot whose checksum matches its own levels, and never fail."""
+    reads, bad, errors = _read_while_writing(_thirty_levels_a_side(), 20000)
+    assert not errors and not bad
+    assert reads > 0
+
+
+def test_a_reader_the_writer_keeps_interrupting_gets_its_copy_from_the_writer(monkeypatch):
+    """With no optimistic attempt left (as after many interrupted ones, seen on Python 3.9 under load),
+    readers get consistent copies from the busy writer, between two of its writes."""
+    monkeypatch.setattr(orderbook_module, "_OPTIMISTIC_READS", 0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: many reads queue while the writer is busy
+    try:
+        reads, bad, errors = _read_while_writing(_thirty_levels_a_side(), 20000)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and not bad
+    assert reads > 0
+
+
+def test_a_read_queued_for_a_writer_that_stopped_writing_is_done_by_the_reader(monkeypatch):
+    """A writer that stops between two writes never serves the queue: the reader reads on its own."""
+    monkeypatch.setattr(orderbook_module, "_OPTIMISTIC_READS", 0)
+    book = _thirty_levels_a_side()
+    assert book.best_bid().price == 100.0  # queued, not served, then read after the writer's wait
+    assert len(book.bids()) == 30
 
 
 #: Values that must never become a price, rate or amount (as decoded: floats' text arrives as str).
