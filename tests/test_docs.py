@@ -92,3 +92,42 @@ def test_sample_runs_as_written(sample, tmp_path):
     where = f"{sample_id(sample)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0, where
     assert "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr, where
+
+
+class TestConfigurationReference:
+    """docs/configuration.md is written by hand: these keep it equal to the code."""
+
+    @staticmethod
+    def table_rows(heading):
+        """The first-column names (in backquotes) of the table under ``heading``, and their rows."""
+        text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").split(heading, 1)[1]
+        rows = {}
+        for line in text.split("\n## ", 1)[0].splitlines():
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if line.startswith("| `"):
+                for name in re.findall(r"`(\w+)`", cells[0]):
+                    rows[name] = cells
+        return rows
+
+    def test_every_option_is_listed_with_its_default(self):
+        """The options table has exactly Config's fields, each with the default the code has."""
+        import attrs
+
+        import bfxsync
+
+        rows = self.table_rows("## Options")
+        fields = {field.name: field for field in attrs.fields(bfxsync.Config)}
+        assert list(rows) == list(fields)
+        for name, field in fields.items():
+            default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+            assert rows[name][1] == f"`{default!r}`", name
+
+    def test_every_counter_is_listed(self, make_client, emulator, tmp_path):
+        """Each key of stats() (an authenticated, recording client's) is named in the counters tables."""
+        from bfxsync.emulator import DEMO_KEY, DEMO_SECRET
+
+        text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").split("## Counters", 1)[1]
+        client = make_client(emulator.url, api_key=DEMO_KEY, api_secret=DEMO_SECRET, record=str(tmp_path / "r.jsonl"))
+        client.wait_authenticated(10)
+        missing = [key for key in client.stats() if f"`{key}`" not in text]
+        assert missing == []
