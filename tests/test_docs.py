@@ -131,3 +131,10 @@ class TestConfigurationReference:
         client.wait_authenticated(10)
         missing = [key for key in client.stats() if f"`{key}`" not in text]
         assert missing == []
+
+
+def test_logging_page_recommends_the_tested_format():
+    """The log format docs/logging.md recommends is the one tests/test_logging.py checks every record with."""
+    from test_logging import README_FORMAT
+
+    assert f'format="{README_FORMAT}"' in (ROOT / "docs" / "logging.md").read_text(encoding="utf-8")
