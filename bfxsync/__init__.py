@@ -2,7 +2,7 @@
 
 Callbacks run on the client's reader thread; local order books are verified against
 the server's checksums and rebuilt by themselves; the client reconnects by itself.
-``bfxsync.emulator`` (extra ``bfxsync[emulator]``) serves a local exchange for tests
+``bfxsync.emulator`` (needs ``websockets``, the ``emulator`` extra) serves a local exchange for tests
 and offline use.
 """
 import logging

@@ -1,7 +1,7 @@
 """The client-wide callback registrations of :class:`bfxsync.Client` (each works as a decorator).
 
 Handlers run on the reader thread of the connection concerned (or on a dispatcher thread for
-queued subscriptions); see the README's callbacks table for what each payload carries.
+queued subscriptions); see the callbacks table of docs/market-data.md for what each payload carries.
 """
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ def _start_emulator(symbol: str) -> Any:
     try:
         from bfxsync.emulator import Emulator
     except ImportError as err:
-        raise CliError(f'--emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})', EXIT_USAGE) from None
+        raise CliError(f'--emulator needs websockets 15 or newer: pip install "websockets>=15" ({err})', EXIT_USAGE) from None
     return Emulator(symbols=(symbol,))
 
 

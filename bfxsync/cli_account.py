@@ -113,7 +113,7 @@ def _start_emulator(stack: contextlib.ExitStack, symbol: Optional[str]) -> Tuple
     try:
         from bfxsync.emulator import DEFAULT_SYMBOLS, DEMO_KEY, DEMO_SECRET, Emulator
     except ImportError as err:
-        raise _Failure(f'--emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})', EXIT_USAGE) from None
+        raise _Failure(f'--emulator needs websockets 15 or newer: pip install "websockets>=15" ({err})', EXIT_USAGE) from None
     symbols = DEFAULT_SYMBOLS if symbol is None or symbol in DEFAULT_SYMBOLS else DEFAULT_SYMBOLS + (symbol,)
     return str(stack.enter_context(Emulator(symbols=symbols)).url), bfxsync.Credentials(DEMO_KEY, DEMO_SECRET)
 
@@ -344,7 +344,7 @@ def _choose_display(name: str) -> Callable[[], Any]:
     """As ``bfxsync book``: rich (or ANSI without rich) on a terminal, a line a second otherwise."""
     has_rich = _rich_available()
     if name == "rich" and not has_rich:
-        raise _Failure("the rich display needs rich (pip install 'bfxsync[cli]')", EXIT_USAGE)
+        raise _Failure("the rich display needs rich (pip install 'rich>=13')", EXIT_USAGE)
     if name == "auto":
         name = ("rich" if has_rich else "ansi") if sys.stdout.isatty() else "lines"
     return {"rich": _RichDisplay, "ansi": _AnsiDisplay, "lines": _LineDisplay}[name]

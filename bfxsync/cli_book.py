@@ -88,7 +88,7 @@ def choose_display(name: str) -> Callable[[], Any]:
     so ``auto`` prints lines to pipes and files even when rich is installed."""
     has_rich = _rich_available()
     if name == "rich" and not has_rich:
-        raise ValueError("the rich display needs rich (pip install 'bfxsync[cli]')")
+        raise ValueError("the rich display needs rich (pip install 'rich>=13')")
     if name == "auto":
         name = ("rich" if has_rich else "ansi") if sys.stdout.isatty() else "lines"
     return {"rich": _RichDisplay, "ansi": _AnsiDisplay, "lines": _LineDisplay}[name]

@@ -109,6 +109,6 @@ def _emulator_class() -> Any:
     try:
         from bfxsync.emulator.server import Emulator
     except ImportError as err:
-        raise CliError(f'this command needs the emulator extra: pip install "bfxsync[emulator]" ({err})',
+        raise CliError(f'this command needs websockets 15 or newer: pip install "websockets>=15" ({err})',
                        EXIT_USAGE) from None
     return Emulator

@@ -271,6 +271,8 @@ class Client(ClientCallbacks):
     def stats(self) -> Dict[str, Any]:
         """Counters for the whole client: connection events, bad frames by kind, stalls and timeouts,
         book checksums, callback errors, subscriptions by state, and the number of connections.
+        Every counter is there from the start, with 0 (a bad-input kind too, before its first case).
+        With credentials: the account's counters (``authentications``, ``account_bad_rows``, ...).
         Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
         ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
         ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.

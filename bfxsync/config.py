@@ -62,7 +62,7 @@ class Config:
         dispatch: how callbacks run unless a subscription or account stream says otherwise:
             ``inline`` (on the connection's reader thread, in frame order) or ``queued``
             (the reader only queues; a dispatcher thread runs them, in order per
-            subscription). See README "Slow consumers".
+            subscription). See docs/market-data.md, "Slow consumers".
         queue_size: messages a queued subscription may hold before ``queue_overflow`` applies.
         queue_overflow: what a full queue does: ``block`` (the reader waits: backpressure,
             nothing lost), ``drop_oldest`` (counted) or ``latest`` (conflate to the newest

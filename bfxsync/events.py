@@ -70,8 +70,10 @@ class Recovery:
     Attributes:
         kind: ``"resubscribe"`` (a channel fell silent and is subscribed afresh),
             ``"redial"`` (the server completed the upgrade but sent no ``info``, so the
-            connection is dialled again) or ``"unsubscribe_timeout"`` (an unsubscribe was
-            never confirmed; the channel is treated as gone).
+            connection is dialled again), ``"unsubscribe_timeout"`` (an unsubscribe was
+            never confirmed; the channel is treated as gone) or ``"reauthenticate"`` (the
+            account connection redials to authenticate again: an ``auth`` went unanswered,
+            or ``nonce: small`` is retried with a fresh nonce).
         reason: what was seen.
         subscription: the subscription concerned, if one.
         connection: the number of the connection concerned.

@@ -28,7 +28,7 @@ def main() -> int:
             try:
                 from bfxsync.emulator import Emulator  # the optional extra
             except ImportError as err:
-                parser.exit(2, f'{parser.prog}: --emulator needs the emulator extra: pip install "bfxsync[emulator]" ({err})\n')
+                parser.exit(2, f'{parser.prog}: --emulator needs websockets 15 or newer: pip install "websockets>=15" ({err})\n')
             logging.getLogger("bfxsync.emulator").setLevel(logging.WARNING)
             where["url"] = stack.enter_context(Emulator(symbols=args.symbols)).url  # serves any symbol
         client = bfxsync.Client(**where)

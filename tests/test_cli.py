@@ -321,7 +321,7 @@ class TestInProcess:
         monkeypatch.setitem(sys.modules, "bfxsync.emulator", None)  # makes the import raise ImportError
         assert cli.main(["ticker", "tBTCUSD", "--emulator"]) == 2
         err = capsys.readouterr().err
-        assert 'pip install "bfxsync[emulator]"' in err and len(err.strip().splitlines()) == 1
+        assert 'pip install "websockets>=15"' in err and len(err.strip().splitlines()) == 1
 
     def test_url_and_emulator_are_exclusive(self, capsys):
         """--url and --emulator together are a usage error (argparse, status 2)."""

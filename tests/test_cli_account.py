@@ -260,7 +260,7 @@ class TestInProcess:
         monkeypatch.setitem(sys.modules, "bfxsync.emulator", None)  # makes the import raise ImportError
         assert cli.main(["order", "tBTCUSD", "0.01", "--price", "1", "--emulator"]) == 2
         err = capsys.readouterr().err
-        assert 'pip install "bfxsync[emulator]"' in err and len(err.strip().splitlines()) == 1
+        assert 'pip install "websockets>=15"' in err and len(err.strip().splitlines()) == 1
 
 
 def test_commands_are_subcommands():

@@ -417,7 +417,7 @@ class TestWithoutWebsockets:
                 print(exc)
             """))
         assert result.returncode == 0, result.stderr
-        assert 'pip install "bfxsync[emulator]"' in result.stdout
+        assert 'pip install "websockets>=15"' in result.stdout and "bfxsync[emulator]" not in result.stdout
 
     def test_cli_prints_one_line_and_exits_2(self, tmp_path):
         """python -m bfxsync.emulator without websockets: one stderr line, exit status 2."""
@@ -425,7 +425,7 @@ class TestWithoutWebsockets:
         assert result.returncode == 2
         assert result.stdout == ""
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and 'pip install "bfxsync[emulator]"' in lines[0]
+        assert len(lines) == 1 and 'pip install "websockets>=15"' in lines[0]
 
 
 class TestCli:

@@ -161,7 +161,7 @@ def test_emulator_without_the_extra_is_one_line_and_status_2(name, without_emula
         assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1 and "python3-tk" in proc.stderr, proc.stderr
         return
     assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.splitlines()) == 1 and 'pip install "bfxsync[emulator]"' in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and 'pip install "websockets>=15"' in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) | GUI))

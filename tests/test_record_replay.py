@@ -4,7 +4,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -469,39 +468,6 @@ class TestRecordReplay:
             client = make_client(emu.url)
             with pytest.raises(bfxsync.SubscriptionError):
                 client.subscribe_ticker("tBTCUSD").wait_subscribed(10)
-
-
-def readme_replay_sample():
-    """The code block of the README's "Record and replay" section that replays a recording, as written."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
-        section = readme.read().split("\n## Record and replay\n", 1)[1].split("\n## ", 1)[0]
-    samples = [block for block in re.findall(r"```python\n(.*?)```", section, re.S) if ".replay(" in block]
-    assert len(samples) == 1, samples
-    return samples[0]
-
-
-class TestReadmeReplaySample:
-    def test_runs_as_written_and_ends_with_the_recorded_book(self, tmp_path, monkeypatch, make_client, capsys):
-        """The README's replay sample, run as written on a real recording, ends with a synced book equal to the
-        recorded one (the sample waits until the client has every frame, not only until the emulator sent it)."""
-        with Emulator(seed=5, rate=0, heartbeat_interval=1.0) as emu:
-            client = make_client(emu.url, record=str(tmp_path / "session.jsonl"))
-            book = client.subscribe_book("tBTCUSD").wait_synced(10)
-            for _ in range(20):
-                emu.step(10)
-            assert wait_until(lambda: book.checksum() == emu.book_checksum("tBTCUSD"), 10)
-            client.ping()
-            recorded = book_state(book)
-            client.close()
-        assert recorded[0] != 0 and book.checks_passed > 10
-        monkeypatch.chdir(tmp_path)  # the sample reads "session.jsonl"
-        namespace = {"__name__": "readme_sample"}
-        exec(compile(readme_replay_sample(), "README.md", "exec"), namespace)
-        replayed = namespace["book"]
-        assert book_state(replayed) == recorded
-        assert replayed.checks_failed == 0 and replayed.checks_passed == book.checks_passed
-        printed = capsys.readouterr().out.split()
-        assert printed[:2] == ["True", str(recorded[0])], printed
 
 
 class TestRedactionEndToEnd:

@@ -49,9 +49,15 @@ logger = logging.getLogger("bfxsync")
 #: The flags that append a sequence number or a timestamp to data frames.
 _TRAILING_FLAGS = FLAG_SEQ_ALL | FLAG_TIMESTAMP
 
-#: Counters always present in a link's stats (bad-input kinds are added as they occur).
+#: The kinds of bad input a link counts (``Link.problem``): every one is in its stats from the start,
+#: with 0, so ``stats()[kind]`` never raises KeyError before the first one. ``protocol_error`` and
+#: ``oversized_frame`` are framing faults (``FrameError.kind``), counted when they drop the socket.
+PROBLEM_KINDS = ("malformed", "internal", "bad_payload", "unknown_channel", "account_frame", "unknown_event",
+                 "repeated_info", "unexpected_ack", "unexpected_auth", "protocol_error", "oversized_frame")
+
+#: Counters always present in a link's stats.
 STAT_KEYS = ("disconnects", "reconnects", "sequence_gaps", "dials", "channel_stalls", "request_timeouts",
-             "handshake_timeouts", "resubscribes")
+             "handshake_timeouts", "resubscribes") + PROBLEM_KINDS
 
 
 def _decode(decode: Callable[[str], Any], text: str) -> Any:

@@ -28,6 +28,10 @@ from .runtime import Runtime
 from .threads import refuse_on_bfxsync_thread
 from .transport import TransportFactory, WebSocketAppTransport
 
+#: The kinds of bad input the subscriptions count client-wide (``Pool.problem``); with the links'
+#: kinds (``link.PROBLEM_KINDS``) every one is in ``Client.stats()`` from the start, with 0.
+CLIENT_PROBLEM_KINDS = ("checksum_unsynced", "checksum_not_book", "unknown_tag")
+
 logger = logging.getLogger("bfxsync")
 
 
@@ -281,7 +285,7 @@ class Pool:
 
     def stats(self) -> Dict[str, Any]:
         """Client-wide counters: every link's, the handles', the runtime's."""
-        stats: Dict[str, Any] = dict.fromkeys(STAT_KEYS, 0)
+        stats: Dict[str, Any] = dict.fromkeys(STAT_KEYS + CLIENT_PROBLEM_KINDS, 0)
         stats.update(dict.fromkeys(("checks_passed", "checks_failed", "resyncs", "callback_errors"), 0))
         for link in self.links():
             for key, value in link.stats().items():

@@ -2,7 +2,7 @@
 
 Users point examples and the CLI at it; the test suite drives it through its control API
 (pause/step, dropped or stalled connections, injected frames). It needs the optional
-``websockets`` dependency (``pip install "bfxsync[emulator]"``), imported only here.
+``websockets`` dependency (15.0 or newer: ``pip install "websockets>=15"``), imported only here.
 
     from bfxsync.emulator import Emulator
 
@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SYMBOLS", "DEMO_KEY", "DEMO_SECRET", "EmulatorAccount", "Emulator", "EmulatorConfig"]
 
 #: What to tell a user whose environment lacks the optional dependency.
-INSTALL_HINT = ('bfxsync.emulator needs the "websockets" package (13.0 or newer): '
-                'pip install "bfxsync[emulator]"  (or: pip install "websockets>=13")')
+#: bfxsync is not on a package index, so no ``bfxsync[emulator]`` can be installed from one: the
+#: hint names the package itself, and the extra for an install from a checkout.
+INSTALL_HINT = ('bfxsync.emulator needs the "websockets" package, 15.0 or newer: pip install "websockets>=15" '
+                '(or, in a bfxsync checkout: pip install ".[emulator]")')
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """``Emulator``: a local Bitfinex WebSocket v2 server with a control API for tests.
 
-Built on ``websockets.sync.server`` (an optional extra: ``pip install bfxsync[emulator]``).
+Built on ``websockets.sync.server`` (optional: ``pip install "websockets>=15"``).
 Threads, all joined by :meth:`Emulator.stop`:
 
 * ``bfxsync-emulator-server`` accepts connections; websockets runs one handler thread per
