@@ -39,7 +39,7 @@ import threading
 import time
 from bisect import bisect_left, insort
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Deque, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 from attrs import frozen
 
@@ -188,16 +188,16 @@ class _Side:
         self.text.clear()
 
 
-class _ReadRequest:
+class _ReadRequest(Generic[_T]):
     """A read a reader thread asked the book's writer to run (see OrderBook._read)."""
 
     __slots__ = ("read", "done", "cancelled", "_result", "_error")
 
-    def __init__(self, read: Callable[[], Any]) -> None:
+    def __init__(self, read: Callable[[], _T]) -> None:
         self.read = read
         self.done = threading.Event()
         self.cancelled = False
-        self._result: Any = None
+        self._result: Optional[_T] = None
         self._error: Optional[BaseException] = None
 
     def run(self) -> None:
@@ -208,11 +208,11 @@ class _ReadRequest:
             self._error = error
         self.done.set()
 
-    def outcome(self) -> Any:
+    def outcome(self) -> _T:
         """Reader thread, after ``done``: the copy, or the read's own error."""
         if self._error is not None:
             raise self._error
-        return self._result
+        return cast(_T, self._result)
 
 
 class OrderBook:
@@ -257,7 +257,7 @@ class OrderBook:
         self._synced = False
         #: Reads the writer runs for readers its writes kept interrupting: readers append,
         #: the writer pops (both atomic deque operations; see _read).
-        self._read_requests: Deque[_ReadRequest] = deque()
+        self._read_requests: Deque[_ReadRequest[Any]] = deque()
 
     # -- writing (one writer at a time) ----------------------------------------------
 
@@ -411,9 +411,9 @@ class OrderBook:
         for _ in range(_OPTIMISTIC_READS):
             done, result = self._try_read(read)
             if done:
-                return result
+                return cast(_T, result)
             time.sleep(0)  # let the writer finish its step
-        request = _ReadRequest(read)
+        request: _ReadRequest[_T] = _ReadRequest(read)
         deadline = time.monotonic() + _READ_DEADLINE
         while True:
             self._read_requests.append(request)
@@ -423,7 +423,7 @@ class OrderBook:
             # No write within the wait: the writer is idle, so an optimistic read succeeds now.
             done, result = self._try_read(read)
             if done:
-                return result
+                return cast(_T, result)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"could not read a consistent copy of book {self.symbol}")
             request = _ReadRequest(read)
