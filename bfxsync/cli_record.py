@@ -3,7 +3,7 @@
     bfxsync record --out session.jsonl --seconds 60 book:tBTCUSD trades:tBTCUSD ticker:fUSD
     bfxsync replay session.jsonl --port 8765 --speed 10     # prints ws://127.0.0.1:8765/ws/2
 
-Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LEN[:FREQ]]]``
+Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LENGTH[:FREQ]]]``
 (``book:tBTCUSD:P0:25``, ``book:tSHIB:USD``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
 (``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
 :mod:`bfxsync.recording`; credentials never reach it.
