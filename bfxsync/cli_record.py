@@ -30,8 +30,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     record = commands.add_parser("record", parents=[common], help="write every frame of a session to a JSON Lines file")
     record.add_argument("--out", required=True, metavar="PATH", help="the recording to write (replaced if it exists)")
     record.add_argument("subscriptions", nargs="+", metavar="SUBSCRIPTION",
-                        help="book:tBTCUSD[:P0[:25[:F0]]], trades:tETHUSD, ticker:fUSD, candles:trade:1m:tBTCUSD, "
-                             "status:deriv:tBTCF0:USTF0; symbols may contain a colon (book:tSHIB:USD:P0)")
+                        help="book:SYMBOL[:PREC[:LENGTH[:FREQ]]] (book:tBTCUSD:P0:25:F0), trades:tETHUSD, ticker:fUSD, "
+                             "candles:trade:1m:tBTCUSD, status:deriv:tBTCF0:USTF0; symbols may contain a colon "
+                             "(book:tSHIB:USD:P0)")
     replay = commands.add_parser("replay", help="serve a recording on a local emulator (prints its URL)")
     replay.add_argument("path", help="a recording (bfxsync record, Client(record=...))")
     replay.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
