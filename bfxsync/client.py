@@ -59,12 +59,13 @@ def _callback_by_keyword(method: F) -> F:
 
     Without it ``subscribe_book("tBTCUSD", cb)`` would fail as "invalid prec <function cb>"
     and ``subscribe_ticker("tBTCUSD", cb)`` as "takes 2 positional arguments". Nothing in
-    a channel's key is callable, so any callable positional argument is a misplaced callback.
+    a channel's key is callable, so a callable after the symbol (or spec) is a misplaced
+    callback; one in the symbol's own place is left to the symbol check ("invalid symbol").
     ``functools.wraps`` keeps the real signature for ``help()`` and ``inspect``.
     """
     @functools.wraps(method)
     def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        for position, arg in enumerate(args):
+        for position, arg in enumerate(args[1:], 1):
             if callable(arg):
                 shown = [repr(a) for a in args[:position]] + [f"on_data={getattr(arg, '__name__', 'handler')}"]
                 raise TypeError(f"{method.__name__}() takes its callback as a keyword argument: "
