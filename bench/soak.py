@@ -317,7 +317,7 @@ class Soak:
                 book = client.subscribe_book(symbol)
                 book.on_data(self._on_book(book))
                 self.books.append(book)
-                self.handles += [book, client.subscribe_trades(symbol, self._on_trades(symbol)),
+                self.handles += [book, client.subscribe_trades(symbol, on_data=self._on_trades(symbol)),
                                  client.subscribe_ticker(symbol)]
             for handle in self.handles:
                 handle.wait_subscribed(30)
@@ -475,7 +475,7 @@ class Soak:
 
     def _books_match(self) -> bool:
         """Every book synced, with the emulator's checksum and depth per side (the suite's ``book_matches``)."""
-        truth = self.emu.call("books", *[(b.spec.symbol, b.spec.prec, b.spec.len) for b in self.books])
+        truth = self.emu.call("books", *[(b.spec.symbol, b.spec.prec, b.spec.length) for b in self.books])
         for book, (bids, asks, checksum) in zip(self.books, truth):
             snap = book.snapshot()
             if not (snap.synced and snap.checksum == checksum and len(snap.bids) == bids and len(snap.asks) == asks):

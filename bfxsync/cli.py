@@ -66,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     book = commands.add_parser("book", parents=[common], help="live top-of-book table, checksum-verified")
     book.add_argument("symbol", help="tBTCUSD, fUSD, ...")
-    # prec/len stay strings: the library validates them and names the valid choices.
+    # prec/length stay strings: the library validates them and names the valid choices.
     book.add_argument("--prec", default="P0", help="P0-P4 aggregated, R0 raw (default: %(default)s)")
-    book.add_argument("--len", default="25", help="levels subscribed per side: 1, 25, 100, 250 (default: %(default)s)")
+    book.add_argument("--length", default="25", help="levels subscribed per side: 1, 25, 100, 250 (default: %(default)s)")
     book.add_argument("--depth", type=_positive_int, default=10, help="rows shown per side (default: %(default)s)")
     book.add_argument("--display", choices=("auto", "rich", "ansi", "lines"), default="auto",
                       help="auto: rich table (or ANSI redraw without rich) on a terminal, a line a second otherwise "
@@ -96,7 +96,7 @@ def _positive_int(text: str) -> int:
 def _spec(args: argparse.Namespace) -> Any:
     """The subscription the command wants; the spec classes raise ValueError on bad input."""
     if args.command == "book":
-        return bfxsync.BookSpec(args.symbol, args.prec, "F0", args.len)
+        return bfxsync.BookSpec(args.symbol, args.prec, "F0", args.length)
     if args.command == "ticker":
         return bfxsync.TickerSpec(args.symbol)
     if args.command == "trades":
@@ -199,7 +199,7 @@ def _report_connection_changes(client: bfxsync.Client, inbox: "queue.Queue[Any]"
 
 
 def _subscribe(client: bfxsync.Client, spec: Any, on_data: Callable[[Any], Any], timeout: float) -> Any:
-    subscription = client.subscribe(spec, on_data)
+    subscription = client.subscribe(spec, on_data=on_data)
     try:
         subscription.wait_subscribed(timeout)
     except bfxsync.SubscriptionError as err:

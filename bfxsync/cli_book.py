@@ -55,7 +55,7 @@ class _BookView:
 
     def __init__(self, client: bfxsync.Client, sub: Any, counter: UpdateCounter, depth: int) -> None:
         spec = sub.spec
-        self.title = f"{spec.symbol} {spec.prec} len {spec.len}"
+        self.title = f"{spec.symbol} {spec.prec} length {spec.length}"
         funding, raw = is_funding(spec.symbol), spec.prec == "R0"
         self.headers = ("Rate" if funding else "Price", "Amount", "Id" if raw else "Count")
         bids, asks = sub.top(depth)

@@ -3,7 +3,7 @@
     bfxsync record --out session.jsonl --seconds 60 book:tBTCUSD trades:tBTCUSD ticker:fUSD
     bfxsync replay session.jsonl --port 8765 --speed 10     # prints ws://127.0.0.1:8765/ws/2
 
-Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LEN[:FREQ]]]``
+Subscriptions are ``CHANNEL:ARGS`` (:func:`bfxsync.specs.parse_spec`): ``book:SYMBOL[:PREC[:LENGTH[:FREQ]]]``
 (``book:tBTCUSD:P0:25``, ``book:tSHIB:USD``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
 (``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``). The file format is described in
 :mod:`bfxsync.recording`; credentials never reach it.
@@ -30,8 +30,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     record = commands.add_parser("record", parents=[common], help="write every frame of a session to a JSON Lines file")
     record.add_argument("--out", required=True, metavar="PATH", help="the recording to write (replaced if it exists)")
     record.add_argument("subscriptions", nargs="+", metavar="SUBSCRIPTION",
-                        help="book:tBTCUSD[:P0[:25[:F0]]], trades:tETHUSD, ticker:fUSD, candles:trade:1m:tBTCUSD, "
-                             "status:deriv:tBTCF0:USTF0; symbols may contain a colon (book:tSHIB:USD:P0)")
+                        help="book:SYMBOL[:PREC[:LENGTH[:FREQ]]] (book:tBTCUSD:P0:25:F0), trades:tETHUSD, ticker:fUSD, "
+                             "candles:trade:1m:tBTCUSD, status:deriv:tBTCF0:USTF0; symbols may contain a colon "
+                             "(book:tSHIB:USD:P0)")
     replay = commands.add_parser("replay", help="serve a recording on a local emulator (prints its URL)")
     replay.add_argument("path", help="a recording (bfxsync record, Client(record=...))")
     replay.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")

@@ -15,10 +15,11 @@ copies of the sockets (the parent's connections go on undisturbed).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union, cast
 
 import attrs
 
@@ -51,6 +52,26 @@ logger = logging.getLogger("bfxsync")
 
 F = TypeVar("F", bound=Callable[..., Any])
 DataHandler = Optional[Callable[[Any], Any]]
+
+
+def _callback_by_keyword(method: F) -> F:
+    """Refuse a callback passed by position to a ``subscribe*`` method, naming the call to write.
+
+    Without it ``subscribe_book("tBTCUSD", cb)`` would fail as "invalid prec <function cb>"
+    and ``subscribe_ticker("tBTCUSD", cb)`` as "takes 2 positional arguments". Nothing in
+    a channel's key is callable, so a callable after the symbol (or spec) is a misplaced
+    callback; one in the symbol's own place is left to the symbol check ("invalid symbol").
+    ``functools.wraps`` keeps the real signature for ``help()`` and ``inspect``.
+    """
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for position, arg in enumerate(args[1:], 1):
+            if callable(arg):
+                shown = [repr(a) for a in args[:position]] + [f"on_data={getattr(arg, '__name__', 'handler')}"]
+                raise TypeError(f"{method.__name__}() takes its callback as a keyword argument: "
+                                f"{method.__name__}({', '.join(shown)}) (argument {position + 1} is callable)")
+        return method(self, *args, **kwargs)
+    return cast(F, checked)
 
 
 class Client(ClientCallbacks):
@@ -316,19 +337,37 @@ class Client(ClientCallbacks):
             raise NotConnectedError("the client is closed")
 
     # -- subscribing --------------------------------------------------------------------
+    #
+    # One rule for every subscribe_*: what you subscribe to is positional (the symbol or key,
+    # then a book's prec, freq and length, or the candles' timeframe and period: the parts of
+    # the channel's own key), and everything about delivery is keyword-only (on_data,
+    # execution_updates, dispatch, overflow, queue_size). A callback passed by position lands
+    # in a key slot, so _callback_by_keyword refuses it with the call to write instead.
 
-    def subscribe(self, spec: Spec, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+    @_callback_by_keyword
+    def subscribe(self, spec: Spec, *, on_data: DataHandler = None, dispatch: Optional[str] = None,
                   overflow: Optional[str] = None, queue_size: Optional[int] = None, **options: Any) -> Subscription:
         """Subscribe to ``spec``; subscribing twice to the same thing returns the same handle.
 
         Returns at once; the handle's ``wait_subscribed()`` waits for the server's answer.
-        ``on_data(message)`` runs on the reader thread for every snapshot and update, or,
-        with ``dispatch="queued"``, on a dispatcher thread (with the client-level
-        ``on_<channel>`` handlers for this subscription) from a queue of at most
-        ``queue_size`` messages whose ``overflow`` policy is ``block``, ``drop_oldest`` or
-        ``latest``; unset ones take ``Config.dispatch``/``queue_size``/``queue_overflow``.
-        Asking again with different options (``execution_updates``, an explicit other
-        dispatch) raises ``ValueError``.
+
+        Args:
+            spec: what to subscribe to (:class:`~bfxsync.BookSpec`, :class:`~bfxsync.TickerSpec`, ...).
+            on_data: ``on_data(message: ChannelMessage)``, keyword-only like every delivery
+                option. It runs on the reader thread for every snapshot and update, or,
+                with ``dispatch="queued"``, on a dispatcher thread (with the client-level
+                ``on_<channel>`` handlers for this subscription). Without it the handle
+                still keeps what the channel holds (see each handle's class) for polling.
+            dispatch: ``inline`` or ``queued``; unset takes ``Config.dispatch``.
+            overflow: a queue's policy when full: ``block``, ``drop_oldest`` or ``latest``
+                (unset: ``Config.queue_overflow``).
+            queue_size: a queue's bound (unset: ``Config.queue_size``).
+            options: channel options (``execution_updates`` for trades).
+
+        Raises:
+            TypeError: a callback passed by position.
+            ValueError: asked again with different options (``execution_updates``, an
+                explicit other dispatch).
         """
         self._require_started()
         delivery = queues.resolve(queues.default_delivery(self.config), dispatch, overflow, queue_size)
@@ -340,51 +379,72 @@ class Client(ClientCallbacks):
 
     # Every subscribe_* also takes the keyword-only dispatch, overflow and queue_size of subscribe().
 
-    def subscribe_ticker(self, symbol: str, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+    @_callback_by_keyword
+    def subscribe_ticker(self, symbol: str, *, on_data: DataHandler = None, dispatch: Optional[str] = None,
                          overflow: Optional[str] = None, queue_size: Optional[int] = None) -> TickerSubscription:
-        """Subscribe to the ticker of ``symbol`` (``tBTCUSD`` or ``fUSD``)."""
-        return self.subscribe(TickerSpec(symbol), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
-                              queue_size=queue_size)
+        """Subscribe to the ticker of ``symbol`` (``tBTCUSD`` or ``fUSD``); ``.last`` holds the latest one."""
+        return self.subscribe(TickerSpec(symbol), on_data=on_data, dispatch=dispatch,  # type: ignore[return-value]
+                              overflow=overflow, queue_size=queue_size)
 
-    def subscribe_trades(self, symbol: str, on_data: DataHandler = None, execution_updates: bool = False, *,
+    @_callback_by_keyword
+    def subscribe_trades(self, symbol: str, *, on_data: DataHandler = None, execution_updates: bool = False,
                          dispatch: Optional[str] = None, overflow: Optional[str] = None,
                          queue_size: Optional[int] = None) -> TradesSubscription:
-        """Subscribe to the trades of ``symbol``; ``execution_updates`` also delivers the ``tu`` duplicates."""
-        return self.subscribe(TradesSpec(symbol), on_data, execution_updates=execution_updates,  # type: ignore[return-value]
-                              dispatch=dispatch, overflow=overflow, queue_size=queue_size)
+        """Subscribe to the trades of ``symbol``; ``execution_updates`` also delivers the ``tu`` duplicates.
 
+        ``.recent(n)`` and ``.last`` keep the latest trades for polling.
+        """
+        return self.subscribe(TradesSpec(symbol), on_data=on_data,  # type: ignore[return-value]
+                              execution_updates=execution_updates, dispatch=dispatch, overflow=overflow,
+                              queue_size=queue_size)
+
+    @_callback_by_keyword
     def subscribe_book(
-        self, symbol: str, prec: str = "P0", freq: str = "F0", length: Union[int, str] = 25, on_data: DataHandler = None,
-        *, dispatch: Optional[str] = None, overflow: Optional[str] = None, queue_size: Optional[int] = None,
+        self, symbol: str, prec: str = "P0", freq: str = "F0", length: Union[int, str] = 25, *,
+        on_data: DataHandler = None, dispatch: Optional[str] = None, overflow: Optional[str] = None,
+        queue_size: Optional[int] = None,
     ) -> BookSubscription:
         """Subscribe to a verified local order book (``prec`` ``P0``-``P4``, or ``R0`` for the raw book).
 
-        The book is applied and verified on the reader thread whatever the dispatch mode.
+        ``freq`` is ``F0`` (real time) or ``F1`` (every two seconds); ``length`` the levels per
+        side (1, 25, 100 or 250). The book is applied and verified on the reader thread
+        whatever the dispatch mode.
         """
-        return self.subscribe(BookSpec(symbol, prec, freq, length), on_data, dispatch=dispatch,  # type: ignore[return-value]
-                              overflow=overflow, queue_size=queue_size)
+        return self.subscribe(BookSpec(symbol, prec, freq, length), on_data=on_data,  # type: ignore[return-value]
+                              dispatch=dispatch, overflow=overflow, queue_size=queue_size)
 
-    def subscribe_raw_book(self, symbol: str, length: Union[int, str] = 25, on_data: DataHandler = None, *,
+    @_callback_by_keyword
+    def subscribe_raw_book(self, symbol: str, length: Union[int, str] = 25, *, on_data: DataHandler = None,
                            dispatch: Optional[str] = None, overflow: Optional[str] = None,
                            queue_size: Optional[int] = None) -> BookSubscription:
         """Subscribe to the raw (order-by-order, ``R0``) book of ``symbol``."""
-        return self.subscribe_book(symbol, "R0", "F0", length, on_data, dispatch=dispatch, overflow=overflow,
+        return self.subscribe_book(symbol, "R0", "F0", length, on_data=on_data, dispatch=dispatch, overflow=overflow,
                                    queue_size=queue_size)
 
+    @_callback_by_keyword
     def subscribe_candles(
-        self, symbol_or_key: str, timeframe: str = "1m", period: Optional[int] = None, on_data: DataHandler = None,
-        *, dispatch: Optional[str] = None, overflow: Optional[str] = None, queue_size: Optional[int] = None,
+        self, symbol_or_key: str, timeframe: str = "1m", period: Optional[int] = None, *,
+        on_data: DataHandler = None, dispatch: Optional[str] = None, overflow: Optional[str] = None,
+        queue_size: Optional[int] = None,
     ) -> CandlesSubscription:
-        """Subscribe to candles by key (``trade:1m:tBTCUSD``) or by symbol, time frame and funding period."""
-        key = symbol_or_key if symbol_or_key.startswith("trade:") else candle_key(timeframe, symbol_or_key, period)
-        return self.subscribe(CandlesSpec(key), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
-                              queue_size=queue_size)
+        """Subscribe to candles by key (``trade:1m:tBTCUSD``) or by symbol, time frame and funding period.
 
-    def subscribe_status(self, key: str, on_data: DataHandler = None, *, dispatch: Optional[str] = None,
+        ``.candles(n)`` and ``.last`` keep the merged series for polling.
+        """
+        key = symbol_or_key if symbol_or_key.startswith("trade:") else candle_key(timeframe, symbol_or_key, period)
+        return self.subscribe(CandlesSpec(key), on_data=on_data, dispatch=dispatch,  # type: ignore[return-value]
+                              overflow=overflow, queue_size=queue_size)
+
+    @_callback_by_keyword
+    def subscribe_status(self, key: str, *, on_data: DataHandler = None, dispatch: Optional[str] = None,
                          overflow: Optional[str] = None, queue_size: Optional[int] = None) -> StatusSubscription:
-        """Subscribe to ``deriv:SYMBOL`` derivatives status or ``liq:global`` liquidations."""
-        return self.subscribe(StatusSpec(key), on_data, dispatch=dispatch, overflow=overflow,  # type: ignore[return-value]
-                              queue_size=queue_size)
+        """Subscribe to ``deriv:SYMBOL`` derivatives status or ``liq:global`` liquidations.
+
+        ``.last`` keeps the latest status (``liq:global``: the latest liquidation) and
+        ``.recent(n)`` the latest liquidations, for polling.
+        """
+        return self.subscribe(StatusSpec(key), on_data=on_data, dispatch=dispatch,  # type: ignore[return-value]
+                              overflow=overflow, queue_size=queue_size)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop ``subscription`` (same as ``subscription.unsubscribe()``)."""

@@ -66,7 +66,9 @@ class Config:
         queue_size: messages a queued subscription may hold before ``queue_overflow`` applies.
         queue_overflow: what a full queue does: ``block`` (the reader waits: backpressure,
             nothing lost), ``drop_oldest`` (counted) or ``latest`` (conflate to the newest
-            state, counted as conflated).
+            state, counted as conflated). A lossy policy here never applies to the
+            account's order, trade and other event streams (``bfxsync.trading.EVENT_STREAMS``):
+            they ``block`` unless ``account.set_dispatch(stream, overflow=...)`` asks.
         dispatch_threads: the most dispatcher threads a client starts for queued
             callbacks (started on demand; none unless something is queued).
         max_frame_size: largest WebSocket frame (or fragmented message) accepted, in

@@ -48,14 +48,17 @@ def _one_of(choices: Tuple[Any, ...]) -> Any:
     return check
 
 
+_LENGTHS = ", ".join(map(str, protocol.BOOK_LENGTHS))
+
+
 def _length(value: Union[int, str]) -> int:
     # int(25.5) would quietly give 25: only whole numbers (or their text) are lengths.
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"invalid len {value!r}: expected one of {protocol.BOOK_LENGTHS}")
+        raise ValueError(f"invalid length {value!r}: expected one of {_LENGTHS}")
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"invalid len {value!r}: expected one of {protocol.BOOK_LENGTHS}") from None
+        raise ValueError(f"invalid length {value!r}: expected one of {_LENGTHS}") from None
 
 
 def _candle_key(instance: Any, attribute: Any, key: str) -> None:
@@ -109,17 +112,25 @@ class TradesSpec:
 
 @frozen
 class BookSpec:
-    """A ``book`` subscription: aggregated (``P0``-``P4``) or raw (``R0``)."""
+    """A ``book`` subscription: aggregated (``P0``-``P4``) or raw (``R0``).
+
+    Attributes:
+        symbol: the trading pair or funding currency.
+        prec: ``P0``-``P4`` (aggregated by price) or ``R0`` (raw, order by order).
+        freq: ``F0`` (real time) or ``F1`` (every two seconds).
+        length: levels per side, one of 1, 25, 100, 250 (the wire calls it ``len``; the
+            Python API, the command line's ``--length`` and the record specs say ``length``).
+    """
 
     channel: ClassVar[str] = protocol.BOOK
     symbol: str = field(validator=_symbol)
     prec: str = field(default="P0", validator=_one_of(protocol.BOOK_PRECISIONS))
     freq: str = field(default="F0", validator=_one_of(protocol.BOOK_FREQUENCIES))
-    len: int = field(default=25, converter=_length, validator=_one_of(protocol.BOOK_LENGTHS))
+    length: int = field(default=25, converter=_length, validator=_one_of(protocol.BOOK_LENGTHS))
 
     def request(self) -> Dict[str, Any]:
         """The channel-specific fields of the ``subscribe`` event (``len`` as a string, as the docs send it)."""
-        return {"symbol": self.symbol, "prec": self.prec, "freq": self.freq, "len": str(self.len)}
+        return {"symbol": self.symbol, "prec": self.prec, "freq": self.freq, "len": str(self.length)}
 
 
 @frozen
@@ -157,7 +168,7 @@ Spec = Union[TickerSpec, TradesSpec, BookSpec, CandlesSpec, StatusSpec]
 def parse_spec(text: str) -> Spec:
     """The spec a ``CHANNEL:ARGS`` text names (the ``bfxsync record`` arguments).
 
-    ``book:SYMBOL[:PREC[:LEN[:FREQ]]]`` (``book:tBTCUSD``, ``book:tSHIB:USD:P1:100``,
+    ``book:SYMBOL[:PREC[:LENGTH[:FREQ]]]`` (``book:tBTCUSD``, ``book:tSHIB:USD:P1:100``,
     ``book:tBTCF0:USTF0:R0:25:F1``), ``ticker:SYMBOL``, ``trades:SYMBOL``, ``candles:KEY``
     (``candles:trade:1m:tBTCUSD``) and ``status:KEY`` (``status:deriv:tBTCF0:USTF0``).
     A symbol may contain a colon: in a book spec the options start at the first part
@@ -174,7 +185,7 @@ def parse_spec(text: str) -> Spec:
         start = next((n for n in range(1, len(parts)) if _BOOK_OPTION.match(parts[n])), len(parts))
         options = parts[start:]
         if len(options) > 3:
-            raise ValueError(f"subscription {text!r}: expected book:SYMBOL[:PREC[:LEN[:FREQ]]]")
+            raise ValueError(f"subscription {text!r}: expected book:SYMBOL[:PREC[:LENGTH[:FREQ]]]")
         prec, length, freq = options + ["P0", "25", "F0"][len(options):]
         return BookSpec(":".join(parts[:start]), prec, freq, length)
     if channel == "ticker":

@@ -7,8 +7,12 @@ for the outcome (docs: ws-auth, ws-auth-input, ws-auth-notifications).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, TypeVar
+import difflib
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlsplit
+
+import attrs
 
 from ._engine import queues
 from ._engine.dispatch import Handlers
@@ -30,6 +34,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 STREAMS = ("orders", "positions", "trades", "funding_trades", "wallets", "balance", "margin", "funding_info",
            "funding_offers", "funding_credits", "funding_loans", "notifications")
 
+#: Streams whose messages are events a program acts on (an order placed, filled or cancelled, a
+#: trade, a position closed, a request's answer), and ``all`` (the on_message handlers, which see
+#: them too). A lossy client-wide ``queue_overflow`` (``drop_oldest``, ``latest``) does not apply
+#: to them: queued, they ``block`` unless ``set_dispatch(stream, overflow=...)`` names a lossy
+#: policy for that stream. The other streams (wallets, balance, margin, funding_info) are
+#: state that :meth:`Account.snapshot` always holds whole, so conflating them loses nothing.
+EVENT_STREAMS = ("all", "orders", "positions", "trades", "funding_trades", "funding_offers", "funding_credits",
+                 "funding_loans", "notifications")
+
 
 class Account:
     """The account of an authenticated client. Created by ``Client(api_key=..., api_secret=...)``."""
@@ -41,7 +54,7 @@ class Account:
         self._handlers = handlers
         if runtime.config.dispatch == "queued":  # the client-wide default covers the account streams too
             for stream in ("all", *STREAMS):
-                self.set_dispatch(stream)
+                self.set_dispatch(stream)  # the event streams keep "block" (see EVENT_STREAMS)
 
     def __repr__(self) -> str:
         state = "authenticated" if self.authenticated else "refused" if self._session.refused else "not authenticated"
@@ -91,12 +104,16 @@ class Account:
         handlers. Queued handlers run in order on a dispatcher thread from a queue of at
         most ``queue_size`` messages with the ``overflow`` policy (``block``,
         ``drop_oldest`` or ``latest``; under ``latest`` a handler sees the newest message
-        and reads the rest from :meth:`snapshot`). Requests settle and the account state
-        updates on the reader thread whatever the mode. Set it before ``start()`` so that
-        every message of the stream keeps one order.
+        and reads the rest from :meth:`snapshot`). Unset, ``overflow`` is the client's
+        ``Config.queue_overflow``, except for the order, trade and other event streams
+        (:data:`EVENT_STREAMS`): they ``block`` unless a lossy policy is named here.
+        Requests settle and the account state updates on the reader thread whatever the
+        mode. Set it before ``start()`` so that every message of the stream keeps one order.
         """
         kind = self._kind(stream)
         default = queues.default_delivery(self._runtime.config)
+        if stream in EVENT_STREAMS:  # a lossy client-wide default is for market data, never for orders
+            default = attrs.evolve(default, overflow="block")
         self._runtime.dispatcher.route(kind, queues.resolve(default, dispatch, overflow, queue_size))
 
     def queue(self, stream: str) -> Optional[QueueStats]:
@@ -146,23 +163,60 @@ class Account:
 
     def submit_order(self, symbol: str, amount: Any, price: Any = None, type: str = "EXCHANGE LIMIT", *,
                      timeout: Optional[float] = None, **options: Any) -> Request:
-        """Place an order; amounts and prices as ``Decimal``, ``str`` or ``int`` (never float).
+        """Place an order (``on``, docs: ws-auth-input, order-new); returns a :class:`~bfxsync.Request` at once.
 
-        ``options`` are those of :func:`bfxsync.account.inputs.new_order` (``cid``, ``gid``,
-        ``hidden``, ``post_only``, ``reduce_only``, ``close``, ``oco_stop_price``, ``lev``,
-        ``tif``, ``price_trailing``, ``price_aux_limit``, ``meta`` ...). A cid is generated
-        when none is given; a cid already in flight in this client is refused (``ValueError``).
         ``.result(timeout)`` returns the order model. With no answer within ``timeout``
         (default ``Config.request_timeout``) the request ends as outcome-unknown.
+
+        Args:
+            symbol: a trading symbol (``tBTCUSD``, ``tBTCF0:USTF0``).
+            amount: > 0 buys, < 0 sells. Numbers (``amount`` and every price) follow the
+                number policy of :mod:`bfxsync.account.inputs`.
+            price: required except for MARKET and TRAILING STOP types; the stop price of
+                STOP and STOP LIMIT orders.
+            type: one of :data:`bfxsync.account.inputs.ORDER_TYPES` (``EXCHANGE ...``
+                types trade the exchange wallet, the others margin).
+            timeout: seconds to wait for the exchange's answer.
+
+        Options (keyword-only; anything else raises ``TypeError`` listing these):
+            cid: client order id; a unique one is generated when not given, and a cid
+                already in flight in this client is refused (``ValueError``).
+            gid: group id, 1 to 2**31-1.
+            flags: a sum of flag values (:data:`~bfxsync.account.inputs.HIDDEN`,
+                ``CLOSE``, ``REDUCE_ONLY``, ``POST_ONLY``, ``OCO``, ``NO_VAR_RATES``); the
+                booleans below add their flag.
+            hidden: do not show the order in the book.
+            post_only: cancel the order rather than let it take liquidity (not for MARKET).
+            reduce_only: only reduce a position (margin and derivatives).
+            close: close the position.
+            no_var_rates: do not use variable-rate funding for this margin order.
+            oco_stop_price: the stop price of a one-cancels-other pair (sets ``OCO``).
+            lev: leverage 1-100, derivatives (``F0:`` symbols) only.
+            tif: auto-cancel time, a ``datetime`` (naive means UTC) or a
+                ``"YYYY-MM-DD HH:MM:SS"`` UTC string in the future.
+            price_trailing: the distance of a TRAILING STOP (required for those only).
+            price_aux_limit: the limit price of a STOP LIMIT (required for those only).
+            meta: extra fields for the exchange (``{"aff_code": "..."}``).
+
+        Raises:
+            TypeError: an unknown option (the message suggests the nearest one).
+            ValueError: a bad argument, before anything is sent.
+            NotConnectedError: the client is closed. MaintenanceError: the exchange is in maintenance.
         """
+        _check_options("submit_order", options, ORDER_OPTIONS)
         frame, ref = build.new_order(symbol, amount, price, type, **options)
         return self._send(frame, ref, timeout)
 
     def update_order(self, order_id: int, *, timeout: Optional[float] = None, **changes: Any) -> Request:
-        """Change an open order in place (``price``, ``amount``, ``delta``, ``lev``, ...).
+        """Change an open order in place (``ou``); ``.result()`` returns the updated order.
 
-        Several updates of one order may be in flight; each settles with its own answer.
+        Changes (keyword-only; anything else raises ``TypeError`` listing these): ``price``,
+        ``amount`` (the new remaining amount) or ``delta`` (added to it, not both),
+        ``cid`` with ``cid_date``, ``gid``, ``lev``, ``price_aux_limit``,
+        ``price_trailing``, ``flags``, ``tif`` (as in :meth:`submit_order`). Several
+        updates of one order may be in flight; each settles with its own answer.
         """
+        _check_options("update_order", changes, UPDATE_OPTIONS)
         frame, ref = build.update_order(order_id, **changes)
         return self._send(frame, ref, timeout)
 
@@ -223,6 +277,27 @@ class Account:
         return request
 
 
+def _keyword_options(builder: Callable[..., Any]) -> Tuple[str, ...]:
+    # The builder's keyword-only parameters are the options; now_ms is the builders' test clock.
+    return tuple(name for name, parameter in inspect.signature(builder).parameters.items()
+                 if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "now_ms")
+
+
+#: The options of :meth:`Account.submit_order` and :meth:`Account.update_order`.
+ORDER_OPTIONS = _keyword_options(build.new_order)
+UPDATE_OPTIONS = _keyword_options(build.update_order)
+
+
+def _check_options(method: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:
+    """Refuse options ``method`` does not take, naming the method (not the internal builder) and the valid ones."""
+    unknown = [name for name in given if name not in valid]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise TypeError(f"{method}() got an unexpected option {unknown[0]!r}{hint}; "
+                        f"its options are: {', '.join(valid)}")
+
+
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -248,4 +323,4 @@ def resolve_credentials(api_key: Optional[str], api_secret: Optional[str],
     return Credentials(api_key, api_secret) if api_key is not None and api_secret is not None else None
 
 
-__all__ = ["Account", "STREAMS", "check_url", "resolve_credentials"]
+__all__ = ["Account", "EVENT_STREAMS", "ORDER_OPTIONS", "STREAMS", "UPDATE_OPTIONS", "check_url", "resolve_credentials"]

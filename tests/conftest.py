@@ -69,9 +69,9 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
 
 def book_matches(emu, sub):
     """True when the client's book equals the emulator's current view, level by level."""
-    bids, asks = emu.book_view(sub.spec.symbol, sub.spec.prec, sub.spec.len)
+    bids, asks = emu.book_view(sub.spec.symbol, sub.spec.prec, sub.spec.length)
     snap = sub.snapshot()
-    return snap.synced and snap.checksum == emu.book_checksum(sub.spec.symbol, sub.spec.prec, sub.spec.len) \
+    return snap.synced and snap.checksum == emu.book_checksum(sub.spec.symbol, sub.spec.prec, sub.spec.length) \
         and len(snap.bids) == len(bids) and len(snap.asks) == len(asks)
 
 

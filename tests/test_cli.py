@@ -176,7 +176,8 @@ def runs():
         procs.start("bad_symbol", "ticker", "btcusd", "--emulator")
         procs.start("bad_prec", "book", "tBTCUSD", "--prec", "P9", "--emulator")
         procs.start("rejected", "trades", "tNOSUCH", "--url", emulator.url)
-        procs.start("any_symbol", "book", "tXRPUSD", "--depth", "3", *RUN)
+        procs.start("any_symbol", "book", "tXRPUSD", "--depth", "3", "--length", "100", *RUN)
+        procs.start("bad_length", "book", "tBTCUSD", "--length", "30", "--emulator")
         procs.start("interrupted", "trades", "tBTCUSD", "--emulator")  # no --seconds: runs until SIGINT
         yield procs
     finally:
@@ -225,7 +226,7 @@ class TestBook:
         code, out, err, _ = runs.result("book")
         assert code == 0, err
         last = out.splitlines()[-1]
-        assert re.search(r"^tBTCUSD P0 len 25 \| bid \d+ x [\d.]+ \| ask \d+ x [\d.]+ \| spread \d+ \| synced \|", last), last
+        assert re.search(r"^tBTCUSD P0 length 25 \| bid \d+ x [\d.]+ \| ask \d+ x [\d.]+ \| spread \d+ \| synced \|", last), last
         passed = int(re.search(r"checksums (\d+) ok, 0 failed", last).group(1))
         assert passed > 0
         assert re.search(r"resyncs \d+ \| reconnects 0 \| [\d.]+ updates/s$", last)
@@ -274,12 +275,18 @@ class TestFailures:
         assert code == 2
         assert err.strip() == "bfxsync: invalid prec 'P9': expected one of P0, P1, P2, P3, P4, R0"
 
+    def test_bad_length_names_the_option_and_choices(self, runs):
+        """--length is checked like --prec: status 2 and one line with the name used everywhere and the choices."""
+        code, _, err, _ = runs.result("bad_length")
+        assert code == 2
+        assert err.strip() == "bfxsync: invalid length 30: expected one of 1, 25, 100, 250"
+
     def test_emulator_serves_the_symbol_asked_for(self, runs):
-        """--emulator serves a symbol beyond its eight defaults: tXRPUSD gives a synced, verified book."""
+        """--emulator serves a symbol beyond its eight defaults: tXRPUSD gives a synced, verified book (--length 100)."""
         code, out, err, _ = runs.result("any_symbol")
         assert code == 0, err
         last = out.splitlines()[-1]
-        assert re.search(r"^tXRPUSD P0 len 25 \| bid [\d.]+ x [\d.]+ \| ask [\d.]+ x [\d.]+ .*\| synced \|", last), out
+        assert re.search(r"^tXRPUSD P0 length 100 \| bid [\d.]+ x [\d.]+ \| ask [\d.]+ x [\d.]+ .*\| synced \|", last), out
         assert re.search(r"\| checksums [1-9]\d* ok, 0 failed \|", last), last
 
     def test_symbol_the_server_rejects_is_status_2(self, runs):
@@ -363,8 +370,8 @@ class TestSubscriptionSpecs:
     @pytest.mark.parametrize("text, message", [
         ("book:tBTCUSD:P9", "invalid prec 'P9'"),
         ("book:tSHIB:USD:25", "invalid prec '25'"),
-        ("book:tSHIB:USD:P0:30", "invalid len"),
-        ("book:tSHIB:USD:P0:25:F0:9", "expected book:SYMBOL[:PREC[:LEN[:FREQ]]]"),
+        ("book:tSHIB:USD:P0:30", "invalid length"),
+        ("book:tSHIB:USD:P0:25:F0:9", "expected book:SYMBOL[:PREC[:LENGTH[:FREQ]]]"),
         ("nope:tBTCUSD", "unknown channel 'nope'"),
         ("book", "expected CHANNEL:ARGS"),
     ])

@@ -141,7 +141,7 @@ class TestChannels:
         mts = [c.mts for c in series]
         assert mts == sorted(set(mts)) and len(series) >= len(got.items[0].items)
         last_update = got.items[-1].item
-        assert sub.candles(1)[0].mts >= last_update.mts and sub.latest == sub.candles(1)[0]
+        assert sub.candles(1)[0].mts >= last_update.mts and sub.last == sub.candles(1)[0]
         assert sub.candles(0) == ()
 
     def test_derivatives_status(self, emulator, make_client):

@@ -165,7 +165,7 @@ def test_queued_callbacks_run_in_order_on_a_dispatcher_thread(emulator, make_cli
                 refused.append(err)
 
     client.on_ticker(lambda message: order.append("client"))
-    ticker = client.subscribe_ticker("tBTCUSD", handler, dispatch="queued")
+    ticker = client.subscribe_ticker("tBTCUSD", on_data=handler, dispatch="queued")
     assert wait_until(lambda: len(seen) >= 20, 10)
     assert refused and inline.dispatch == "inline"
     assert {name for name, _ in seen} <= {t.name for t in client.threads()}
@@ -223,11 +223,11 @@ def _run(emu, make_client, slow_dispatch, calls):
     subs = []
     for i, symbol in enumerate(EXTRA):  # 10 tickers and 8 books: half inline, half queued
         queued = {"dispatch": "queued"} if i % 2 else {}
-        subs.append(client.subscribe_ticker(symbol, fast, **queued))
+        subs.append(client.subscribe_ticker(symbol, on_data=fast, **queued))
         if i < 8:
             subs.append(client.subscribe_book(symbol, on_data=fast, **queued))
-    subs.append(client.subscribe_trades("tETHUSD", fast))
-    status = client.subscribe_status("deriv:tBTCF0:USTF0", fast)  # quiet: heartbeats between its updates
+    subs.append(client.subscribe_trades("tETHUSD", on_data=fast))
+    status = client.subscribe_status("deriv:tBTCF0:USTF0", on_data=fast)  # quiet: heartbeats between its updates
     subs.append(status)
     assert len(subs) == 20 and len(client.connections()) == 1
     for sub in subs + [slow_book]:
@@ -319,7 +319,7 @@ def test_a_queued_callback_that_raises_is_reported_and_systemexit_ends_the_clien
         if len(calls) == 3:
             raise SystemExit(3)
 
-    client.subscribe_ticker("tBTCUSD", handler, dispatch="queued")
+    client.subscribe_ticker("tBTCUSD", on_data=handler, dispatch="queued")
     assert wait_until(lambda: client.closed, 10)
     assert isinstance(errors[0].error, bfxsync.errors.CallbackError) and client.fatal_error is not None
     workers = [t for t in client.threads() if t.name.startswith("bfxsync-dispatch-")]
@@ -342,7 +342,7 @@ def test_a_drop_wakes_a_reader_blocked_on_a_full_block_queue(make_client):
         client.on_disconnected(disconnected.append)
         client.on_connected(connected.append)
         try:
-            queued = client.subscribe_trades("tBTCUSD", stalled, dispatch="queued", overflow="block", queue_size=1)
+            queued = client.subscribe_trades("tBTCUSD", on_data=stalled, dispatch="queued", overflow="block", queue_size=1)
             assert entered.wait(10)
             started = time.monotonic()
             assert wait_until(lambda: disconnected, 10), "the reader stayed parked in the full queue"

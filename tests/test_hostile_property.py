@@ -65,12 +65,12 @@ def frames():
 def book_equals_emulator(emu, sub):
     """Synced and level by level the emulator's view (checksum included)."""
     spec = sub.spec
-    bids, asks = emu.book_view(spec.symbol, spec.prec, spec.len)
+    bids, asks = emu.book_view(spec.symbol, spec.prec, spec.length)
     snap = sub.snapshot()
     def same(entries, levels):
         return [list(map(float, e)) for e in entries] == [list(map(float, attrs.astuple(lvl))) for lvl in levels]
     return (snap.synced and same(bids, snap.bids) and same(asks, snap.asks)
-            and snap.checksum == emu.book_checksum(spec.symbol, spec.prec, spec.len))
+            and snap.checksum == emu.book_checksum(spec.symbol, spec.prec, spec.length))
 
 
 def test_books_end_equal_to_the_server_whatever_garbage_comes_between(emulator, make_client, monkeypatch):

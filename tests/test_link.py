@@ -191,6 +191,6 @@ def test_candle_series_replaces_and_appends(session):
     session.on_frame("[8,[[180000,3,3.5,4,2,1],[120000,2,3,3,2,1],[60000,1,2,2,1,1]]]")
     assert [c.mts for c in sub.candles()] == [60000, 120000, 180000]
     session.on_frame("[8,[180000,3,9,9,2,5]]")
-    assert len(sub.candles()) == 3 and sub.latest.close == 9
+    assert len(sub.candles()) == 3 and sub.last.close == 9
     session.on_frame("[8,[240000,9,9,9,9,0.5]]")
     assert [c.mts for c in sub.candles(2)] == [180000, 240000]

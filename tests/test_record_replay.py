@@ -202,7 +202,7 @@ class TestRecorderNeverDies:
         path = tmp_path / "deep.jsonl"
         client = make_client(emulator.url, record=str(path), record_flush_interval=0.05)
         ticks = []
-        client.subscribe_ticker("tBTCUSD", lambda message: ticks.append(message)).wait_subscribed(10)
+        client.subscribe_ticker("tBTCUSD", on_data=lambda message: ticks.append(message)).wait_subscribed(10)
         emulator.inject(DEEP)
         assert wait_until(lambda: client.stats().get("malformed") == 1, 10)
         seen = len(ticks)
@@ -326,7 +326,7 @@ class TestRecorderNeverDies:
             client = make_client(emulator.url, record=str(path), record_flush_interval=0.05)
             book = client.subscribe_book("tBTCUSD")
             ticks = []
-            client.subscribe_ticker("tBTCUSD", lambda message: ticks.append(message))
+            client.subscribe_ticker("tBTCUSD", on_data=lambda message: ticks.append(message))
             assert wait_until(lambda: client.stats()["record_stopped"] == 1, 20)
             seen = len(ticks)
             assert wait_until(lambda: len(ticks) >= seen + 3, 10)  # the client goes on
@@ -395,8 +395,9 @@ def observe(client, symbols):
     """Subscribe a book, trades and a ticker; count what arrives (on the reader thread)."""
     counts = {"trades": 0, "ticker": 0}
     book = client.subscribe_book(symbols[0])
-    client.subscribe_trades(symbols[1], lambda message: counts.__setitem__("trades", counts["trades"] + len(message.items)))
-    client.subscribe_ticker(symbols[0], lambda message: counts.__setitem__("ticker", counts["ticker"] + 1))
+    client.subscribe_trades(symbols[1],
+                            on_data=lambda message: counts.__setitem__("trades", counts["trades"] + len(message.items)))
+    client.subscribe_ticker(symbols[0], on_data=lambda message: counts.__setitem__("ticker", counts["ticker"] + 1))
     return book, counts
 
 
@@ -453,7 +454,7 @@ class TestRecordReplay:
             client = make_client(emu.url)
             prices = []
             started = time.monotonic()
-            client.subscribe_ticker("tBTCUSD", lambda message: prices.append(message.item.last_price))
+            client.subscribe_ticker("tBTCUSD", on_data=lambda message: prices.append(message.item.last_price))
             assert wait_until(lambda: len(prices) == 5, 10)
             elapsed = time.monotonic() - started
             assert prices == [100, 101, 102, 103, 104]

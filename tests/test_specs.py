@@ -17,17 +17,26 @@ class TestValidation:
             TickerSpec(symbol)
 
     @pytest.mark.parametrize("kwargs, word", [
-        ({"prec": "P5"}, "prec"), ({"freq": "F3"}, "freq"), ({"len": 50}, "len"), ({"len": "x"}, "len"),
+        ({"prec": "P5"}, "prec"), ({"freq": "F3"}, "freq"), ({"length": 50}, "invalid length 50"),
+        ({"length": "x"}, "invalid length 'x'"),
     ])
     def test_bad_book_parameters(self, kwargs, word):
         """Book precision, frequency and length are checked against the documented sets."""
         with pytest.raises(ValueError, match=word):
             BookSpec("tBTCUSD", **kwargs)
 
-    def test_book_len_normalised(self):
-        """'25' and 25 are the same subscription; the request sends a string like the docs."""
-        assert BookSpec("tBTCUSD", len="25") == BookSpec("tBTCUSD", len=25)
-        assert BookSpec("tBTCUSD", "R0", len=100).request() == {"symbol": "tBTCUSD", "prec": "R0", "freq": "F0", "len": "100"}
+    def test_book_length_normalised(self):
+        """'25' and 25 are the same subscription; the request sends it as the wire's ``len``, a string like the docs."""
+        assert BookSpec("tBTCUSD", length="25") == BookSpec("tBTCUSD", length=25)
+        assert BookSpec("tBTCUSD", length="25").length == 25
+        assert BookSpec("tBTCUSD", "R0", length=100).request() == {
+            "symbol": "tBTCUSD", "prec": "R0", "freq": "F0", "len": "100"}
+
+    def test_book_length_has_one_name(self):
+        """The book length is ``length`` everywhere in Python: the old ``len`` keyword is refused, not aliased."""
+        with pytest.raises(TypeError, match="len"):
+            BookSpec("tBTCUSD", len=25)  # type: ignore[call-arg]
+        assert not hasattr(BookSpec("tBTCUSD"), "len")
 
     @pytest.mark.parametrize("key", ["trade:1m:tBTCUSD", "trade:1W:tETHUSD", "trade:1h:fUSD:p30",
                                      "trade:1m:fUSD:a30:p2:p30", "trade:14D:tBTCF0:USTF0"])

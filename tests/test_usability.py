@@ -44,7 +44,7 @@ def test_trades_options_conflict_is_refused(emulator, make_client):
 
 @pytest.mark.parametrize("length", [25.5, 25.0, True, "25.5"])
 def test_book_length_must_be_a_whole_number(length):
-    with pytest.raises(ValueError, match="invalid len"):
+    with pytest.raises(ValueError, match="invalid length"):
         bfxsync.BookSpec("tBTCUSD", "P0", "F0", length)
 
 
