@@ -271,7 +271,7 @@ class Client(ClientCallbacks):
     def stats(self) -> Dict[str, Any]:
         """Counters for the whole client: connection events, bad frames by kind, stalls and timeouts,
         book checksums, callback errors, subscriptions by state, and the number of connections.
-        Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
+        Queued callbacks: ``queues`` (each queue's figures by name), ``queue_depth``,
         ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
         ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
         Recording (``record=PATH``): ``record_written``, ``record_dropped``,
