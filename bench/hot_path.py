@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bfxsync import Config  # noqa: E402
-from bfxsync._engine.dispatch import Handlers  # noqa: E402
+from bfxsync._engine.callback_runner import Handlers  # noqa: E402
 from bfxsync._engine.pool import Pool  # noqa: E402
 from bfxsync._engine.runtime import Runtime  # noqa: E402
 from bfxsync.specs import BookSpec  # noqa: E402

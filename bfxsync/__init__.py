@@ -9,6 +9,7 @@ import logging
 
 from ._engine.requests import Request
 from ._engine.runtime import warn_without_gil as _warn_without_gil
+from ._version import __version__
 from .account import AccountSnapshot
 from .account.models import (
     AccountFundingTrade,
@@ -92,8 +93,6 @@ from .subscriptions import (
     TradesSubscription,
 )
 from .trading import Account
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Account", "AccountFundingTrade", "AccountMessage", "AccountSnapshot", "Authenticated",

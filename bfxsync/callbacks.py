@@ -1,6 +1,6 @@
 """The client-wide callback registrations of :class:`bfxsync.Client` (each works as a decorator).
 
-Handlers run on the reader thread of the connection concerned (or on a dispatcher thread for
+Handlers run on the reader thread of the connection concerned (or on a callback thread for
 queued subscriptions); see the callbacks table of docs/market-data.md for what each payload carries.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 from . import protocol
-from ._engine.dispatch import Handlers
+from ._engine.callback_runner import Handlers
 
 F = TypeVar("F", bound=Callable[..., Any])
 

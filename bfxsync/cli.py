@@ -25,26 +25,14 @@ import os
 import queue
 import sys
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import bfxsync
 from bfxsync import protocol
 
 from . import cli_account, cli_record
 from .cli_book import TICK, UpdateCounter, choose_display, num_text, watch_book
-
-logger = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class CliError(Exception):
-    """A failure reported as one line on stderr, with the exit status to use."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
+from .cli_common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, connect, subscribe
 
 # -- arguments ----------------------------------------------------------------------------
 
@@ -143,15 +131,15 @@ def _run(args: argparse.Namespace) -> int:
     # Closed in reverse order: the client before the emulator it talks to.
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(_start_emulator(spec.symbol)).url if args.emulator else args.url
-        client = _connect(stack, url, args.connect_timeout)
+        client = connect(stack, url, args.connect_timeout)
         inbox: "queue.Queue[Any]" = queue.Queue()
         _report_connection_changes(client, inbox)
         if display is None:
-            _subscribe(client, spec, inbox.put, args.connect_timeout)
+            subscribe(client, spec, inbox.put, args.connect_timeout)
             _print_lines(inbox, _formatter(spec, args), deadline)
         else:
             counter = UpdateCounter()
-            subscription = _subscribe(client, spec, counter, args.connect_timeout)
+            subscription = subscribe(client, spec, counter, args.connect_timeout)
             watch_book(client, subscription, display, inbox, counter, args.depth, deadline)
     return EXIT_OK
 
@@ -165,50 +153,11 @@ def _start_emulator(symbol: str) -> Any:
     return Emulator(symbols=(symbol,))
 
 
-def _connect(stack: contextlib.ExitStack, url: str, timeout: float, **options: Any) -> bfxsync.Client:
-    """Start a client and wait for the handshake; on failure, say why in one line.
-
-    The client redials forever by itself, so "unreachable" can only mean "not connected
-    within ``timeout``"; the reason comes from the last failed attempt.
-    """
-    try:
-        client = bfxsync.Client(url, connect_timeout=timeout, **options)
-    except ValueError as err:  # bad URL, non-positive timeout
-        raise CliError(str(err), EXIT_USAGE) from None
-    reasons: List[str] = []
-    client.on_disconnected(lambda event: reasons.append(event.reason))
-    client.start()
-    stack.callback(client.close, 2.0)
-    try:
-        client.wait_connected(timeout)
-    except bfxsync.BfxTimeoutError:
-        reason = reasons[-1] if reasons else f"no answer within {timeout:g} s"
-        if reason.startswith("connect to ") and " failed: " in reason:
-            reason = reason.split(" failed: ", 1)[1]  # the URL already names host and port
-        raise CliError(f"cannot connect to {url}: {reason}", EXIT_FAILURE) from None
-    except bfxsync.BfxError as err:  # e.g. VersionMismatchError: retrying cannot help
-        raise CliError(f"cannot use {url}: {err}", EXIT_FAILURE) from None
-    return client
-
-
 def _report_connection_changes(client: bfxsync.Client, inbox: "queue.Queue[Any]") -> None:
     """Registered after the first handshake, so failed first attempts are not reported twice."""
     client.on_disconnected(lambda event: inbox.put(_Notice(f"disconnected: {event.reason}"
                                                            + ("; reconnecting" if event.will_reconnect else ""))))
     client.on_connected(lambda event: inbox.put(_Notice("reconnected")) if event.reconnect else None)
-
-
-def _subscribe(client: bfxsync.Client, spec: Any, on_data: Callable[[Any], Any], timeout: float) -> Any:
-    subscription = client.subscribe(spec, on_data=on_data)
-    try:
-        subscription.wait_subscribed(timeout)
-    except bfxsync.SubscriptionError as err:
-        what = getattr(spec, "key", None) or spec.symbol
-        message = f"the server rejected the {spec.channel} subscription to {what}: {err.msg} (code {err.code})"
-        raise CliError(message, EXIT_USAGE) from None
-    except bfxsync.BfxTimeoutError:
-        logger.warning("%r not acknowledged yet; still waiting", spec)
-    return subscription
 
 
 class _Notice(str):

@@ -19,6 +19,7 @@ from typing import Any, List
 
 import bfxsync
 
+from .cli_common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, connect, subscribe
 from .specs import parse_spec
 
 #: The subcommands this module runs.
@@ -45,8 +46,6 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``record`` or ``replay``; returns the exit status."""
-    from .cli import EXIT_USAGE, CliError
-
     if args.command == "replay":
         return _replay(args)
     try:
@@ -57,19 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace, specs: List[Any]) -> int:
-    from .cli import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CliError, _connect, _subscribe
-
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     with contextlib.ExitStack() as stack:
         url = args.url
         if args.emulator:
             url = stack.enter_context(_emulator_class()(any_symbol=True)).url
         try:
-            client = _connect(stack, url, args.connect_timeout, record=args.out)
+            client = connect(stack, url, args.connect_timeout, record=args.out)
         except OSError as err:
             raise CliError(f"cannot write {args.out}: {err}", EXIT_USAGE) from None
         for spec in specs:
-            _subscribe(client, spec, lambda message: None, args.connect_timeout)
+            subscribe(client, spec, lambda message: None, args.connect_timeout)
         print(f"bfxsync: recording {len(specs)} subscription(s) from {url} to {args.out}"
               + ("" if deadline is None else f" for {args.seconds:g} s") + "; Ctrl-C stops", file=sys.stderr, flush=True)
         try:
@@ -81,8 +78,6 @@ def _record(args: argparse.Namespace, specs: List[Any]) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, CliError
-
     if args.speed < 0:
         raise CliError("--speed must be 0 (as fast as possible) or more", EXIT_USAGE)
     with contextlib.ExitStack() as stack:
@@ -105,8 +100,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _emulator_class() -> Any:
     """``bfxsync.emulator.Emulator``, or a usage error naming the missing extra."""
-    from .cli import EXIT_USAGE, CliError
-
     try:
         from bfxsync.emulator.server import Emulator
     except ImportError as err:

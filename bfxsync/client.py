@@ -3,7 +3,7 @@
 Threading model: each connection has one reader thread that runs the callbacks of the
 subscriptions it carries, in frame order; one scheduler thread does the housekeeping
 for all of them. A subscription made with ``dispatch="queued"`` has its callbacks run
-by a dispatcher thread instead (at most ``Config.dispatch_threads``, started on demand),
+by a callback thread instead (at most ``Config.dispatch_threads``, started on demand),
 so a slow one holds back nobody else. Callbacks must not call the blocking helpers
 (``wait_*``, ``ping``, ``run_forever``), which raise ``CallbackThreadError`` there
 instead of deadlocking. Everything else (subscribing, unsubscribing, reading books,
@@ -26,7 +26,7 @@ import attrs
 from . import protocol
 from ._engine import queues
 from ._engine.account_session import AccountSession
-from ._engine.dispatch import Handlers
+from ._engine.callback_runner import Handlers
 from ._engine.pool import Pool
 from ._engine.recording import recorder_for
 from ._engine.runtime import Runtime
@@ -109,7 +109,7 @@ class Client(ClientCallbacks):
         if credentials is not None:
             auth_url = auth_url or (protocol.AUTH_URL if url == protocol.PUBLIC_URL else url)
             check_url(auth_url, authenticated=True)
-            session = AccountSession(credentials, nonce or default_nonce, dms, filters, self._runtime.dispatcher)
+            session = AccountSession(credentials, nonce or default_nonce, dms, filters, self._runtime.callbacks)
         self._session = session
         self._recorder, factory = recorder_for(config)  # record=PATH wraps every transport; None wraps nothing
         self._pool = Pool(url, self._runtime, self._scheduler.wake, factory, account=session, auth_url=auth_url or "")
@@ -169,7 +169,7 @@ class Client(ClientCallbacks):
         deadline = time.monotonic() + timeout
         self._pool.join(deadline)
         self._scheduler.join(max(0.0, deadline - time.monotonic()))
-        self._runtime.dispatcher.workers.join(max(0.0, deadline - time.monotonic()))
+        self._runtime.callbacks.workers.join(max(0.0, deadline - time.monotonic()))
         if self._recorder is not None:  # after the readers: their last frames and close lines are in the file
             self._recorder.close(max(1.0, deadline - time.monotonic()))
 
@@ -177,7 +177,7 @@ class Client(ClientCallbacks):
         """Called once when the client ends, on whichever thread ended it."""
         self._pool.stop()
         self._scheduler.stop()
-        self._runtime.dispatcher.workers.stop()  # queued messages not yet delivered are discarded (counted)
+        self._runtime.callbacks.workers.stop()  # queued messages not yet delivered are discarded (counted)
 
     def __enter__(self) -> "Client":
         return self.start()
@@ -294,7 +294,7 @@ class Client(ClientCallbacks):
         book checksums, callback errors, subscriptions by state, and the number of connections.
         Every counter is there from the start, with 0 (a bad-input kind too, before its first case).
         With credentials: the account's counters (``authentications``, ``account_bad_rows``, ...).
-        Queued dispatch: ``queues`` (each queue's figures by name), ``queue_depth``,
+        Queued callbacks: ``queues`` (each queue's figures by name), ``queue_depth``,
         ``queue_lag`` (the largest), ``queue_dropped``, ``queue_conflated``,
         ``queue_delivered``, ``queue_blocked`` and ``dispatch_threads``.
         Recording (``record=PATH``): ``record_written``, ``record_dropped``,
@@ -314,14 +314,14 @@ class Client(ClientCallbacks):
         return self._pool.connections()
 
     def threads(self) -> List[threading.Thread]:
-        """The threads the client started: one reader per connection, the scheduler, the dispatcher
+        """The threads the client started: one reader per connection, the scheduler, the callback
         threads of queued callbacks (none unless something is queued) and the recorder (when recording)."""
         self._runtime.check_process()
         threads = self._pool.threads()
         scheduler = self._scheduler.thread()
         if scheduler is not None:
             threads.append(scheduler)
-        threads += self._runtime.dispatcher.workers.threads()
+        threads += self._runtime.callbacks.workers.threads()
         recorder = self._recorder.thread() if self._recorder is not None else None
         return threads + ([recorder] if recorder is not None else [])
 
@@ -355,7 +355,7 @@ class Client(ClientCallbacks):
             spec: what to subscribe to (:class:`~bfxsync.BookSpec`, :class:`~bfxsync.TickerSpec`, ...).
             on_data: ``on_data(message: ChannelMessage)``, keyword-only like every delivery
                 option. It runs on the reader thread for every snapshot and update, or,
-                with ``dispatch="queued"``, on a dispatcher thread (with the client-level
+                with ``dispatch="queued"``, on a callback thread (with the client-level
                 ``on_<channel>`` handlers for this subscription). Without it the handle
                 still keeps what the channel holds (see each handle's class) for polling.
             dispatch: ``inline`` or ``queued``; unset takes ``Config.dispatch``.

@@ -61,7 +61,7 @@ class Config:
         input_burst: account inputs that may leave at once.
         dispatch: how callbacks run unless a subscription or account stream says otherwise:
             ``inline`` (on the connection's reader thread, in frame order) or ``queued``
-            (the reader only queues; a dispatcher thread runs them, in order per
+            (the reader only queues; a callback thread runs them, in order per
             subscription). See docs/market-data.md, "Slow consumers".
         queue_size: messages a queued subscription may hold before ``queue_overflow`` applies.
         queue_overflow: what a full queue does: ``block`` (the reader waits: backpressure,
@@ -69,7 +69,7 @@ class Config:
             state, counted as conflated). A lossy policy here never applies to the
             account's order, trade and other event streams (``bfxsync.trading.EVENT_STREAMS``):
             they ``block`` unless ``account.set_dispatch(stream, overflow=...)`` asks.
-        dispatch_threads: the most dispatcher threads a client starts for queued
+        dispatch_threads: the most callback threads a client starts for queued
             callbacks (started on demand; none unless something is queued).
         max_frame_size: largest WebSocket frame (or fragmented message) accepted, in
             bytes. A frame header announcing more drops the connection before any of its

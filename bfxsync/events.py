@@ -5,15 +5,16 @@ instead of positional arguments.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Generic, Mapping, Optional, Tuple, TypeVar
 
 from attrs import field, frozen
 
 from .errors import BfxError
 
-if TYPE_CHECKING:  # pragma: no cover - imported for annotations only
-    from .subscriptions import BookSubscription, Subscription
-
+# A payload's ``subscription`` is the :class:`bfxsync.Subscription` handle concerned (a
+# :class:`bfxsync.BookSubscription` for the book events). It is annotated ``Any``, not
+# imported: the handles import this module to build their payloads, and the package has
+# no import circles, not even for annotations (tests/test_layout.py).
 T = TypeVar("T")
 
 
@@ -75,13 +76,13 @@ class Recovery:
             account connection redials to authenticate again: an ``auth`` went unanswered,
             or ``nonce: small`` is retried with a fresh nonce).
         reason: what was seen.
-        subscription: the subscription concerned, if one.
+        subscription: the :class:`~bfxsync.Subscription` concerned, if one.
         connection: the number of the connection concerned.
     """
 
     kind: str
     reason: str
-    subscription: Optional["Subscription"] = None
+    subscription: Any = None
     connection: Optional[int] = None
 
 
@@ -165,32 +166,33 @@ class OrderReconciled:
 class ErrorEvent:
     """Something went wrong off the caller's thread: a server error, a bad frame, a raising callback.
 
-    ``subscription`` is set when the error concerns one subscription.
+    ``subscription`` is set (the :class:`~bfxsync.Subscription`) when the error concerns one subscription.
     """
 
     error: BfxError
-    subscription: Optional["Subscription"] = None
+    subscription: Any = None
 
 
 @frozen
 class Subscribed:
-    """A subscription was acknowledged (also after every reconnect and resync)."""
+    """A subscription (the :class:`~bfxsync.Subscription` in ``subscription``) was acknowledged
+    (also after every reconnect and resync)."""
 
-    subscription: "Subscription"
+    subscription: Any
 
 
 @frozen
 class Unsubscribed:
-    """A subscription ended at the user's request."""
+    """A subscription (the :class:`~bfxsync.Subscription` in ``subscription``) ended at the user's request."""
 
-    subscription: "Subscription"
+    subscription: Any
 
 
 @frozen
 class BookSynced:
     """A book applied a fresh snapshot. ``resync`` is True when it replaced a book that had failed or gone stale."""
 
-    subscription: "BookSubscription"
+    subscription: Any  # the BookSubscription
     resync: bool
 
 
@@ -198,7 +200,7 @@ class BookSynced:
 class ChecksumMismatch:
     """A book disagreed with the server's checksum. ``resyncing`` tells whether it is being rebuilt."""
 
-    subscription: "BookSubscription"
+    subscription: Any  # the BookSubscription
     server: int
     local: int
     resyncing: bool
@@ -211,7 +213,7 @@ class ChannelMessage(Generic[T]):
     """Data from one channel frame.
 
     Attributes:
-        subscription: the handle the data belongs to.
+        subscription: the handle the data belongs to (a :class:`~bfxsync.Subscription`).
         items: the models in the frame (one for an update, several for a snapshot or bulk update).
         snapshot: True for the snapshot that follows each (re)subscription.
         tag: ``"te"``/``"tu"``/``"fte"``/``"ftu"`` for trade frames, else ``None``.
@@ -223,7 +225,7 @@ class ChannelMessage(Generic[T]):
             first) with ``snapshot=True``: replace your copy with it.
     """
 
-    subscription: "Subscription"
+    subscription: Any
     items: Tuple[T, ...]
     snapshot: bool
     tag: Optional[str] = None

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._engine import queues
-from ._engine.dispatch import Handlers
+from ._engine.callback_runner import Handlers
 from ._engine.queues import QueueStats
 from ._engine.requests import KINDS, Request
 from ._engine.threads import poll
@@ -98,10 +98,10 @@ class Account:
 
     def set_dispatch(self, stream: str, dispatch: str = "queued", *, overflow: Optional[str] = None,
                      queue_size: Optional[int] = None) -> None:
-        """Run one stream's callbacks ``inline`` (on the reader thread) or ``queued`` (on a dispatcher thread).
+        """Run one stream's callbacks ``inline`` (on the reader thread) or ``queued`` (on a callback thread).
 
         ``stream`` is one of :data:`STREAMS`, or ``"all"`` for the :meth:`on_message`
-        handlers. Queued handlers run in order on a dispatcher thread from a queue of at
+        handlers. Queued handlers run in order on a callback thread from a queue of at
         most ``queue_size`` messages with the ``overflow`` policy (``block``,
         ``drop_oldest`` or ``latest``; under ``latest`` a handler sees the newest message
         and reads the rest from :meth:`snapshot`). Unset, ``overflow`` is the client's
@@ -114,11 +114,11 @@ class Account:
         default = queues.default_delivery(self._runtime.config)
         if stream in EVENT_STREAMS:  # a lossy client-wide default is for market data, never for orders
             default = attrs.evolve(default, overflow="block")
-        self._runtime.dispatcher.route(kind, queues.resolve(default, dispatch, overflow, queue_size))
+        self._runtime.callbacks.route(kind, queues.resolve(default, dispatch, overflow, queue_size))
 
     def queue(self, stream: str) -> Optional[QueueStats]:
         """The queue of a queued stream (``"all"``: of the on_message handlers), or ``None`` if inline."""
-        lane = self._runtime.dispatcher.routed(self._kind(stream))
+        lane = self._runtime.callbacks.routed(self._kind(stream))
         return lane.stats() if lane is not None else None
 
     @staticmethod

@@ -86,7 +86,7 @@ def settle_books(emu, subs, timeout=10.0):
 
 def bfxsync_threads():
     """Threads started by bfxsync clients."""
-    prefixes = ("bfxsync-reader-", "bfxsync-scheduler-", "bfxsync-dispatch-", "bfxsync-recorder-")
+    prefixes = ("bfxsync-reader-", "bfxsync-scheduler-", "bfxsync-callbacks-", "bfxsync-recorder-")
     return [t for t in threading.enumerate() if t.name.startswith(prefixes)]
 
 

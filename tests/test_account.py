@@ -320,7 +320,7 @@ def test_a_refusal_at_reauthentication_is_reported_and_not_retried(emulator, mak
 
 def test_an_auth_refusal_sent_as_an_error_event_is_understood():
     """Some refusals come as {"event":"error","code":10100,"msg":"auth: invalid"} instead of an auth event."""
-    from bfxsync._engine.dispatch import Handlers
+    from bfxsync._engine.callback_runner import Handlers
     from bfxsync._engine.pool import Pool
     from bfxsync._engine.runtime import Runtime
     from bfxsync.auth import Credentials
@@ -330,7 +330,7 @@ def test_an_auth_refusal_sent_as_an_error_event_is_understood():
     runtime = Runtime(bfxsync.Config(), Handlers(), on_end=lambda: None)
     from bfxsync._engine.account_session import AccountSession
 
-    session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.dispatcher)
+    session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.callbacks)
     pool = Pool("ws://test", runtime, wake=lambda delay: None, account=session, auth_url="ws://127.0.0.1:1/ws/2")
     link = pool.account_link()
     link.connection = fake = FakeConnection()

@@ -17,7 +17,7 @@ from websockets.sync.server import serve
 import bfxsync
 from bfxsync import errors
 from bfxsync._engine.account_session import AccountSession
-from bfxsync._engine.dispatch import Handlers
+from bfxsync._engine.callback_runner import Handlers
 from bfxsync._engine.runtime import Runtime
 from bfxsync.account.repair import REPAIR_TRIES
 from bfxsync.auth import Credentials
@@ -259,7 +259,7 @@ class TestTheSessionsClock:
     @staticmethod
     def session():
         runtime = Runtime(bfxsync.Config(), Handlers(), on_end=lambda: None)
-        session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.dispatcher)
+        session = AccountSession(Credentials(DEMO_KEY, DEMO_SECRET), lambda: 7, False, None, runtime.callbacks)
         session.repair.backoff = Backoff(initial=10.0, factor=2.0, maximum=60.0, jitter=0.0)
         return session
 

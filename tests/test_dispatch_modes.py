@@ -148,11 +148,11 @@ def test_dispatch_options_are_checked(emulator, make_client):
     assert client.subscribe_trades("tBTCUSD").queue is None
 
 
-def test_queued_callbacks_run_in_order_on_a_dispatcher_thread(emulator, make_client):
+def test_queued_callbacks_run_in_order_on_a_callback_thread(emulator, make_client):
     """Queued: subscription then client handlers, serially and in frame order, on a marked bfxsync thread."""
     client = make_client(emulator.url, attrs.evolve(FAST, sequence=True))
     inline = client.subscribe_trades("tETHUSD").wait_subscribed(5)
-    assert len(client.threads()) == len(client.connections()) + 1  # inline only: no dispatcher thread
+    assert len(client.threads()) == len(client.connections()) + 1  # inline only: no callback thread
     seen, refused, order = [], [], []
 
     def handler(message):
@@ -169,13 +169,13 @@ def test_queued_callbacks_run_in_order_on_a_dispatcher_thread(emulator, make_cli
     assert wait_until(lambda: len(seen) >= 20, 10)
     assert refused and inline.dispatch == "inline"
     assert {name for name, _ in seen} <= {t.name for t in client.threads()}
-    assert all(name.startswith("bfxsync-dispatch-") for name, _ in seen)
+    assert all(name.startswith("bfxsync-callbacks-") for name, _ in seen)
     seqs = [seq for _, seq in seen]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert order[:6] == ["sub", "client"] * 3
     stats = client.stats()
     assert stats["dispatch_threads"] >= 1 and repr(ticker.spec) in stats["queues"]
-    workers = [t for t in client.threads() if t.name.startswith("bfxsync-dispatch-")]
+    workers = [t for t in client.threads() if t.name.startswith("bfxsync-callbacks-")]
     client.close()
     assert workers and not any(t.is_alive() for t in workers)
 
@@ -190,7 +190,7 @@ def test_account_streams_follow_the_client_default(make_client):
             client.account.set_dispatch("orders", "inline")
             client.start().wait_authenticated(10)
             assert wait_until(lambda: wallets, 5)
-            assert all(name.startswith("bfxsync-dispatch-") for name in wallets)
+            assert all(name.startswith("bfxsync-callbacks-") for name in wallets)
             assert client.account.queue("wallets").delivered >= 1 and client.account.queue("orders") is None
             assert client.account.snapshot().wallets
             with pytest.raises(ValueError, match="unknown account stream"):
@@ -322,7 +322,7 @@ def test_a_queued_callback_that_raises_is_reported_and_systemexit_ends_the_clien
     client.subscribe_ticker("tBTCUSD", on_data=handler, dispatch="queued")
     assert wait_until(lambda: client.closed, 10)
     assert isinstance(errors[0].error, bfxsync.errors.CallbackError) and client.fatal_error is not None
-    workers = [t for t in client.threads() if t.name.startswith("bfxsync-dispatch-")]
+    workers = [t for t in client.threads() if t.name.startswith("bfxsync-callbacks-")]
     client.close()
     assert workers and not any(t.is_alive() for t in workers)
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from bfxsync import Config, errors
-from bfxsync._engine.dispatch import Handlers
+from bfxsync._engine.callback_runner import Handlers
 from bfxsync._engine.pool import Pool
 from bfxsync._engine.runtime import Runtime
 from bfxsync.specs import BookSpec, TickerSpec
@@ -46,7 +46,7 @@ class Harness:
     def __init__(self):
         self.ended = []
         self.runtime = Runtime(Config(), Handlers(), on_end=lambda: self.ended.append(True))
-        self.handlers = self.runtime.dispatcher.handlers
+        self.handlers = self.runtime.callbacks.handlers
         self.pool = Pool("ws://test", self.runtime, wake=lambda delay: None)
         self.pool._started = True
         self.link = self.pool._new_link()

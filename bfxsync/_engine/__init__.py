@@ -4,12 +4,32 @@ Ownership runs one way::
 
     Client ─> Pool ─> Link ─> Connection ─> Transport
       │        └────> Scheduler (one thread for the whole client)
-      └─> Runtime (client-wide closed/fatal state), Dispatcher (user callbacks)
+      └─> Runtime (client-wide closed/fatal state) ─> CallbackRunner (user callbacks)
 
 A :class:`~bfxsync._engine.pool.Pool` owns the wanted subscriptions and places each
 on a :class:`~bfxsync._engine.link.Link` (one WebSocket connection, at most
 ``max_subscriptions`` channels); a link parses its connection's frames and keeps its
 own chanId registry; a connection owns its transport and reader thread.
+
+Words with one meaning
+----------------------
+- *dispatch* is public vocabulary only: the ``dispatch=`` keyword of ``subscribe_*``,
+  ``Account.set_dispatch``, ``Config.dispatch``/``dispatch_threads``, ``Subscription.dispatch``
+  and ``Client.stats()["dispatch_threads"]`` all name a subscription's (or account
+  stream's) *delivery mode*, ``inline`` or ``queued``. Inside the engine that mode is a
+  :class:`~.queues.Delivery`.
+- The *callback runner* (:class:`~.callback_runner.CallbackRunner`, ``Runtime.callbacks``)
+  is the one place user callbacks are called: it isolates their exceptions, emits the
+  client-level events and routes queued account streams.
+- The *callback threads* (``bfxsync-callbacks-<n>``, :class:`~.queues.Workers`) run
+  ``queued`` callbacks from bounded queues (:class:`~.queues.Lane`).
+- *dispatcher* means only websocket-client's object that ``WebSocketApp.run_forever``
+  reads frames through; :mod:`.transport` replaces it (``create_dispatcher``) with the
+  batch framer's reader.
+
+Imports follow ownership: an owner imports what it owns, never the reverse, and no
+module imports one that imports it back, not even for annotations
+(``tests/test_layout.py`` checks the whole package, ``TYPE_CHECKING`` imports included).
 
 Threading contract
 ------------------
@@ -32,7 +52,7 @@ handle's ``received``/``heartbeats``, its
 snapshot flag, its models (ticker, candles)
 the pool's wanted/placed tables                 any thread, under ``Pool._lock``
 client-wide problem counts, end state           any thread, under ``Runtime._lock``
-callback error counts                           any thread, under the dispatcher's lock
+callback error counts                           any thread, under the callback runner's lock
 a queue's items and figures                     any thread, under the lane's lock
 the socket, transport, redial loop              the connection's reader (``stop``/``drop``
                                                 from any thread only shut the socket)

@@ -18,7 +18,7 @@ from ..account.repair import SnapshotRepair
 from ..auth import Credentials, NonceSource, auth_error_hint, auth_event
 from ..errors import AuthenticationError, ProtocolError
 from ..events import AccountMessage, Authenticated, OrderReconciled
-from .dispatch import Dispatcher
+from .callback_runner import CallbackRunner
 from .requests import Callback, Request, RequestTracker
 
 logger = logging.getLogger("bfxsync")
@@ -48,14 +48,14 @@ class AccountSession:
     """Authentication and account state of one client (thread-safe where it says so)."""
 
     def __init__(self, credentials: Credentials, nonce: NonceSource, dms: bool, filters: Optional[Sequence[str]],
-                 dispatcher: Dispatcher) -> None:
+                 callbacks: CallbackRunner) -> None:
         self.credentials = credentials
         self._nonce = nonce
         self._dms = 4 if dms else None
         self._filters = list(filters) if filters is not None else None
         # Check dms and filters now, on the caller's thread, rather than in the reader at each auth.
         auth_event(credentials, 1, self._dms, self._filters)
-        self._dispatcher = dispatcher
+        self._callbacks = callbacks
         self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0,
                                        "auth_retries": 0, "auth_timeouts": 0, "account_frames_before_auth": 0}
         self.state = AccountState(self.counts)  # counts unreadable snapshot rows
@@ -100,7 +100,7 @@ class AccountSession:
             if self._filters is not None and not any(f.startswith("wallet") for f in self._filters):
                 self.ready.set()  # no wallet snapshot will come to wait for
             logger.info("authenticated on connection %d (user %s)", connection, self.user_id)
-            self._dispatcher.emit("authenticated", Authenticated(
+            self._callbacks.emit("authenticated", Authenticated(
                 self.user_id, caps if isinstance(caps, Mapping) else {}, self.auth_count > 1, connection))
             return None
         return self.refusal(event.get("code"), event.get("msg"))
@@ -123,7 +123,7 @@ class AccountSession:
         self.ready.clear()
         self.synced.clear()
         logger.error("authentication refused: %s", error)
-        self._dispatcher.report(error)
+        self._callbacks.report(error)
 
     def settle_late_snapshots(self, now: float) -> Optional[str]:
         """Scheduler: a snapshot the server never sends must not hold waits and inputs for ever.
@@ -181,7 +181,7 @@ class AccountSession:
         elif stream == "orders":
             if snapshot:
                 for order in self.requests.reconcile(items):
-                    self._dispatcher.emit("order_reconciled", OrderReconciled(order, order.cid, order.cid_date))
+                    self._callbacks.emit("order_reconciled", OrderReconciled(order, order.cid, order.cid_date))
             elif tag in _ORDER_EVENTS:
                 for order in items:
                     self.requests.on_order(tag, order)
@@ -191,12 +191,12 @@ class AccountSession:
             if self._expected <= self.state.snapshots_received and not self.state.damaged:
                 self.synced.set()
         message = AccountMessage(stream, items, snapshot, tag, seq, auth_seq)
-        self._dispatcher.emit("account", message)
-        self._dispatcher.emit(f"account:{stream}", message)
+        self._callbacks.emit("account", message)
+        self._callbacks.emit(f"account:{stream}", message)
 
     # -- requests ------------------------------------------------------------------------------
 
     def _run_callbacks(self, callbacks: List[Callback], request: Request) -> None:
         for callback in callbacks:
-            self._dispatcher.call((callback,), request)
+            self._callbacks.call((callback,), request)
 

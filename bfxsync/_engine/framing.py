@@ -3,7 +3,7 @@
 :class:`Framer` takes the bytes of a large socket read and handles every complete frame
 they hold in one Python loop, so a read of 256 KiB costs one call here instead of
 websocket-client's per-frame ``recv_frame`` machinery (header reads, an ``ABNF`` object,
-the dispatcher). It checks what a client must check of a server's frames: no mask, RSV
+its dispatcher). It checks what a client must check of a server's frames: no mask, RSV
 bits 0 (no extension is negotiated), known opcodes, control frames final and at most
 125 bytes, continuation frames only inside a fragmented message, a valid close payload,
 and a size limit that is checked on the header, before any payload is buffered.

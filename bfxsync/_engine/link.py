@@ -77,7 +77,7 @@ class Link(EventFrames):
 
     Args:
         url: the endpoint.
-        runtime: client-wide options, dispatcher and end state.
+        runtime: client-wide options, callback runner and end state.
         pacer: the client-wide connection pacer.
         send_pacer: the client-wide subscribe pacer.
         wake: asks the scheduler to run again within the given seconds.
@@ -89,7 +89,7 @@ class Link(EventFrames):
         self.url = url
         self.config = runtime.config
         self._runtime = runtime
-        self._dispatcher = runtime.dispatcher
+        self._callbacks = runtime.callbacks
         #: Held by every change of this link's state, whichever thread makes it.
         self.lock = LinkLock("a link")
         self.registry = ChannelRegistry(self.lock)
@@ -305,11 +305,11 @@ class Link(EventFrames):
 
     def _emit(self, kind: str, event: Any) -> None:
         """Emit to the client's handlers once the link's lock is released (at once if not held)."""
-        self.lock.later(self._dispatcher.emit, kind, event)
+        self.lock.later(self._callbacks.emit, kind, event)
 
     def _report(self, error: BfxError, subscription: Optional[Subscription] = None) -> None:
         """Report to the on_error handlers once the link's lock is released (at once if not held)."""
-        self.lock.later(self._dispatcher.report, error, subscription)
+        self.lock.later(self._callbacks.report, error, subscription)
 
     def _count(self, kind: str) -> int:
         """Add one to a counter; returns the new count (any thread)."""
@@ -387,7 +387,7 @@ class Link(EventFrames):
                 subscription._on_payload(payload, tag, seq, mts, flags)
             except ProtocolError as err:
                 self.problem("bad_payload", f"bad payload on {subscription.spec!r}: {err}")
-                self._dispatcher.report(err, subscription)
+                self._callbacks.report(err, subscription)
                 reason = subscription._on_bad_data(err)
                 if reason is not None:
                     self.resync(subscription, reason)
@@ -427,7 +427,7 @@ class Link(EventFrames):
 
     def on_reconnecting(self, attempt: int, delay: float) -> None:
         """Tell the user how long this connection waits before dialling again."""
-        self._dispatcher.emit("reconnecting", Reconnecting(attempt, delay, self.number))
+        self._callbacks.emit("reconnecting", Reconnecting(attempt, delay, self.number))
 
     def on_crashed(self, error: BaseException) -> None:
         """The reader loop failed: end the client visibly rather than leave a dead connection."""

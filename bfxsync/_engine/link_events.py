@@ -19,8 +19,8 @@ from ..errors import BfxError, ProtocolError, ServerError, SubscriptionError, Ve
 from ..events import Connected, Info, Subscribed
 from ..protocol import codec
 from ..subscriptions.base import Subscription
+from .callback_runner import CallbackRunner
 from .connection import Connection
-from .dispatch import Dispatcher
 from .ownership import LinkLock
 from .registry import ChannelRegistry
 from .runtime import Runtime
@@ -56,7 +56,7 @@ class EventFrames:
     supervision: Supervision
     counts: Counter[str]
     _runtime: Runtime
-    _dispatcher: Dispatcher
+    _callbacks: CallbackRunner
     _connected: threading.Event
     _ever_connected: bool
     _outbox: Deque[Subscription]

@@ -71,7 +71,7 @@ class LinkLock:
         for effect in later:
             try:
                 effect()
-            except Exception:  # noqa: BLE001 - the dispatcher isolates user code; a bug of ours must not stop the rest
+            except Exception:  # noqa: BLE001 - the callback runner isolates user code; a bug of ours must not stop the rest
                 logger.exception("a deferred effect of %s failed", self.name)
 
     def held(self) -> bool:

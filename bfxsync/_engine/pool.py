@@ -40,7 +40,7 @@ class Pool:
 
     Args:
         url: the endpoint every link dials.
-        runtime: client-wide options, dispatcher and end state.
+        runtime: client-wide options, callback runner and end state.
         wake: asks the scheduler to run within the given seconds.
         transport_factory: the transport of every dial.
     """
@@ -50,7 +50,7 @@ class Pool:
                  account: Optional[AccountSession] = None, auth_url: str = "") -> None:
         self.url = url
         self.config = runtime.config
-        self.dispatcher = runtime.dispatcher
+        self.callbacks = runtime.callbacks
         self._runtime = runtime
         self._wake = wake
         self._factory = transport_factory
@@ -300,23 +300,23 @@ class Pool:
         if self._account is not None:
             stats.update(self._account.session.counts)
             stats["requests_in_flight"] = self._account.session.requests.pending()
-        stats["callback_errors"] = self.dispatcher.callback_errors
+        stats["callback_errors"] = self.callbacks.callback_errors
         stats.update(self._queue_stats())
         stats["subscriptions"] = states
         stats["connections"] = len(self.links())
         return stats
 
     def _queue_stats(self) -> Dict[str, Any]:
-        """Queued dispatch: every queue's figures by name, their totals, and the dispatcher threads."""
+        """Queued callbacks: every queue's figures by name, their totals, and the callback threads."""
         lanes = {repr(sub.spec): sub.queue for sub in self.subscriptions() if sub.queue is not None}
-        lanes.update((kind, lane.stats()) for kind, lane in self.dispatcher.lanes().items())
+        lanes.update((kind, lane.stats()) for kind, lane in self.callbacks.lanes().items())
         figures = list(lanes.values())
         return {
             "queues": {name: attrs.asdict(figures) for name, figures in lanes.items()},
             "queue_depth": sum(q.depth for q in figures), "queue_lag": max((q.lag for q in figures), default=0.0),
             "queue_dropped": sum(q.dropped for q in figures), "queue_conflated": sum(q.conflated for q in figures),
             "queue_delivered": sum(q.delivered for q in figures), "queue_blocked": sum(q.blocked for q in figures),
-            "dispatch_threads": len(self.dispatcher.workers.threads()),
+            "dispatch_threads": len(self.callbacks.workers.threads()),
         }
 
     def connections(self) -> List[ConnectionInfo]:

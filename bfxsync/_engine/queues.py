@@ -1,4 +1,4 @@
-"""Queued dispatch: bounded per-subscription queues drained by a small pool of dispatcher threads.
+"""Queued callbacks: bounded per-subscription queues drained by a small pool of callback threads.
 
 A subscription (or account stream) in ``queued`` mode owns a :class:`Lane`: the reader
 thread only appends to it, and a :class:`Workers` thread later runs the callbacks. A
@@ -243,9 +243,9 @@ class Lane:
                 self.max_lag = max(self.max_lag, time.monotonic() - entry.at)
                 self._room.notify()
             try:
-                self._run(entry.item, entry.conflated)  # the dispatcher already isolates user callbacks
+                self._run(entry.item, entry.conflated)  # the callback runner already isolates user callbacks
             except Exception:  # noqa: BLE001 - a bug of ours must not leave the lane scheduled for ever
-                logger.exception("dispatching from %r failed", self)
+                logger.exception("running a queued message of %r failed", self)
             if time.monotonic() - started >= SLICE_SECONDS:
                 break
         with self._lock:
@@ -309,12 +309,12 @@ def _interrupted() -> bool:
 
 
 def on_worker_thread() -> bool:
-    """True on a dispatcher thread."""
+    """True on a callback thread."""
     return getattr(_local, "worker", False)
 
 
 class Workers:
-    """The dispatcher threads of one client (``bfxsync-dispatch-<n>``), at most ``max_threads``."""
+    """The callback threads of one client (``bfxsync-callbacks-<n>``), at most ``max_threads``."""
 
     def __init__(self, max_threads: int) -> None:
         self._max = max_threads
@@ -343,7 +343,7 @@ class Workers:
             self._ready.append(lane)
             if self._idle == 0 and len(self._threads) < self._max:
                 thread = threading.Thread(target=self._work, daemon=True,
-                                          name=f"bfxsync-dispatch-{next(_numbers)}")
+                                          name=f"bfxsync-callbacks-{next(_numbers)}")
                 self._threads.append(thread)
                 thread.start()  # under the lock: a started thread only waits for it, and join() never sees it unstarted
             else:

@@ -38,6 +38,7 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple, Union
 
+from .._version import __version__
 from ..recording import FORMAT, FORMAT_VERSION, format_frame, format_meta, redact
 from .transport import Transport, TransportFactory, TransportListener, WebSocketAppTransport
 
@@ -235,8 +236,6 @@ class Recorder:
         self.written += 1
 
     def _open(self) -> None:
-        from .. import __version__  # here, not at import time: the package imports this module first
-
         self._file = open(self.path, "w", encoding="utf-8")  # closed by the writer thread
         header = format_meta(time.time(), 0, "meta", format=FORMAT, version=FORMAT_VERSION, bfxsync=__version__)
         self._file.write(header)

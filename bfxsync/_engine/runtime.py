@@ -22,7 +22,7 @@ from typing import Callable, Counter, Optional
 
 from ..config import Config
 from ..errors import BfxError, ForkedClientError
-from .dispatch import Dispatcher, Handlers, log_visibly
+from .callback_runner import CallbackRunner, Handlers, log_visibly
 
 logger = logging.getLogger("bfxsync")
 
@@ -50,11 +50,11 @@ def forked_error(creator: int) -> ForkedClientError:
 
 
 class Runtime:
-    """Options, the dispatcher, the end state and client-wide problem counters."""
+    """Options, the callback runner, the end state and client-wide problem counters."""
 
     def __init__(self, config: Config, handlers: Handlers, on_end: Callable[[], None]) -> None:
         self.config = config
-        self.dispatcher = Dispatcher(handlers, on_fatal=self._callback_escaped, max_threads=config.dispatch_threads)
+        self.callbacks = CallbackRunner(handlers, on_fatal=self._callback_escaped, max_threads=config.dispatch_threads)
         #: Set once the client has ended (closed by the user or stopped by a fatal problem).
         self.ended = threading.Event()
         #: What stopped the client, if it did not end by ``close()``.
@@ -90,7 +90,7 @@ class Runtime:
         if first:
             if error is not None:
                 log_visibly(logging.ERROR, "the client stops: %s", error)
-                self.dispatcher.report(error)
+                self.callbacks.report(error)
             self._on_end()
 
     def _callback_escaped(self, error: BaseException) -> None:

@@ -178,8 +178,11 @@ TransportFactory = Callable[[str], Transport]
 
 
 class _FrameReader:
-    """The dispatcher ``WebSocketApp.run_forever`` reads through: it runs the transport's
-    batch framer on the socket instead of calling back into websocket-client per frame.
+    """Stands in for websocket-client's *dispatcher* (its name for the object
+    ``WebSocketApp.run_forever`` reads frames through, built by ``create_dispatcher``): it
+    runs the transport's batch framer on the socket instead of calling back into
+    websocket-client per frame. In bfxsync the word "dispatcher" means only this
+    websocket-client object (see the glossary in :mod:`bfxsync._engine`).
 
     ``reconnect`` is never called (``run_forever(reconnect=0)``); ``send`` is what
     websocket-client's own dispatchers do with outgoing frames.
@@ -218,7 +221,7 @@ class WebSocketAppTransport:
     with frames read in batches by :class:`~bfxsync._engine.framing.Framer`.
 
     websocket-client reads a frame with two or three ``recv`` calls, an ``ABNF`` object and
-    a trip through its dispatcher; at book-update rates that was half the reader thread's
+    a trip through its dispatcher (websocket-client's); at book-update rates that was half the reader thread's
     time. Here one ``recv_into`` takes whatever the kernel holds (up to ``read_size``
     bytes, into a buffer allocated once: a fresh 256 KiB ``recv`` costs an ``mmap`` every
     time, some 10 µs even for a 40-byte frame) and one framer call hands every complete

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from . import funding
-from .accounts import AccountSnapshot, notification
+from .accounts import EmulatorAccountSnapshot, notification
 from .auth import AUTH_MESSAGES, CAPS, AuthFailure, ChannelFilter, check_auth, failure_frame
 from .config import EmulatorConfig
 from .market import Market
@@ -94,7 +94,7 @@ class AccountStreams:
         self.received: collections.deque[ReceivedInput] = collections.deque(maxlen=RECEIVED_KEPT)
 
     # -- control API -----------------------------------------------------------------------
-    def snapshot(self, key: str) -> AccountSnapshot:
+    def snapshot(self, key: str) -> EmulatorAccountSnapshot:
         """A copy of one account's state; KeyError for an unknown key."""
         with self.lock:
             account = self.exchange.accounts.get(key)

@@ -18,8 +18,8 @@ import attrs
 from .config import EmulatorAccount, WalletKey
 
 __all__ = [
-    "AccountSnapshot",
     "AccountState",
+    "EmulatorAccountSnapshot",
     "FundingOffer",
     "Position",
     "WorkingOrder",
@@ -324,9 +324,9 @@ class AccountState:
         free = self.available(wallet_type, currency) if available else None
         return [wallet_type, currency, self.balance(*key), ZERO, free, description, meta]
 
-    def snapshot(self) -> AccountSnapshot:
+    def snapshot(self) -> EmulatorAccountSnapshot:
         """A frozen copy for the control API."""
-        return AccountSnapshot(
+        return EmulatorAccountSnapshot(
             key=self.key, user_id=self.user_id, wallets=dict(self.wallets),
             orders=tuple(attrs.evolve(o, meta=dict(o.meta), history=list(o.history))
                          for o in self.orders.values()),
@@ -335,8 +335,11 @@ class AccountState:
 
 
 @attrs.frozen
-class AccountSnapshot:
+class EmulatorAccountSnapshot:
     """What ``Emulator.account(key)`` returns: copies, so changing them changes nothing.
+
+    Named apart from the client's :class:`bfxsync.AccountSnapshot`, which is what a client
+    knows of an account; this is what the emulated exchange holds.
 
     Attributes:
         wallets: balance per ``(wallet type, currency)``.

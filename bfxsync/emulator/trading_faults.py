@@ -6,7 +6,7 @@ method is thread-safe and returns at once.
 from __future__ import annotations
 
 from .account_streams import ReceivedInput
-from .accounts import AccountSnapshot
+from .accounts import EmulatorAccountSnapshot
 from .hub import Hub
 
 __all__ = ["TradingControls"]
@@ -17,7 +17,7 @@ class TradingControls:
 
     _hub: Hub  # set by Emulator.__init__
 
-    def account(self, key: str) -> AccountSnapshot:
+    def account(self, key: str) -> EmulatorAccountSnapshot:
         """A copy of the account of API key ``key``: wallets, open orders, positions, offers.
 
         Raises:

@@ -30,7 +30,7 @@ from ..errors import BfxError, BfxTimeoutError, SubscriptionClosedError, Subscri
 from ..events import ChannelMessage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .._engine.dispatch import Dispatcher
+    from .._engine.callback_runner import CallbackRunner
     from ..config import Config
     from ..specs import Spec
 
@@ -50,7 +50,7 @@ class Owner(Protocol):
     """What a handle may ask of the client that holds it."""
 
     config: "Config"
-    dispatcher: "Dispatcher"
+    callbacks: "CallbackRunner"
 
     def unsubscribe(self, subscription: "Subscription") -> None:
         """Stop ``subscription`` wherever it is carried."""
@@ -88,8 +88,8 @@ class Subscription:
         self._owner = owner
         self._channel = spec.channel
         #: The client-level handlers by event kind (copy-on-write tuples, read without a lock).
-        self._client_handlers = owner.dispatcher.handlers.by_kind
-        self._call = owner.dispatcher.call
+        self._client_handlers = owner.callbacks.handlers.by_kind
+        self._call = owner.callbacks.call
         self._state = State.PENDING
         self._error: Optional[SubscriptionError] = None
         self._acked = threading.Event()
@@ -104,7 +104,7 @@ class Subscription:
         self.delivery: Delivery = take_reserved()
         self._lane: Optional[Lane] = None
         if self.delivery.queued:
-            self._lane = owner.dispatcher.workers.lane(repr(spec), self.delivery, self._run_queued)
+            self._lane = owner.callbacks.workers.lane(repr(spec), self.delivery, self._run_queued)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r} {self._state.value} chan_id={self.chan_id}>"
@@ -131,7 +131,7 @@ class Subscription:
 
     @property
     def dispatch(self) -> str:
-        """``inline`` (callbacks on the reader thread) or ``queued`` (on a dispatcher thread)."""
+        """``inline`` (callbacks on the reader thread) or ``queued`` (on a callback thread)."""
         return self.delivery.mode
 
     @property
@@ -143,7 +143,7 @@ class Subscription:
         """Register ``handler(message: ChannelMessage)`` for this subscription; usable as a decorator.
 
         Runs on the reader thread of the connection that carries the subscription, or on
-        a dispatcher thread if it was subscribed with ``dispatch="queued"``.
+        a callback thread if it was subscribed with ``dispatch="queued"``.
         """
         if not callable(handler):
             raise TypeError(f"handler must be callable, got {handler!r}")
@@ -302,7 +302,7 @@ class Subscription:
             self._call_handlers(message, client_handlers)
 
     def _run_queued(self, message: ChannelMessage[Any], conflated: int) -> None:
-        """Dispatcher thread: deliver a queued message (conflated ones counted on it)."""
+        """Callback thread: deliver a queued message (conflated ones counted on it)."""
         message = self._conflate(message, conflated) if conflated else message
         self._call_handlers(message, self._client_handlers.get(self._channel))  # as registered now
 

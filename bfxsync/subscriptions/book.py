@@ -121,7 +121,7 @@ class BookSubscription(Subscription):
         return {"checks_passed": self.checks_passed, "checks_failed": self.checks_failed, "resyncs": self.resyncs}
 
     def _conflate(self, message: Any, conflated: int) -> Any:
-        """Dispatcher thread, ``latest``: the current book (if synced) in place of the superseded messages.
+        """Callback thread, ``latest``: the current book (if synced) in place of the superseded messages.
 
         Book levels are absolute states, so an update that arrives after this and which
         the copy already reflects changes nothing when applied again.
@@ -201,7 +201,7 @@ class BookSubscription(Subscription):
         finally:
             lock.release()
         if snapshot:
-            self._owner.dispatcher.emit("book_synced", BookSynced(self, self._was_synced))
+            self._owner.callbacks.emit("book_synced", BookSynced(self, self._was_synced))
             self._was_synced = True
         self._deliver(entries, snapshot, tag, seq, mts, self._level)
 
@@ -234,9 +234,9 @@ class BookSubscription(Subscription):
             level, "checksum mismatch on %s %s: server %d, local %d%s", self.spec.symbol, self.spec.prec,
             value, local, "" if resync else " (funding book: logged only, see Config.verify_funding_checksums)",
         )
-        dispatcher = self._owner.dispatcher
-        dispatcher.emit("checksum", ChecksumMismatch(self, value, local, resync))
-        dispatcher.report(ChecksumMismatchError(self.spec.symbol, value, local), self)
+        callbacks = self._owner.callbacks
+        callbacks.emit("checksum", ChecksumMismatch(self, value, local, resync))
+        callbacks.report(ChecksumMismatchError(self.spec.symbol, value, local), self)
         return "checksum mismatch" if resync else None
 
     def _on_bad_data(self, error: Exception) -> Optional[str]:

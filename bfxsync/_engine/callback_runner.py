@@ -1,4 +1,4 @@
-"""The only place user callbacks are invoked.
+"""The callback runner: the only place user callbacks are invoked.
 
 A callback that raises never stops the stream. Its first traceback (per callback and
 exception type) is logged, later ones are counted and summarised at most once a
@@ -9,9 +9,9 @@ thread takes the current tuple without a lock, and no bfxsync lock is held while
 code runs.
 
 Callbacks run on the reader thread (``inline``) unless their subscription or account
-stream is ``queued``: then the reader only appends to a bounded queue and a dispatcher
+stream is ``queued``: then the reader only appends to a bounded queue and a callback
 thread (:mod:`.queues`) calls them here later. Client-level event kinds are routed by
-:meth:`Dispatcher.route` (the account streams use it); subscriptions hold their own queue.
+:meth:`CallbackRunner.route` (the account streams use it); subscriptions hold their own queue.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ class Handlers:
         return self.by_kind.get(kind, ())
 
 
-class Dispatcher:
+class CallbackRunner:
     """Calls handlers, isolating the stream from their exceptions.
 
     Args:
@@ -100,7 +100,7 @@ class Dispatcher:
     def __init__(self, handlers: Handlers, on_fatal: Callable[[BaseException], None], max_threads: int = 4) -> None:
         self.handlers = handlers
         self._on_fatal = on_fatal
-        #: The dispatcher threads of ``queued`` callbacks (none started until one is needed).
+        #: The callback threads of ``queued`` callbacks (none started until one is needed).
         self.workers = Workers(max_threads)
         #: Event kinds whose handlers run queued, with their queue (copy-on-write, read without a lock).
         self._routes: Dict[str, Lane] = {}
@@ -168,7 +168,7 @@ class Dispatcher:
         name = _name(handler)
         key = (name, type(err).__name__)
         now = time.monotonic()
-        # Callbacks fail on every reader and dispatcher thread: the counts change under a lock
+        # Callbacks fail on every reader and callback thread: the counts change under a lock
         # (never held while a callback runs; the logging and the error event come after).
         with self._raised_lock:
             self.callback_errors += 1
