@@ -166,7 +166,11 @@ class Request:
         waiter = self._wait_closed
         if waiter is None:
             raise ValueError(f"{self!r} was never sent, so no order to wait for")
-        return waiter(order.id, None, None, max(0.0, deadline - time.monotonic()))
+        try:
+            return waiter(order.id, None, None, max(0.0, deadline - time.monotonic()))
+        except BfxTimeoutError:
+            raise BfxTimeoutError(f"order {order.id} did not close within {timeout:g} s (it may still be open: "
+                                  "snapshot().orders has its state)") from None
 
     def add_done_callback(self, callback: Callback) -> None:
         """Call ``callback(request)`` once the outcome is known (at once if it already is)."""
