@@ -196,6 +196,16 @@ class TestWaits:
         with pytest.raises(errors.BfxTimeoutError):
             account.wait_order_closed(order.id, timeout=0.1)
 
+    def test_a_drop_with_the_order_in_flight_is_the_requests_own_unknown_outcome(self, emulator, make_client):
+        """The connection drops with the submit in flight: closed() raises OutcomeUnknownError at once, as result() does."""
+        client = authenticated(make_client, emulator.url)
+        emulator.drop_after_next_input(applied=True)
+        request = client.account.submit_order("tBTCUSD", "0.01", type="EXCHANGE MARKET")
+        started = time.monotonic()
+        with pytest.raises(errors.OutcomeUnknownError) as caught:
+            request.closed(30)
+        assert caught.value.cid == request.cid and time.monotonic() - started < 5.0
+
     def test_a_wait_while_the_connection_is_down_fails_at_once(self, emulator, make_client):
         """Not authenticated (the drop before the wait): NotConnectedError at once, unless the close is listed."""
         client = authenticated(make_client, emulator.url, attrs.evolve(FAST, backoff=attrs.evolve(

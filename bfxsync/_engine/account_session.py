@@ -227,9 +227,8 @@ class AccountSession:
         key = closed_key(order_id, cid, cid_date)  # ValueError first, whatever the thread
         refuse_on_bfxsync_thread("wait_order_closed")
         wait = _CloseWait(key)
-        with self._close_lock:
-            found = self.state.find_closed(key) if isinstance(key, int) else self.state.find_closed(
-                cid=key[0], cid_date=key[1])
+        with self._close_lock:  # then the state's lock (the reader never takes them the other way round)
+            found = self.state.find_closed(order_id, cid=cid, cid_date=cid_date)
             if found is not None:
                 return found
             if self.refused is not None:
