@@ -213,7 +213,7 @@ class TestConsistency:
         assert list(old.orders) == [1] and list(state.snapshot().orders) == [2]
 
     def test_reset(self, state):
-        """reset forgets everything, snapshots received included."""
+        """reset forgets the live state, snapshots received included (closed orders are history: see TestClosedOrders)."""
         state.apply("os", [order(1)])
         state.apply("bu", [1, 1])
         state.reset()
