@@ -14,6 +14,7 @@ from .account import AccountSnapshot
 from .account.models import (
     AccountFundingTrade,
     BalanceInfo,
+    ClosedOrder,
     FundingCredit,
     FundingInfo,
     FundingLoan,
@@ -99,7 +100,7 @@ __all__ = [
     "AuthenticationError", "Backoff", "BalanceInfo", "BfxError", "BfxTimeoutError", "BookLevel",
     "BookSnapshot", "BookSpec", "BookSubscription", "BookSynced", "CallbackError", "CallbackThreadError",
     "Candle", "CandlesSpec", "CandlesSubscription", "CertificateError", "ChannelMessage", "ChecksumMismatch",
-    "ChecksumMismatchError", "Client", "Config", "Connected", "ConnectionInfo", "Credentials",
+    "ChecksumMismatchError", "Client", "ClosedOrder", "Config", "Connected", "ConnectionInfo", "Credentials",
     "DerivativesStatus", "Disconnected", "ErrorEvent", "ForkedClientError", "FundingBookLevel", "FundingCredit",
     "FundingInfo", "FundingLoan", "FundingOffer", "FundingTicker", "FundingTrade", "Info", "Liquidation", "MaintenanceError",
     "MarginInfo", "MicrosecondNonce", "NonceSource", "NotAuthenticatedError", "NotConnectedError",

@@ -20,7 +20,7 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import bfxsync
 from bfxsync import protocol
@@ -185,31 +185,17 @@ def _num(value: Optional[decimal.Decimal]) -> str:
 
 # -- order --------------------------------------------------------------------------------
 
-class _OrderEvents:
-    """The account's order events, kept by order id (the ``on_orders`` handler: reader thread)."""
+def _settle(account: bfxsync.Account, request: bfxsync.Request, order: bfxsync.Order, grace: float) -> bfxsync.Order:
+    """The order's final row if it closes within ``grace`` seconds, else its latest open state.
 
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self.latest: Dict[int, bfxsync.Order] = {}
-        self.closed: Set[int] = set()
-
-    def __call__(self, message: bfxsync.AccountMessage) -> None:
-        with self._changed:
-            for order in message.items:
-                self.latest[order.id] = order
-                if message.tag == "oc":
-                    self.closed.add(order.id)
-            self._changed.notify_all()
-
-    def settle(self, order: bfxsync.Order, grace: float) -> bfxsync.Order:
-        """The order's last known state, after up to ``grace`` seconds for it to close.
-
-        The request settles on the first order event, which for an order that fills at once
-        still says ACTIVE; its ``oc`` (EXECUTED, or cancelled by the engine) follows right after.
-        """
-        with self._changed:
-            self._changed.wait_for(lambda: order.id in self.closed, grace)
-            return self.latest.get(order.id, order)
+    The request settles at acceptance, which for an order that fills at once still says
+    ACTIVE; its ``oc`` (EXECUTED, or cancelled by the engine) follows in the same burst.
+    """
+    try:
+        closed = request.closed(grace)
+    except bfxsync.BfxError:  # still open (a resting limit order), or the connection dropped meanwhile
+        return account.snapshot().orders.get(order.id, order)
+    return closed.order if closed.known else order
 
 
 def _order(stack: contextlib.ExitStack, args: argparse.Namespace) -> int:
@@ -222,10 +208,9 @@ def _order(stack: contextlib.ExitStack, args: argparse.Namespace) -> int:
         raise _Failure(str(err), EXIT_USAGE) from None
     client, _ = _open(stack, args, args.timeout, args.symbol)
     account = _account_of(client)
-    events = _OrderEvents()
-    account.on_orders(events)
     try:
-        order = account.submit_order(args.symbol, args.amount, args.price, args.type, **options).result(args.timeout)
+        request = account.submit_order(args.symbol, args.amount, args.price, args.type, **options)
+        order = request.result(args.timeout)
     except bfxsync.OrderError as err:
         raise _Failure(f"order refused: {err.msg}", EXIT_FAILURE) from None
     except bfxsync.BfxTimeoutError:
@@ -233,7 +218,7 @@ def _order(stack: contextlib.ExitStack, args: argparse.Namespace) -> int:
                        "(bfxsync account shows the open orders)", EXIT_FAILURE) from None
     except bfxsync.BfxError as err:  # OutcomeUnknownError, MaintenanceError, NotAuthenticatedError
         raise _Failure(str(err), EXIT_FAILURE) from None
-    final = events.settle(order, SETTLE_GRACE)
+    final = _settle(account, request, order, SETTLE_GRACE)
     print(order_line(final), flush=True)
     # Accepted, then cancelled by the exchange without any fill (POSTONLY CANCELED, FILLORKILL
     # CANCELED, ...): the line says why; the status tells scripts that nothing was done.

@@ -9,6 +9,7 @@ from attrs import field, frozen
 from attrs.validators import ge, gt, in_, instance_of, le, optional
 
 from . import protocol
+from .account.state import MAX_CLOSED_ORDERS
 from .backoff import Backoff
 
 
@@ -59,6 +60,9 @@ class Config:
             of ``input_burst`` (the docs allow ``calc`` 8 times a second); inputs wait,
             they are never dropped.
         input_burst: account inputs that may leave at once.
+        max_closed_orders: closed orders the account keeps with their final status
+            (``Account.closed_order``, ``AccountSnapshot.closed_orders``); the oldest close
+            is forgotten first.
         dispatch: how callbacks run unless a subscription or account stream says otherwise:
             ``inline`` (on the connection's reader thread, in frame order) or ``queued``
             (the reader only queues; a callback thread runs them, in order per
@@ -106,6 +110,7 @@ class Config:
     idle_connection_grace: float = field(default=10.0, validator=ge(0))
     input_rate: float = field(default=8.0, validator=gt(0))
     input_burst: int = field(default=8, validator=ge(1))
+    max_closed_orders: int = field(default=MAX_CLOSED_ORDERS, validator=ge(1))
     max_frame_size: int = field(default=16 * 1024 * 1024, validator=ge(1024))
     record: Optional[str] = field(default=None, converter=_path_or_none)
     record_max_bytes: int = field(default=256 * 1024 * 1024, validator=ge(4096))

@@ -20,6 +20,7 @@ from ._engine.queues import QueueStats
 from ._engine.requests import KINDS, Request
 from ._engine.threads import poll
 from .account import AccountSnapshot, inputs as build
+from .account.models import ClosedOrder
 from .auth import Credentials
 from .errors import BfxTimeoutError, MaintenanceError, NotConnectedError
 
@@ -70,6 +71,41 @@ class Account:
     def snapshot(self) -> AccountSnapshot:
         """A consistent copy of the live account state (orders, positions, wallets, funding, balance, margin)."""
         return self._session.state.snapshot()
+
+    def closed_order(self, order_id: Optional[int] = None, *, cid: Optional[int] = None,
+                     cid_date: Any = None) -> Optional[ClosedOrder]:
+        """How a recently closed order ended, by id or by ``cid`` and ``cid_date``; None if not among them.
+
+        The account keeps the last ``Config.max_closed_orders`` closes (default 1000) with the
+        exchange's final status (``EXECUTED @ ...``, ``CANCELED``, ``POSTONLY CANCELED``, ...), or
+        None as status when the order vanished unseen (see
+        :class:`~bfxsync.account.models.ClosedOrder`). Same as ``snapshot().closed_order(...)``
+        without building a snapshot. ``cid_date`` is the order's UTC creation date (a ``date``
+        or ``"YYYY-MM-DD"``; ``Order.cid_date``, ``Request.cid_date``).
+
+        Raises:
+            ValueError: neither an id nor both cid and cid_date, or both.
+        """
+        return self._session.state.find_closed(order_id, cid=cid, cid_date=cid_date)
+
+    def wait_order_closed(self, order_id: Optional[int] = None, *, cid: Optional[int] = None,
+                          cid_date: Any = None, timeout: float = 10.0) -> ClosedOrder:
+        """Block until the order (by id, or by ``cid`` and ``cid_date``) closed, and return how it ended.
+
+        Returns at once when the close is already among the closed orders, so it never misses an
+        ``oc`` that arrived before the call. ``Request.closed()`` does the same for an order you
+        submitted, updated or cancelled in this client.
+
+        Raises:
+            BfxTimeoutError: not closed within ``timeout`` (it may still be open; safe to call again).
+            NotConnectedError: the account connection is down, or dropped while waiting (a close
+                then would go unseen); after re-authentication, the open orders and
+                :meth:`closed_order` tell the order's state.
+            AuthenticationError: the server refused to authenticate.
+            ValueError: neither an id nor both cid and cid_date, or both.
+            CallbackThreadError: called from a callback.
+        """
+        return self._session.wait_closed(order_id, cid, cid_date, timeout)
 
     def wait_authenticated(self, timeout: float = 10.0) -> "Account":
         """Block until authenticated and the account snapshots are in, and return ``self``.

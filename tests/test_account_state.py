@@ -213,7 +213,7 @@ class TestConsistency:
         assert list(old.orders) == [1] and list(state.snapshot().orders) == [2]
 
     def test_reset(self, state):
-        """reset forgets everything, snapshots received included."""
+        """reset forgets the live state, snapshots received included (closed orders are history: see TestClosedOrders)."""
         state.apply("os", [order(1)])
         state.apply("bu", [1, 1])
         state.reset()
@@ -386,3 +386,170 @@ class TestCostPerEvent:
                 r.join(10)
         assert not any(r.is_alive() for r in readers)
         assert not problems, problems[:3]
+
+
+def closed_row(oid, status, mts_update=1700000005000, amount="0", cid=None, mts=1700000000000):
+    """The ``oc`` row of order ``oid``: its final status and update time (cid ``oid + 1000`` unless given)."""
+    row = replaced(replaced(order(oid, amount=amount, status=status, mts=mts), 5, mts_update), 7, "0.1")
+    return replaced(row, 2, cid) if cid is not None else row
+
+
+class TestClosedOrders:
+    def test_oc_moves_the_order_to_the_closed_list_with_its_status_and_time(self, state):
+        """oc: gone from the open orders, listed with the exchange's status text, the update time and the final row."""
+        state.apply("os", [order(1), order(2)])
+        state.apply("oc", closed_row(1, "EXECUTED @ 30000.5(0.1)", mts_update=1700000001234))
+        snap = state.snapshot()
+        assert list(snap.orders) == [2] and list(snap.closed_orders) == [1]
+        closed = snap.closed_orders[1]
+        assert (closed.status, closed.status_word, closed.known) == ("EXECUTED @ 30000.5(0.1)", "EXECUTED", True)
+        assert closed.mts_closed == 1700000001234 and closed.order.amount == 0 and closed.order.amount_orig == Decimal("0.1")
+        assert (closed.id, closed.cid, closed.cid_date) == (1, 1001, "2023-11-14")
+
+    def test_lookups_by_id_and_by_cid_with_its_date(self, state):
+        """closed_order(id) and closed_order(cid=, cid_date=) (str or date) find it, on the snapshot and live."""
+        import datetime
+
+        state.apply("oc", closed_row(7, "CANCELED"))
+        snap = state.snapshot()
+        for find in (snap.closed_order, state.find_closed):
+            assert find(7).status == "CANCELED"
+            assert find(cid=1007, cid_date="2023-11-14").id == 7
+            assert find(cid=1007, cid_date=datetime.date(2023, 11, 14)).id == 7
+            assert find(8) is None and find(cid=1007, cid_date="2023-11-15") is None
+            assert find(cid=1, cid_date="2023-11-14") is None
+
+    @pytest.mark.parametrize("args, kwargs, message", [
+        ((), {}, "give the order id, or both cid and cid_date"),
+        ((), {"cid": 1}, "give the order id, or both"),
+        ((1,), {"cid": 1, "cid_date": "2023-11-14"}, "not both"),
+        (("1",), {}, "order_id must be an int"),
+        ((), {"cid": 1, "cid_date": "14/11/2023"}, "cid_date must be a date"),
+    ])
+    def test_a_lookup_without_a_usable_key_is_refused(self, state, args, kwargs, message):
+        """Wrong lookup arguments raise ValueError naming the problem (snapshot and live alike)."""
+        for find in (state.snapshot().closed_order, state.find_closed):
+            with pytest.raises(ValueError, match=message):
+                find(*args, **kwargs)
+
+    def test_an_oc_for_an_unknown_order_is_listed_and_leaves_the_open_orders_alone(self, state):
+        """oc without on (filled at once, or another connection's order before our snapshot): listed all the same."""
+        state.apply("os", [order(1)])
+        before = state.snapshot()
+        stream, models, _ = state.apply("oc", closed_row(9, "EXECUTED @ 30000.0(0.1)"))
+        snap = state.snapshot()
+        assert (stream, models[0].id) == ("orders", 9)
+        assert snap.orders == before.orders and snap.closed_orders[9].status_word == "EXECUTED"
+
+    def test_a_duplicate_oc_changes_nothing(self, state):
+        """A repeated oc (even with another status) neither replaces, reorders nor evicts: the first report stands."""
+        state = AccountState(max_closed=2)
+        told = []
+        state.on_close = told.append
+        state.apply("oc", closed_row(1, "CANCELED"))
+        state.apply("oc", closed_row(2, "EXECUTED @ 1(0.1)"))
+        first = state.snapshot()
+        state.apply("oc", closed_row(1, "EXECUTED @ 2(0.1)"))
+        assert state.snapshot() is first  # nothing changed, not even a new copy
+        assert [(c.id, c.status) for c in first.closed_orders.values()] == [(1, "CANCELED"), (2, "EXECUTED @ 1(0.1)")]
+        assert [c.id for c in told] == [1, 2]
+
+    def test_the_bound_evicts_the_oldest_close_and_its_cid(self, state):
+        """max_closed=3 and 5 closes: the last 3 stay, in close order; the evicted are found neither by id nor by cid."""
+        state = AccountState(max_closed=3)
+        for oid in range(1, 6):
+            state.apply("oc", closed_row(oid, "CANCELED"))
+        snap = state.snapshot()
+        assert list(snap.closed_orders) == [3, 4, 5]
+        for find in (snap.closed_order, state.find_closed):
+            assert find(1) is None and find(cid=1002, cid_date="2023-11-14") is None
+            assert find(cid=1003, cid_date="2023-11-14").id == 3
+
+    def test_evicting_an_old_order_keeps_a_newer_one_with_the_same_cid(self):
+        """Two orders with one cid and date (the exchange does not stop it): evicting the older keeps the newer findable."""
+        state = AccountState(max_closed=2)
+        state.apply("oc", closed_row(1, "CANCELED", cid=55))
+        state.apply("oc", closed_row(2, "CANCELED", cid=55))
+        assert state.find_closed(cid=55, cid_date="2023-11-14").id == 2
+        assert state.snapshot().closed_order(cid=55, cid_date="2023-11-14").id == 2
+        state.apply("oc", closed_row(3, "CANCELED"))  # evicts 1
+        assert state.find_closed(cid=55, cid_date="2023-11-14").id == 2
+
+    def test_the_bound_must_be_positive(self):
+        with pytest.raises(ValueError, match="max_closed must be from 1"):
+            AccountState(max_closed=0)
+
+    def test_orders_gone_from_the_snapshot_after_a_reset_close_with_an_unknown_status(self, state):
+        """Open before the re-authentication, missing from the fresh os, no oc: listed with status None, not guessed."""
+        state.apply("os", [order(1), order(2), order(3, amount="0.05", status="PARTIALLY FILLED @ 30000.0(0.05)")])
+        state.apply("oc", closed_row(2, "CANCELED"))
+        state.reset()
+        assert list(state.snapshot().closed_orders) == [2]  # history survives the reset
+        started = int(time.time() * 1000)
+        state.apply("os", [order(1)])
+        snap = state.snapshot()
+        assert list(snap.orders) == [1] and list(snap.closed_orders) == [2, 3]
+        unseen = snap.closed_orders[3]
+        assert (unseen.status, unseen.known, unseen.status_word) == (None, False, "")
+        assert unseen.order.status_word == "PARTIALLY FILLED" and unseen.order.amount == Decimal("0.05")  # the last known row
+        assert started <= unseen.mts_closed <= int(time.time() * 1000)
+        state.reset()
+        state.apply("os", [])
+        assert snap.closed_orders.keys() <= state.snapshot().closed_orders.keys()  # the orphans are told once
+        assert list(state.snapshot().closed_orders) == [2, 3, 1]
+
+    def test_a_late_oc_replaces_an_unknown_close_in_place(self, state):
+        """The exchange's word beats "unknown": an oc for an order listed with status None fills the status in."""
+        state.apply("os", [order(1), order(2)])
+        state.apply("os", [])  # a second os without them (no reset): both closed unseen
+        state.apply("oc", closed_row(1, "CANCELED was: PARTIALLY FILLED @ 30000.0(0.01)"))
+        closed = state.snapshot().closed_orders
+        assert list(closed) == [1, 2] and closed[1].status_word == "CANCELED" and closed[2].status is None
+
+    def test_an_unreadable_row_does_not_close_its_order(self, state):
+        """A fresh os whose row for an open order cannot be read: the order is damaged, never called closed."""
+        state.apply("os", [order(1), order(2)])
+        state.reset()
+        state.apply("os", [order(1), replaced(order(2), 16, "NaN")])
+        assert dict(state.snapshot().closed_orders) == {} and state.snapshot().damaged == {"os"}
+
+    def test_an_unreadable_oc_lists_nothing(self, state):
+        """An oc that cannot be read marks the orders damaged and lists no close."""
+        state.apply("os", [order(1)])
+        with pytest.raises(ProtocolError):
+            state.apply("oc", replaced(closed_row(1, "CANCELED"), 6, "NaN"))
+        assert dict(state.snapshot().closed_orders) == {} and 1 in state.snapshot().orders
+
+    def test_snapshots_of_the_closed_orders_are_read_only_and_stable(self, state):
+        state.apply("oc", closed_row(1, "CANCELED"))
+        old = state.snapshot()
+        with pytest.raises(TypeError):
+            old.closed_orders[2] = old.closed_orders[1]
+        state.apply("oc", closed_row(2, "CANCELED"))
+        assert list(old.closed_orders) == [1] and list(state.snapshot().closed_orders) == [1, 2]
+
+    def test_a_reader_sees_every_order_open_or_closed(self, state):
+        """oc removes and lists in one step: a reader never sees an order that is in neither map."""
+        done = threading.Event()
+        problems = []
+
+        def read():
+            while not done.is_set():
+                snap = state.snapshot()
+                wallet = snap.wallet("exchange", "USD")
+                k = int(wallet.balance) if wallet else 0  # orders 1..k were placed before this wallet update
+                missing = [i for i in range(max(1, k - 50), k + 1) if i not in snap.orders and i not in snap.closed_orders]
+                if missing:
+                    problems.append(missing)
+
+        reader = threading.Thread(target=read, name="closed-reader")
+        reader.start()
+        try:
+            for k in range(1, 2001):
+                state.apply("on", order(k))
+                state.apply("wu", ["exchange", "USD", k, 0])
+                state.apply("oc", closed_row(k, "CANCELED"))
+        finally:
+            done.set()
+            reader.join(10)
+        assert not reader.is_alive() and not problems, problems[:3]

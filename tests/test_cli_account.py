@@ -81,6 +81,7 @@ def runs(emulators):
         procs.start("limit", "order", "tBTCUSD", "0.01", "--price", "20000", "--emulator")
         procs.start("market", "order", "tBTCUSD", "-0.1", "--type", "exchange market", "--emulator")
         procs.start("post_only", "order", "tBTCUSD", "-0.1", "--price", "1000", "--post-only", "--emulator")
+        procs.start("ioc", "order", "tBTCUSD", "0.01", "--price", "1000", "--type", "exchange ioc", "--emulator")
         procs.start("no_balance", "order", "tBTCUSD", "100", "--price", "30000", "--emulator")
         procs.start("env_order", "order", "tBTCUSD", "-0.25", "--price", "90000", "--cid", "4242", "--url", url, **test_creds)
         procs.start("no_creds", "account", "--url", url, "--once")
@@ -168,6 +169,13 @@ class TestOrder:
         code, out, err = runs.result("post_only")
         assert code == 1, err
         assert re.match(r"order \d+ POSTONLY CANCELED \| tBTCUSD EXCHANGE LIMIT sell 0\.1 @ 1000 \| remaining 0\.1", out), out
+
+    def test_ioc_that_cannot_fill_shows_its_final_status(self, runs):
+        """An IOC buy under the asks is accepted, then cancelled unfilled: the line shows IOC CANCELED, status 1."""
+        code, out, err = runs.result("ioc")
+        assert code == 1, err
+        assert re.fullmatch(r"order \d+ IOC CANCELED \| tBTCUSD EXCHANGE IOC buy 0\.01 @ 1000 \| remaining 0\.01 "
+                            r"\| cid \d+\n", out), out
 
     def test_insufficient_balance_is_refused_with_the_reason(self, runs):
         """An order beyond the wallet is refused: the server's reason in one line, status 1, nothing on stdout."""

@@ -55,6 +55,7 @@ class AccountLink(Link):
         super().__init__(url, runtime, pacer, send_pacer, wake, transport_factory)
         self.session = session
         session.repair.backoff = runtime.config.backoff  # re-authentications for damaged state pace like redials
+        session.state.max_closed = runtime.config.max_closed_orders  # before the reader starts writing
         self._input_pacer = input_pacer
         # The input queue and the connection generation it belongs to: written under _input_lock
         # only (user threads enqueue, the reader and the scheduler send, the reader clears on a drop).
@@ -151,7 +152,7 @@ class AccountLink(Link):
             # queued here (and fails as never sent) or was refused; none waits for the next one.
             self._generation += 1
             self._inputs.clear()
-            self.session.connection_lost()
+            self.session.connection_lost(reason)
         self.session.requests.fail_all(reason)  # outside the lock: callbacks may run
         super().on_closed(reason, code, will_reconnect)
 

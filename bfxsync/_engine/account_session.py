@@ -5,21 +5,29 @@ same options, and the state is rebuilt from the fresh snapshots (``Authenticated
 ``reauthenticated=True`` says so). Channel-0 frames are applied to
 :class:`~bfxsync.account.AccountState` (readable from any thread as consistent
 snapshots) and delivered to the per-stream callbacks.
+
+Waits for an order's close (:meth:`AccountSession.wait_closed`) look in the closed orders
+and register under ``_close_lock`` in one step; the reader, after recording a close in the
+state, wakes the matching waits under the same lock, so a close is never missed between the
+look and the wait. A drop (or the client's end) fails every wait at once.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..account import AccountState
+from ..account.models import ClosedOrder
 from ..account.repair import SnapshotRepair
+from ..account.state import closed_key
 from ..auth import Credentials, NonceSource, auth_error_hint, auth_event
-from ..errors import AuthenticationError, ProtocolError
+from ..errors import AuthenticationError, BfxTimeoutError, NotConnectedError, ProtocolError
 from ..events import AccountMessage, Authenticated, OrderReconciled
 from .callback_runner import CallbackRunner
 from .requests import Callback, Request, RequestTracker
+from .threads import refuse_on_bfxsync_thread, wait_event
 
 logger = logging.getLogger("bfxsync")
 
@@ -27,6 +35,33 @@ logger = logging.getLogger("bfxsync")
 _ORDER_EVENTS = ("on", "ou", "oc")
 #: Seconds after authentication after which missing snapshots are no longer waited for.
 SNAPSHOT_GRACE = 5.0
+
+
+class _CloseWait:
+    """One thread waiting for one order's close; settled once by the reader or a drop (under ``_close_lock``)."""
+
+    def __init__(self, key: Union[int, Tuple[int, str]]) -> None:
+        self.key = key
+        self.done = threading.Event()
+        self.closed: Optional[ClosedOrder] = None
+        self.error: Optional[Exception] = None
+
+    def matches(self, closed: ClosedOrder) -> bool:
+        if isinstance(self.key, int):
+            return closed.id == self.key
+        return closed.cid == self.key[0] and _cid_date(closed) == self.key[1]
+
+
+def _cid_date(closed: ClosedOrder) -> Optional[str]:
+    """The cid date, or None for a creation time that no date has."""
+    try:
+        return closed.cid_date
+    except (ValueError, OverflowError):
+        return None
+
+
+def _describe(key: Union[int, Tuple[int, str]]) -> str:
+    return f"order {key}" if isinstance(key, int) else f"the order with cid {key[0]} of {key[1]}"
 
 
 def _expected_snapshots(filters: Optional[Sequence[str]]) -> FrozenSet[str]:
@@ -59,9 +94,13 @@ class AccountSession:
         self.counts: Dict[str, int] = {"authentications": 0, "account_sequence_gaps": 0, "account_frames": 0,
                                        "auth_retries": 0, "auth_timeouts": 0, "account_frames_before_auth": 0}
         self.state = AccountState(self.counts)  # counts unreadable snapshot rows
+        self.state.on_close = self._order_closed
+        # Waits for a close; the list and every wait's fields are written under _close_lock only.
+        self._close_lock = threading.Lock()
+        self._close_waits: List[_CloseWait] = []
         #: When to re-authenticate for damaged state (the account link's sweep asks; it sets the back-off).
         self.repair = SnapshotRepair(self.counts)
-        self.requests = RequestTracker(self._run_callbacks)
+        self.requests = RequestTracker(self._run_callbacks, self.wait_closed)
         #: Set while authenticated and the wallet snapshot is in (inputs may go out).
         self.ready = threading.Event()
         #: Set once every snapshot the filters ask for arrived (or SNAPSHOT_GRACE passed after auth).
@@ -148,11 +187,68 @@ class AccountSession:
             self.synced.set()
         return None
 
-    def connection_lost(self) -> None:
-        """The account connection ended: inputs may no longer leave (the link holds its input lock)."""
+    def connection_lost(self, reason: str = "the connection dropped") -> None:
+        """The account connection ended: inputs may no longer leave (the link holds its input lock),
+        and waits for a close fail now (a close while disconnected would go unseen)."""
         self.authenticated.clear()
         self.ready.clear()
         self.synced.clear()
+        with self._close_lock:
+            waits, self._close_waits = self._close_waits, []
+            for wait in waits:
+                wait.error = NotConnectedError(
+                    f"the account connection ended while waiting for {_describe(wait.key)} to close ({reason}); "
+                    "after re-authentication, the open orders and closed_order() tell its state (a close "
+                    "missed meanwhile is listed with an unknown status)")
+                wait.done.set()
+
+    # -- closes (reader thread: _order_closed; any other thread: wait_closed) --------------------
+
+    def _order_closed(self, closed: ClosedOrder) -> None:
+        """The state recorded a close: wake the waits for that order."""
+        with self._close_lock:
+            if not self._close_waits:
+                return
+            still = []
+            for wait in self._close_waits:
+                if wait.matches(closed):
+                    wait.closed = closed
+                    wait.done.set()
+                else:
+                    still.append(wait)
+            self._close_waits = still
+
+    def wait_closed(self, order_id: Optional[int] = None, cid: Optional[int] = None, cid_date: Any = None,
+                    timeout: float = 10.0) -> ClosedOrder:
+        """Block until the order (by id, or by cid and cid date) closed, and return how it ended.
+
+        Returns at once when it is already among the closed orders. See ``Account.wait_order_closed``.
+        """
+        key = closed_key(order_id, cid, cid_date)  # ValueError first, whatever the thread
+        refuse_on_bfxsync_thread("wait_order_closed")
+        wait = _CloseWait(key)
+        with self._close_lock:  # then the state's lock (the reader never takes them the other way round)
+            found = self.state.find_closed(order_id, cid=cid, cid_date=cid_date)
+            if found is not None:
+                return found
+            if self.refused is not None:
+                raise self.refused
+            if not self.authenticated.is_set():
+                raise NotConnectedError(f"cannot wait for {_describe(key)} to close: the account connection is "
+                                        "down or not authenticated yet (wait_authenticated() waits for it)")
+            self._close_waits.append(wait)
+        if not wait_event(wait.done, timeout):
+            with self._close_lock:
+                if wait in self._close_waits:
+                    self._close_waits.remove(wait)
+        with self._close_lock:  # settled under this lock: read the outcome under it too
+            closed, error = wait.closed, wait.error
+        if closed is not None:
+            return closed
+        if error is not None:
+            raise error
+        raise BfxTimeoutError(f"{_describe(key)} did not close within {timeout:g} s (it may still be open: "
+                              "snapshot().orders has its state)")
 
     # -- channel 0 (reader thread) ----------------------------------------------------------
 

@@ -21,6 +21,11 @@ Correlation, strictest first:
   array is all null, real frames) answers the oldest unanswered request of its kind; funding
   offers and multi-operations are answered in order.
 
+A request settles at acceptance, so a new order's result says ``ACTIVE`` even when it filled
+at once (the exchange sends ``n``, ``on`` and ``oc`` in one burst, and the answer is the
+first order event). :meth:`Request.closed` then waits for how the order ended, from the
+account's closed orders.
+
 Nothing stays in flight for ever: a request not answered within its deadline fails with
 :class:`OutcomeUnknownError` and joins reconciliation. When the connection drops, a request
 whose input was sent fails with :class:`OutcomeUnknownError`, one whose input never left
@@ -39,10 +44,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..account._wire import date_of_ms
 from ..account.inputs import RequestRef
+from ..account.models import ClosedOrder
 from ..errors import BfxTimeoutError, NotSentError, OrderError, OutcomeUnknownError
 from .threads import refuse_on_bfxsync_thread, wait_event
 
 Callback = Callable[["Request"], Any]
+#: Waits for an order's close: ``(order_id, cid, cid_date, timeout) -> ClosedOrder`` (the account session's).
+CloseWaiter = Callable[[Optional[int], Optional[int], Optional[str], float], ClosedOrder]
 
 #: The request kind of each input tag.
 KINDS = {"on": "submit", "ou": "update", "oc": "cancel", "oc_multi": "cancel_multi", "ox_multi": "multi",
@@ -50,6 +58,8 @@ KINDS = {"on": "submit", "ou": "update", "oc": "cancel", "oc_multi": "cancel_mul
 #: Notification type -> the request kind it answers.
 _ANSWERS = {"on-req": "submit", "ou-req": "update", "oc-req": "cancel", "oc_multi-req": "cancel_multi",
             "ox_multi-req": "multi", "fon-req": "funding_offer", "foc-req": "cancel_funding_offer"}
+#: Kinds that concern one order, whose close :meth:`Request.closed` can wait for.
+_ORDER_KINDS = ("submit", "update", "cancel")
 #: Kinds whose notification carries nothing to correlate on reliably: answered first in, first out.
 _ANSWERED_IN_ORDER = ("funding_offer", "cancel_funding_offer", "cancel_multi", "multi")
 #: An order created this close (ms) to the moment its submit was made answers it even when the
@@ -87,6 +97,8 @@ class Request:
         self._result: Any = None
         self._error: Optional[BaseException] = None
         self._callbacks: List[Callback] = []
+        #: Set when the tracker registers the request (before it is sent).
+        self._wait_closed: Optional[CloseWaiter] = None
         # Written under the tracker's lock only.
         self._on_wire = False  # the link handed the input to the socket
         self._expired = False  # ended at its deadline; kept to take its own late answers
@@ -105,6 +117,10 @@ class Request:
     def result(self, timeout: float = 10.0) -> Any:
         """Block until the outcome is known and return it (the order model, for orders).
 
+        For a new order, the model is the order as the exchange accepted it: ``ACTIVE`` even when
+        it filled or was cancelled right away (a market order, a post-only that would take), as the
+        first order event settles the request. :meth:`closed` waits for how it ended.
+
         Raises:
             OrderError: the server refused the request (its text in the message).
             OutcomeUnknownError: no answer within the request's deadline, or the connection dropped
@@ -119,6 +135,42 @@ class Request:
         if self._error is not None:
             raise self._error
         return self._result
+
+    def closed(self, timeout: float = 10.0) -> ClosedOrder:
+        """Block until the order this request is about closed, and return how it ended.
+
+        For ``submit``, ``update`` and ``cancel`` requests: first waits for the request's own
+        outcome (as :meth:`result`), then for the order's ``oc``. Returns at once when the close
+        already arrived: a market order's ``EXECUTED @ ...``, a post-only's ``POSTONLY CANCELED``,
+        a cancel's ``CANCELED`` are usually in by the time ``result()`` returns. The
+        :class:`~bfxsync.account.models.ClosedOrder` has the final row and the exchange's status
+        text (docs: ws-auth-orders).
+
+        Args:
+            timeout: seconds for both waits together.
+
+        Raises:
+            BfxTimeoutError: not closed within ``timeout`` (the order may still be open; this
+                request and the order are unchanged, so calling again is safe).
+            NotConnectedError: the account connection dropped while waiting (or was down): a close
+                then would go unseen. After re-authentication, ``Account.closed_order()`` and the
+                open orders tell the order's state.
+            OrderError, OutcomeUnknownError, NotSentError: the request itself failed (see :meth:`result`).
+            ValueError: the request is not about one order (multi-op, funding, ...).
+            CallbackThreadError: called from a callback.
+        """
+        if self.kind not in _ORDER_KINDS:
+            raise ValueError(f"closed() waits for one order's close; a {self.kind} request is not about one order")
+        deadline = time.monotonic() + timeout
+        order = self.result(timeout)
+        waiter = self._wait_closed
+        if waiter is None:
+            raise ValueError(f"{self!r} was never sent, so no order to wait for")
+        try:
+            return waiter(order.id, None, None, max(0.0, deadline - time.monotonic()))
+        except BfxTimeoutError:
+            raise BfxTimeoutError(f"order {order.id} did not close within {timeout:g} s (it may still be open: "
+                                  "snapshot().orders has its state)") from None
 
     def add_done_callback(self, callback: Callback) -> None:
         """Call ``callback(request)`` once the outcome is known (at once if it already is)."""
@@ -163,8 +215,10 @@ def _same_number(sent: Any, got: Any) -> bool:
 class RequestTracker:
     """Requests awaiting their answer, in send order (own lock; see the module's thread notes)."""
 
-    def __init__(self, run_callbacks: Callable[[List[Callback], Request], None]) -> None:
+    def __init__(self, run_callbacks: Callable[[List[Callback], Request], None],
+                 wait_closed: Optional[CloseWaiter] = None) -> None:
         self._lock = threading.Lock()
+        self._wait_closed = wait_closed
         self._pending: List[Request] = []  # in registration order, which is send order
         self._submits: Dict[int, Request] = {}  # cid -> the pending new order with that cid
         self._run = run_callbacks
@@ -186,6 +240,7 @@ class RequestTracker:
                                      "was submitted and is not answered yet): give each order its own cid")
                 self._submits[request.cid] = request
             self._pending.append(request)
+            request._wait_closed = self._wait_closed
 
     def forget(self, request: Request) -> None:
         """Drop a request that was never sent (refused before it was queued)."""
@@ -404,4 +459,4 @@ def _answers_update(request: Request, order: Any) -> bool:
     return price is None or order.price is None or _same_number(price, order.price)
 
 
-__all__ = ["KINDS", "Request", "RequestTracker"]
+__all__ = ["KINDS", "CloseWaiter", "Request", "RequestTracker"]

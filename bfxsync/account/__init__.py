@@ -31,6 +31,7 @@ from .inputs import (
 from .models import (
     AccountFundingTrade,
     BalanceInfo,
+    ClosedOrder,
     FundingCredit,
     FundingInfo,
     FundingLoan,
@@ -44,12 +45,12 @@ from .models import (
     Wallet,
     status_word,
 )
-from .state import SNAPSHOT_TAGS, STREAMS, AccountSnapshot, AccountState
+from .state import MAX_CLOSED_ORDERS, SNAPSHOT_TAGS, STREAMS, AccountSnapshot, AccountState
 
 __all__ = [
-    "CLOSE", "HIDDEN", "NO_VAR_RATES", "OCO", "ORDER_TYPES", "POST_ONLY", "REDUCE_ONLY", "SNAPSHOT_TAGS", "STREAMS",
-    "AccountFundingTrade", "AccountSnapshot", "AccountState", "BalanceInfo", "FundingCredit", "FundingInfo",
-    "FundingLoan", "FundingOffer", "MarginInfo", "Notification", "Order", "Position", "RequestRef",
-    "SymbolMarginInfo", "UserTrade", "Wallet", "calc", "cancel_funding_offer", "cancel_order", "cancel_orders",
+    "CLOSE", "HIDDEN", "MAX_CLOSED_ORDERS", "NO_VAR_RATES", "OCO", "ORDER_TYPES", "POST_ONLY", "REDUCE_ONLY",
+    "SNAPSHOT_TAGS", "STREAMS", "AccountFundingTrade", "AccountSnapshot", "AccountState", "BalanceInfo", "ClosedOrder",
+    "FundingCredit", "FundingInfo", "FundingLoan", "FundingOffer", "MarginInfo", "Notification", "Order", "Position",
+    "RequestRef", "SymbolMarginInfo", "UserTrade", "Wallet", "calc", "cancel_funding_offer", "cancel_order", "cancel_orders",
     "cid_date_of", "new_funding_offer", "new_order", "order_multi_op", "status_word", "update_order",
 ]

@@ -43,7 +43,7 @@ from ._wire import (
 from .funding import AccountFundingTrade, FundingCredit, FundingInfo, FundingLoan, FundingOffer
 
 __all__ = [
-    "AccountFundingTrade", "BalanceInfo", "FundingCredit", "FundingInfo", "FundingLoan", "FundingOffer",
+    "AccountFundingTrade", "BalanceInfo", "ClosedOrder", "FundingCredit", "FundingInfo", "FundingLoan", "FundingOffer",
     "MarginInfo", "Notification", "Order", "Position", "SymbolMarginInfo", "UserTrade", "Wallet", "status_word",
 ]
 
@@ -105,6 +105,65 @@ class Order:
             _opt_dec(_at(row, 18)), _opt_dec(_at(row, 19)), _flag(_at(row, 23)), _flag(_at(row, 24)),
             _opt_int(_at(row, 25)), _opt_str(_at(row, 28)), _at(row, 31),
         ))
+
+
+@frozen
+class ClosedOrder:
+    """An order that left the open orders, and how it ended (:attr:`AccountSnapshot.closed_orders`).
+
+    Attributes:
+        order: the order's final row as the exchange sent it in ``oc`` (``amount`` left,
+            ``price_avg``, ...). For an order whose close was not seen (``status`` None), the
+            last state this client knew, which still reads ``ACTIVE`` or ``PARTIALLY FILLED``.
+        status: the exchange's final ORDER_STATUS text, unchanged: ``EXECUTED @ 30000.0(0.1)``,
+            ``CANCELED``, ``CANCELED was: PARTIALLY FILLED @ ...``, ``POSTONLY CANCELED``,
+            ``IOC CANCELED``, ``INSUFFICIENT MARGIN was: ...``, ... (docs: ws-auth-orders).
+            None when the final status is unknown: the order was missing from a fresh orders
+            snapshot (after a reconnect, say) and no ``oc`` said why. It may have filled, been
+            cancelled (by the dead-man switch too) or expired: this client cannot tell.
+        mts_closed: when it closed, in ms since the epoch: the update time of the ``oc`` (the
+            exchange's clock). When ``status`` is None, this client's clock when the fresh
+            snapshot showed the order gone: it closed at or before that moment.
+    """
+
+    order: Order
+    status: Optional[str]
+    mts_closed: int
+
+    @property
+    def id(self) -> int:
+        """The order id."""
+        return self.order.id
+
+    @property
+    def cid(self) -> Optional[int]:
+        """The client order id."""
+        return self.order.cid
+
+    @property
+    def cid_date(self) -> str:
+        """The UTC creation date ``YYYY-MM-DD`` that identifies the order with its cid."""
+        return self.order.cid_date
+
+    @property
+    def known(self) -> bool:
+        """True when the exchange reported the final status (an ``oc`` arrived)."""
+        return self.status is not None
+
+    @property
+    def status_word(self) -> str:
+        """The leading word(s) of ``status`` (``EXECUTED``, ``CANCELED``, ``POSTONLY CANCELED``, ...); ``""`` if unknown."""
+        return status_word(self.status)
+
+    @classmethod
+    def from_oc(cls, order: Order) -> "ClosedOrder":
+        """The close the exchange reported in ``oc``: its status text and update time."""
+        return cls(order, order.status, order.mts_update)
+
+    @classmethod
+    def unseen(cls, last_known: Order, noticed_ms: int) -> "ClosedOrder":
+        """An order found gone from a fresh snapshot at ``noticed_ms`` (local clock) with no ``oc``: status unknown."""
+        return cls(last_known, None, noticed_ms)
 
 
 @frozen

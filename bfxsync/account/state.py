@@ -13,20 +13,45 @@ counted, the other rows are kept, and the snapshot's tag is recorded in
 :attr:`AccountSnapshot.damaged`; so is the tag of an update that cannot be read (its order,
 position, ... may now be stale). Damaged state is the cue to re-authenticate for fresh
 snapshots (:mod:`bfxsync.account.repair`).
+
+Orders that leave the open set are kept, newest last, in a bounded list of closed orders
+(:attr:`AccountSnapshot.closed_orders`) with their final status: the ``oc`` says how each
+ended. An order that was open before a reconnect and is missing from the fresh ``os``
+snapshot closed unseen: it is listed with its status unknown (None), never a guessed one.
+The closed orders are history: a reset (re-authentication) keeps them.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import threading
+import time
 from types import MappingProxyType
-from typing import Any, Callable, Dict, FrozenSet, Hashable, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Hashable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from attrs import frozen
 
 from ..errors import ProtocolError
+from ._checks import _cid_date, _int
 from .models import (
     AccountFundingTrade,
     BalanceInfo,
+    ClosedOrder,
     FundingCredit,
     FundingInfo,
     FundingLoan,
@@ -40,7 +65,7 @@ from .models import (
     Wallet,
 )
 
-__all__ = ["BAD_ROWS", "SNAPSHOT_TAGS", "STREAMS", "AccountSnapshot", "AccountState"]
+__all__ = ["BAD_ROWS", "MAX_CLOSED_ORDERS", "SNAPSHOT_TAGS", "STREAMS", "AccountSnapshot", "AccountState"]
 
 logger = logging.getLogger("bfxsync")
 
@@ -53,6 +78,9 @@ SNAPSHOT_TAGS = frozenset({"os", "ps", "ws", "fos", "fcs", "fls"})
 
 #: The counter of unreadable snapshot rows, in :attr:`AccountState.counts` (and ``Client.stats()``).
 BAD_ROWS = "account_bad_rows"
+
+#: How many closed orders the account keeps by default (``Config.max_closed_orders``); older ones are forgotten.
+MAX_CLOSED_ORDERS = 1000
 
 #: Stream names :meth:`AccountState.apply` returns, besides ``"unknown"``.
 STREAMS = (
@@ -78,6 +106,11 @@ class AccountSnapshot:
             (``os`` when one row of the orders snapshot was bad, ``ou`` for an unreadable order
             update, ...). The readable rows are here; the others are missing or stale until fresh
             snapshots replace them. Empty when the state is whole.
+        closed_orders: the most recently closed orders by id, oldest close first
+            (:class:`~bfxsync.account.models.ClosedOrder`: the final row, the exchange's final
+            status or None when it is unknown, the close time). At most
+            ``Config.max_closed_orders`` (default :data:`MAX_CLOSED_ORDERS`); kept across
+            reconnects. :meth:`closed_order` finds one by id or by cid.
     """
 
     orders: Mapping[int, Order] = _EMPTY
@@ -92,6 +125,7 @@ class AccountSnapshot:
     funding_info: Mapping[str, FundingInfo] = _EMPTY
     snapshots_received: FrozenSet[str] = frozenset()
     damaged: FrozenSet[str] = frozenset()
+    closed_orders: Mapping[int, ClosedOrder] = _EMPTY
 
     def open_orders(self, symbol: Optional[str] = None) -> Tuple[Order, ...]:
         """Open orders (of ``symbol`` when given), oldest first."""
@@ -101,6 +135,42 @@ class AccountSnapshot:
     def wallet(self, wallet_type: str, currency: str) -> Optional[Wallet]:
         """The wallet ``(wallet_type, currency)``, or None."""
         return self.wallets.get((wallet_type, currency))
+
+    def closed_order(self, order_id: Optional[int] = None, *, cid: Optional[int] = None,
+                     cid_date: Any = None) -> Optional[ClosedOrder]:
+        """The recently closed order with id ``order_id``, or with ``cid`` and ``cid_date`` (its UTC creation
+        date, a ``date`` or ``"YYYY-MM-DD"``); None when it is not among :attr:`closed_orders`.
+
+        By cid, the newest close matching both wins (a cid is unique per day on the exchange).
+
+        Raises:
+            ValueError: neither an id nor both cid and cid_date, or both.
+        """
+        key = closed_key(order_id, cid, cid_date)
+        if isinstance(key, int):
+            return self.closed_orders.get(key)
+        return next((c for c in reversed(tuple(self.closed_orders.values())) if _cid_key(c) == key), None)
+
+
+def closed_key(order_id: Optional[int], cid: Optional[int], cid_date: Any) -> Union[int, Tuple[int, str]]:
+    """How a closed order is looked up: its id, or ``(cid, cid_date)``; ValueError for anything else."""
+    if order_id is not None:
+        if cid is not None or cid_date is not None:
+            raise ValueError("look an order up by id or by cid + cid_date, not both")
+        return _int(order_id, "order_id")
+    if cid is None or cid_date is None:
+        raise ValueError("give the order id, or both cid and cid_date")
+    return (_int(cid, "cid"), _cid_date(cid_date))
+
+
+def _cid_key(closed: ClosedOrder) -> Optional[Tuple[int, str]]:
+    """``(cid, cid_date)`` of a closed order; None without a cid or with a creation time no date has."""
+    if closed.cid is None:
+        return None
+    try:
+        return (closed.cid, closed.cid_date)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _one(tag: str, payload: Any) -> Sequence[Any]:
@@ -123,7 +193,7 @@ _KEYED_TAGS = {
     for prefix in _KEYED
     for action in ("s", "n", "u", "c")
 }
-#: The AccountSnapshot attributes that are mappings, kept as dicts by the writer.
+#: The AccountSnapshot attributes that are mappings, kept as dicts by the writer (reset empties them).
 _MAPS = ("orders", "positions", "wallets", "funding_offers", "funding_credits", "funding_loans", "symbol_margin",
          "funding_info")
 #: The other AccountSnapshot attributes, with their values after a reset.
@@ -140,12 +210,18 @@ class AccountState:
     Args:
         counts: where to count unreadable snapshot rows (key :data:`BAD_ROWS`); the client
             passes the dict behind ``Client.stats()``.
+        max_closed: how many closed orders to keep (the oldest close is forgotten first).
     """
 
-    def __init__(self, counts: Optional[Dict[str, int]] = None) -> None:
+    def __init__(self, counts: Optional[Dict[str, int]] = None, max_closed: int = MAX_CLOSED_ORDERS) -> None:
         #: Counters; written by the writer only.
         self.counts: Dict[str, int] = counts if counts is not None else {}
         self.counts.setdefault(BAD_ROWS, 0)
+        #: The bound of the closed orders (set before the writer starts; read by the writer).
+        self.max_closed = _int(max_closed, "max_closed")
+        #: Called by the writer, outside the lock, with each close it records (the engine wakes
+        #: the waits for it); never user code.
+        self.on_close: Optional[Callable[[ClosedOrder], None]] = None
         # Guards the writer's dicts against a reader copying them, and the cached snapshot.
         # Held for one dict operation by the writer, for the copies by a reader: each copy is
         # one C call that holds the GIL throughout, so the lock makes the writer wait no longer
@@ -157,6 +233,14 @@ class AccountState:
         self._frozen: Dict[str, Mapping[Any, Any]] = dict.fromkeys(_MAPS, _EMPTY)  # the last copies readers got
         self._dirty: Set[str] = set()  # maps changed since their last copy
         self._snap: Optional[AccountSnapshot] = AccountSnapshot()  # None once something changed
+        # The closed orders, oldest close first, and their (cid, cid_date) index: written by the
+        # writer under the lock, outlive resets. Their snapshot copy is made like the maps'.
+        self._closed: "collections.OrderedDict[int, ClosedOrder]" = collections.OrderedDict()
+        self._closed_by_cid: Dict[Tuple[int, str], int] = {}
+        self._closed_copy: Mapping[int, ClosedOrder] = _EMPTY
+        self._closed_dirty = False
+        # Orders open when the state was last reset, whose fate the next ``os`` tells (writer only).
+        self._orphans: Dict[int, Order] = {}
 
     def snapshot(self) -> AccountSnapshot:
         """The current view; immutable, so it stays consistent while the writer moves on.
@@ -173,7 +257,10 @@ class AccountState:
                 for name in self._dirty:
                     self._frozen[name] = MappingProxyType(dict(self._maps[name]))
                 self._dirty.clear()
-                fields: Dict[str, Any] = {**self._frozen, **self._values}
+                if self._closed_dirty:
+                    self._closed_copy = MappingProxyType(dict(self._closed))
+                    self._closed_dirty = False
+                fields: Dict[str, Any] = {**self._frozen, **self._values, "closed_orders": self._closed_copy}
                 snap = self._snap = AccountSnapshot(**fields)
             return snap
 
@@ -188,13 +275,30 @@ class AccountState:
         return self._values["damaged"]  # type: ignore[no-any-return]
 
     def reset(self) -> None:
-        """Forget everything (before re-authenticating: the fresh snapshots rebuild it)."""
+        """Forget the live state (before re-authenticating: the fresh snapshots rebuild it).
+
+        The closed orders stay. The open orders are remembered until the next ``os``: those
+        it no longer holds closed meanwhile, with an unknown status.
+        """
         with self._lock:
+            self._orphans.update(self._maps["orders"])
             self._maps = {name: {} for name in _MAPS}
             self._values = dict(_EMPTY_VALUES)
             self._frozen = dict.fromkeys(_MAPS, _EMPTY)
             self._dirty.clear()
-            self._snap = AccountSnapshot()
+            self._snap = None
+
+    def find_closed(self, order_id: Optional[int] = None, *, cid: Optional[int] = None,
+                    cid_date: Any = None) -> Optional[ClosedOrder]:
+        """As :meth:`AccountSnapshot.closed_order`, on the live state without building a snapshot (any thread)."""
+        key = closed_key(order_id, cid, cid_date)
+        with self._lock:
+            if not isinstance(key, int):
+                found = self._closed_by_cid.get(key)
+                if found is None:
+                    return None
+                key = found
+            return self._closed.get(key)
 
     def apply(self, tag: str, payload: Any) -> Tuple[str, Tuple[Any, ...], bool]:
         """Apply one channel-0 message ``[0, tag, payload]``.
@@ -220,10 +324,15 @@ class AccountState:
             stream, parse, key = _KEYED[prefix]
             if action == "s":
                 models = self._snapshot_rows(tag, payload, parse)
-                self._replace(tag, stream, {key(model): model for model in models})
+                items = {key(model): model for model in models}
+                gone = self._gone(payload, items) if tag == "os" else []
+                self._replace(tag, stream, items, gone)
                 return stream, models, True
             model = self._parse(tag, parse, payload)
-            self._put(stream, key(model), None if action == "c" else model)
+            if tag == "oc":
+                self._close(ClosedOrder.from_oc(model))
+            else:
+                self._put(stream, key(model), None if action == "c" else model)
             return stream, (model,), False
         if tag == "ws":
             wallets = self._snapshot_rows(tag, payload, Wallet.from_wire)
@@ -290,12 +399,15 @@ class AccountState:
             self._values["damaged"] = self._values["damaged"] | {tag}
             self._snap = None
 
-    def _replace(self, tag: str, name: str, items: Dict[Any, Any]) -> None:
+    def _replace(self, tag: str, name: str, items: Dict[Any, Any], gone: Sequence[ClosedOrder] = ()) -> None:
+        """Replace a stream with a snapshot's rows; the orders it closed are listed in the same step."""
         with self._lock:
             self._maps[name] = items
             self._values["snapshots_received"] = self._values["snapshots_received"] | {tag}
             self._dirty.add(name)
             self._snap = None
+            recorded = [closed for closed in gone if self._record(closed)]
+        self._tell(recorded)
 
     def _put(self, name: str, key: Any, value: Any) -> None:
         """Set (or, for None, remove) one entry of a map."""
@@ -307,6 +419,59 @@ class AccountState:
                 return  # removing what was never there changes nothing
             self._dirty.add(name)
             self._snap = None
+
+    def _gone(self, rows: Iterable[Any], items: Mapping[Any, Any]) -> List[ClosedOrder]:
+        """The orders open before this ``os`` (or before the reset that preceded it) that it no longer
+        holds, as closes of unknown status. A row too bad to read still keeps its id's order open."""
+        before, self._orphans = {**self._orphans, **self._maps["orders"]}, {}
+        if not before:
+            return []
+        present = {row[0] for row in rows if isinstance(row, list) and row and type(row[0]) is int} | items.keys()
+        noticed = int(time.time() * 1000)
+        return [ClosedOrder.unseen(order, noticed) for oid, order in before.items()
+                if oid not in present and oid not in self._closed]
+
+    def _close(self, closed: ClosedOrder) -> None:
+        """An ``oc``: the order leaves the open orders and joins the closed ones, in one step for readers.
+
+        It may never have been open here (filled at once, with no ``on``; or placed by
+        another connection before this one's snapshot): it is listed all the same.
+        """
+        with self._lock:
+            if self._maps["orders"].pop(closed.id, None) is not None:
+                self._dirty.add("orders")
+                self._snap = None
+            recorded = self._record(closed)
+        self._tell([closed] if recorded else [])
+
+    def _record(self, closed: ClosedOrder) -> bool:
+        """Under the lock: list one close, forgetting the oldest beyond the bound; False if nothing changed.
+
+        A repeated ``oc`` changes nothing (the first report stands); an ``oc`` for an order
+        listed with an unknown status replaces that entry where it is.
+        """
+        held = self._closed.get(closed.id)
+        if held is not None and (held.known or not closed.known):
+            return False
+        self._closed[closed.id] = closed
+        key = _cid_key(closed)
+        if key is not None:
+            self._closed_by_cid[key] = closed.id
+        while len(self._closed) > self.max_closed:
+            old_id, old = self._closed.popitem(last=False)
+            old_key = _cid_key(old)
+            if old_key is not None and self._closed_by_cid.get(old_key) == old_id:
+                del self._closed_by_cid[old_key]
+        self._closed_dirty = True
+        self._snap = None
+        return True
+
+    def _tell(self, closes: Sequence[ClosedOrder]) -> None:
+        """Hand the recorded closes to :attr:`on_close` (outside the lock)."""
+        hook = self.on_close
+        if hook is not None:
+            for closed in closes:
+                hook(closed)
 
     def _set(self, name: str, value: Any) -> None:
         with self._lock:
