@@ -146,7 +146,7 @@ class Account:
 
     def submit_order(self, symbol: str, amount: Any, price: Any = None, type: str = "EXCHANGE LIMIT", *,
                      timeout: Optional[float] = None, **options: Any) -> Request:
-        """Place an order; amounts and prices as ``Decimal``, ``str`` or ``int`` (never float).
+        """Place an order; amounts and prices as ``int``, ``float``, ``str`` or ``Decimal`` (see :mod:`bfxsync.numbers`).
 
         ``options`` are those of :func:`bfxsync.account.inputs.new_order` (``cid``, ``gid``,
         ``hidden``, ``post_only``, ``reduce_only``, ``close``, ``oco_stop_price``, ``lev``,
