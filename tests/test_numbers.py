@@ -11,7 +11,6 @@ from decimal import Decimal, localcontext
 
 import pytest
 
-import bfxsync
 from bfxsync import numbers
 from bfxsync.account import inputs
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator
@@ -190,7 +189,7 @@ def test_prices_read_from_a_book_a_ticker_and_a_trade_go_into_orders_and_come_ba
             sent = [r.payload for r in emu.received_inputs(DEMO_KEY) if r.tag == "on" and r.payload["cid"] == order.cid]
             assert sent == [dict(sent[0], price=numbers.plain(price), amount=numbers.plain(amount))]
             assert "e" not in sent[0]["price"]
-            assert wait_until(lambda: any(m.item.id == order.id for m in events if m.items and not m.snapshot), 10)
+            assert wait_until(lambda order=order: any(m.item.id == order.id for m in events if m.items and not m.snapshot), 10)
             reported = [m.item for m in events if m.items and not m.snapshot and m.item.id == order.id]
             assert all(o.price == order.price for o in reported)
 
