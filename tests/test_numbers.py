@@ -21,7 +21,7 @@ from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator
 from bfxsync.orderbook import OrderBook
 
 from conftest import FAST, wait_until
-from test_cli import ROOT, child_env
+from test_cli import ROOT, Interruptible, child_env
 from test_examples import float_artefacts
 
 
@@ -209,14 +209,17 @@ def test_prices_read_from_a_book_a_ticker_and_a_trade_go_into_orders_and_come_ba
         assert moved.id == eth_order.id and moved.price == Decimal(repr(second_bid)) and float(moved.price) == second_bid
 
 
-#: CLI displays on the symbols where floats garble (see test_examples.NUMBER_RUNS), each with a line it must print.
-CLI_RUNS = {
-    ("ticker", "tSHIB:USD", "--seconds", "2"): r"  bid 0\.00000\d+ x [\d.]+  ask 0\.00000\d+ x [\d.]+  last 0\.00000\d+ ",
-    ("trades", "tSHIB:USD", "--seconds", "2"): r" (buy |sell) [\d.]+ @ 0\.00000\d+  id \d+",
-    ("candles", "tSHIB:USD", "--seconds", "2"): r"  open 0\.00000\d+  high 0\.00000\d+  low 0\.00000\d+  close 0\.00000\d+ ",
-    ("book", "tETHUSD", "--seconds", "2", "--display", "lines"): r"\| bid \d+(\.\d)? x [\d.]+ \| ask \d+(\.\d)? x [\d.]+ "
-                                                                 r"\| spread \d*\.?\d \| synced",
-    ("book", "fBTC", "--seconds", "2", "--display", "lines"): r"\| spread 0\.00000000\d+ \| synced",
+#: CLI displays on the symbols where floats garble (see test_examples.NUMBER_RUNS), each with a line it must print;
+#: the streaming ones are interrupted once they printed it.
+CLI_STREAMS = {
+    ("ticker", "tSHIB:USD"): r"  bid 0\.00000\d+ x [\d.]+  ask 0\.00000\d+ x [\d.]+  last 0\.00000\d+ ",
+    ("trades", "tSHIB:USD"): r" (buy |sell) [\d.]+ @ 0\.00000\d+  id \d+",
+    ("candles", "tSHIB:USD"): r"  open 0\.00000\d+  high 0\.00000\d+  low 0\.00000\d+  close 0\.00000\d+ ",
+    ("book", "tETHUSD", "--display", "lines"): r"\| bid \d+(\.\d)? x [\d.]+ \| ask \d+(\.\d)? x [\d.]+ "
+                                               r"\| spread \d*\.?\d \| synced",
+    ("book", "fBTC", "--display", "lines"): r"\| spread 0\.00000000\d+ \| synced",
+}
+CLI_ONCE = {
     ("account", "--once"): r"^  exchange  USD +100000 ",
     ("order", "tSHIB:USD", "1000000", "--price", "8.2e-06"): r" buy 1000000 @ 0\.0000082 \| remaining 1000000 ",
 }
@@ -225,17 +228,29 @@ CLI_RUNS = {
 def test_the_cli_displays_exact_numbers():
     """bfxsync book/ticker/trades/candles/account/order against the emulator print tiny prices in fixed notation,
     spreads on a 0.1 grid exactly, and no float artefact anywhere."""
-    procs = {args: subprocess.Popen([sys.executable, "-m", "bfxsync", *args, "--emulator"], cwd=ROOT, env=child_env(),
-                                    text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in CLI_RUNS}
+    streams = {args: Interruptible(["-m", "bfxsync", *args, "--emulator"], ready=pattern)
+               for args, pattern in CLI_STREAMS.items()}
+    once = {args: subprocess.Popen([sys.executable, "-m", "bfxsync", *args, "--emulator"], cwd=ROOT, env=child_env(),
+                                   text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in CLI_ONCE}
     deadline = time.monotonic() + 30
     try:
-        for args, pattern in CLI_RUNS.items():
-            out, err = procs[args].communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert procs[args].returncode == 0, err
-            assert re.search(pattern, out, re.M), f"{args}: no line matches {pattern!r} in:\n{out[-3000:]}"
+        outputs = {}
+        for args, child in streams.items():
+            _, out, err = child.interrupt()
+            outputs[args] = (out, err)
+        for args, proc in once.items():
+            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert proc.returncode == 0, err
+            outputs[args] = (out, err)
+        for args, (out, err) in outputs.items():
+            pattern = {**CLI_STREAMS, **CLI_ONCE}[args]
+            assert re.search(pattern, out, re.M), f"{args}: no line matches {pattern!r} in:\n{out[-3000:]}{err[-2000:]}"
             assert float_artefacts(out) == [], f"{args} printed numbers that are not exact plain text:\n{out[-3000:]}"
+            assert "Traceback" not in err, err
     finally:
-        for proc in procs.values():
+        for child in streams.values():
+            child.reap()
+        for proc in once.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
