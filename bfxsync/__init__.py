@@ -7,6 +7,7 @@ and offline use.
 """
 import logging
 
+from . import numbers as numbers  # the number policy: bfxsync.numbers.to_decimal(), .plain()
 from ._engine.requests import Request
 from ._engine.runtime import warn_without_gil as _warn_without_gil
 from ._version import __version__

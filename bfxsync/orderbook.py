@@ -39,6 +39,7 @@ import threading
 import time
 from bisect import bisect_left, insort
 from collections import deque
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Callable, Deque, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar, Union, cast
 
 from attrs import frozen
@@ -60,6 +61,19 @@ _INT_LOW = -INT_LIMIT  # precomputed: negating a big int allocates one
 #: What a book number may be once decoded: an int, a float's wire text, or a float
 #: (NaN/Infinity literals; rejected as non-finite). ``bool`` is deliberately absent.
 _NUMBER_TYPES = frozenset((int, str, float))
+
+#: The context of :meth:`OrderBook.spread` and :meth:`OrderBook.mid`: its own, so a caller's
+#: ``decimal.getcontext()`` changes nothing. 34 digits hold exactly the sum or difference of
+#: two prices of at most 17 significant digits (a double's text) within 16 orders of magnitude
+#: of each other; anything else rounds at the 34th digit, far finer than the float it becomes.
+_EXACT = Context(prec=34, rounding=ROUND_HALF_EVEN, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def _exact(token: Any) -> Decimal:
+    """The exact value of a stored price token: an int, a float's wire text, or (a book fed
+    by hand with ``json.loads`` floats) a finite float, taken by its shortest repr."""
+    return Decimal(repr(token)) if type(token) is float else Decimal(token)
+
 
 #: A validated book row: ``(row, sort key, is bid, is removal, price or rate, amount)``,
 #: the last two already converted to float. The sort key makes ascending mean best first:
@@ -487,22 +501,31 @@ class OrderBook:
         asks = self.asks(1)
         return asks[0] if asks else None
 
-    def _best_prices(self) -> Optional[Tuple[float, float]]:
+    def _best_prices(self) -> Optional[Tuple[Decimal, Decimal]]:
+        """The best bid's and best ask's price (or rate) as exact Decimals of their wire text."""
         bids, asks = self._read(lambda: (self._bids.best(1), self._asks.best(1)))
         if not bids or not asks:
             return None
         i = self._price_index
-        return float(bids[0][i]), float(asks[0][i])
+        return _exact(bids[0][i]), _exact(asks[0][i])
 
     def spread(self) -> Optional[float]:
-        """Best ask minus best bid (price, or rate for funding), or ``None`` if a side is empty."""
+        """Best ask minus best bid (price, or rate for funding), or ``None`` if a side is empty.
+
+        Computed in decimal from the server's text of both prices, then returned as the
+        nearest float, so it carries no binary artefact: 30000.3 - 30000.1 is ``0.2``
+        (float arithmetic would give ``0.1999999999998181``). See :mod:`bfxsync.numbers`.
+        """
         best = self._best_prices()
-        return None if best is None else best[1] - best[0]
+        return None if best is None else float(_EXACT.subtract(best[1], best[0]))
 
     def mid(self) -> Optional[float]:
-        """The midpoint of best bid and best ask, or ``None`` if a side is empty."""
+        """The midpoint of best bid and best ask, or ``None`` if a side is empty.
+
+        Exact like :meth:`spread`: the mid of 30000.1 and 30000.4 is ``30000.25``.
+        """
         best = self._best_prices()
-        return None if best is None else (best[0] + best[1]) / 2
+        return None if best is None else float(_EXACT.divide(_EXACT.add(best[0], best[1]), 2))
 
     def checksum(self) -> int:
         """The signed CRC-32 the server would send for the current state (docs: ws-websocket-checksum)."""

@@ -206,8 +206,9 @@ class Account:
 
         Args:
             symbol: a trading symbol (``tBTCUSD``, ``tBTCF0:USTF0``).
-            amount: > 0 buys, < 0 sells. Numbers (``amount`` and every price) follow the
-                number policy of :mod:`bfxsync.account.inputs`.
+            amount: > 0 buys, < 0 sells. Numbers (``amount`` and every price) are ``int``,
+                ``float`` (taken by its shortest repr), ``str`` or ``Decimal``: the number
+                policy of :mod:`bfxsync.numbers`.
             price: required except for MARKET and TRAILING STOP types; the stop price of
                 STOP and STOP LIMIT orders.
             type: one of :data:`bfxsync.account.inputs.ORDER_TYPES` (``EXCHANGE ...``

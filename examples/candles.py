@@ -10,6 +10,7 @@ import logging
 import sys
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> int:
@@ -41,8 +42,8 @@ def main() -> int:
             # An update repeats the open candle's time while it changes; a new time starts a candle.
             for c in message.items[-3:]:
                 start = datetime.datetime.fromtimestamp(c.mts / 1000, datetime.timezone.utc)
-                print(f"{start:%Y-%m-%d %H:%M}  open {c.open:g}  high {c.high:g}  low {c.low:g}  "
-                      f"close {c.close:g}  volume {c.volume:.4f}", flush=True)
+                print(f"{start:%Y-%m-%d %H:%M}  open {plain(c.open)}  high {plain(c.high)}  low {plain(c.low)}  "
+                      f"close {plain(c.close)}  volume {plain(c.volume)}", flush=True)
 
         client.subscribe_candles(args.symbol, args.timeframe, on_data=show)
         return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)

@@ -14,6 +14,7 @@ import sys
 import time
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> None:
@@ -60,13 +61,14 @@ def main() -> None:
                     break
                 counts[kind] += 1
                 if kind == "ticker":
-                    print(f"[ticker] {args.symbol} last {message.item.last_price:g}", flush=True)
+                    print(f"[ticker] {args.symbol} last {plain(message.item.last_price)}", flush=True)
                 elif kind == "trades" and not message.snapshot:
                     for trade in message.items:
-                        print(f"[trade ] {args.symbol} {trade.amount:+g} @ {trade.price:g}", flush=True)
+                        amount = ("+" if trade.amount > 0 else "") + plain(trade.amount)
+                        print(f"[trade ] {args.symbol} {amount} @ {plain(trade.price)}", flush=True)
             if time.monotonic() >= next_report:  # 2. the application's own periodic work
                 bid, ask = book.best_bid(), book.best_ask()  # book reads are safe from any thread
-                top = f"bid {bid.price:g} ask {ask.price:g}" if bid and ask else "book not synced yet"
+                top = f"bid {plain(bid.price)} ask {plain(ask.price)}" if bid and ask else "book not synced yet"
                 print(f"[loop  ] drained {counts['ticker']} ticker, {counts['trades']} trades, {counts['book']} book "
                       f"messages; {top}; checksums ok {book.checks_passed}; dropped {dropped[0]}", flush=True)
                 next_report += 1.0

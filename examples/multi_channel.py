@@ -9,6 +9,7 @@ import logging
 import sys
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> int:
@@ -38,19 +39,20 @@ def main() -> int:
         # which). Registered before start(), so no snapshot is missed; all run on the reader thread.
         @client.on_ticker
         def ticker(message: bfxsync.ChannelMessage) -> None:
-            print(f"[ticker ] {message.subscription.spec.symbol:8} last {message.item.last_price:g}", flush=True)
+            print(f"[ticker ] {message.subscription.spec.symbol:8} last {plain(message.item.last_price)}", flush=True)
 
         @client.on_trades
         def trades(message: bfxsync.ChannelMessage) -> None:
             book = books.get(message.subscription.spec.symbol)
-            mid = f"  (book mid {book.mid():g})" if book is not None and book.synced else ""
+            mid = f"  (book mid {plain(book.mid())})" if book is not None and book.synced else ""
             for trade in message.items[-1:] if message.snapshot else message.items:
-                print(f"[trade  ] {message.subscription.spec.symbol:8} {trade.amount:+g} @ {trade.price:g}{mid}", flush=True)
+                amount = ("+" if trade.amount > 0 else "") + plain(trade.amount)
+                print(f"[trade  ] {message.subscription.spec.symbol:8} {amount} @ {plain(trade.price)}{mid}", flush=True)
 
         @client.on_candles
         def candles(message: bfxsync.ChannelMessage) -> None:
             c = message.items[-1]
-            print(f"[candle ] {message.subscription.spec.symbol:8} close {c.close:g} volume {c.volume:.3f}", flush=True)
+            print(f"[candle ] {message.subscription.spec.symbol:8} close {plain(c.close)} volume {plain(c.volume)}", flush=True)
 
         client.on_book_synced(lambda event: print(f"[book   ] {event.subscription.spec.symbol:8} synced", flush=True))
         client.on_error(lambda event: print(f"[error  ] {event.error}", flush=True))

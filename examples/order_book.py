@@ -13,6 +13,7 @@ import sys
 import time
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> None:
@@ -44,8 +45,9 @@ def main() -> None:
         while deadline is None or time.monotonic() < deadline:
             bid, ask = book.best_bid(), book.best_ask()  # safe to read from any thread
             if bid and ask:
-                print(f"{args.symbol}  bid {bid.price:g} x {bid.amount:.4f}  ask {ask.price:g} x {-ask.amount:.4f}  "
-                      f"spread {book.spread():g}  {'synced' if book.synced else 'RESYNCING'}  "
+                print(f"{args.symbol}  bid {plain(bid.price)} x {plain(bid.amount)}  "
+                      f"ask {plain(ask.price)} x {plain(-ask.amount)}  spread {plain(book.spread())}  "
+                      f"{'synced' if book.synced else 'RESYNCING'}  "
                       f"checksums ok {book.checks_passed} failed {book.checks_failed}  resyncs {book.resyncs}",
                       flush=True)
             time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic())))

@@ -9,6 +9,7 @@ import logging
 import sys
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> int:
@@ -36,8 +37,8 @@ def main() -> int:
         def show(message: bfxsync.ChannelMessage) -> None:
             # Runs on the client's reader thread, like every callback: keep it quick.
             t = message.item
-            print(f"{args.symbol}  bid {t.bid:<10g} ask {t.ask:<10g} last {t.last_price:<10g} "
-                  f"24h {t.daily_change_relative:+.2%}  volume {t.volume:.2f}", flush=True)
+            print(f"{args.symbol}  bid {plain(t.bid):<10} ask {plain(t.ask):<10} last {plain(t.last_price):<10} "
+                  f"24h {t.daily_change_relative:+.2%}  volume {plain(t.volume)}", flush=True)
 
         client.subscribe_ticker(args.symbol, on_data=show)
         return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)

@@ -12,6 +12,7 @@ import logging
 import signal
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> int:
@@ -41,13 +42,11 @@ def main() -> int:
             root = Tk()
         except TclError as err:  # no $DISPLAY, or no X server there
             parser.exit(1, f"{parser.prog}: cannot open a window: {err}\n")
-        client = stack.enter_context(bfxsync.Client(**where))
-        book = client.subscribe_book(args.symbol, prec="P0", length=25)
+        book = stack.enter_context(bfxsync.Client(**where)).subscribe_book(args.symbol, prec="P0", length=25)
         root.title(f"bfxsync {args.symbol} order book")
         best = ttk.Label(root, font=("TkFixedFont", 14, "bold"), padding=6)
-        columns = ("bid size", "bid", "ask", "ask size")
-        table = ttk.Treeview(root, columns=columns, show="headings", height=args.depth)
-        for name in columns:
+        table = ttk.Treeview(root, columns=("bid size", "bid", "ask", "ask size"), show="headings", height=args.depth)
+        for name in table["columns"]:
             table.heading(name, text=name.title())
             table.column(name, width=120, anchor="e")
         status = ttk.Label(root, padding=6)
@@ -61,9 +60,10 @@ def main() -> int:
             bids, asks = book.top(args.depth)
             table.delete(*table.get_children())
             for bid, ask in itertools.zip_longest(bids, asks):
-                table.insert("", "end", values=(f"{bid.amount:.4f}" if bid else "", f"{bid.price:g}" if bid else "",
-                                                 f"{ask.price:g}" if ask else "", f"{-ask.amount:.4f}" if ask else ""))
-            top = f"bid {bids[0].price:g}   ask {asks[0].price:g}   spread {book.spread():g}" if bids and asks else "waiting"
+                table.insert("", "end", values=(plain(bid.amount) if bid else "", plain(bid.price) if bid else "",
+                                                 plain(ask.price) if ask else "", plain(-ask.amount) if ask else ""))
+            top = (f"bid {plain(bids[0].price)}   ask {plain(asks[0].price)}   spread {plain(book.spread())}"
+                   if bids and asks else "waiting")
             state = "synced" if book.synced else "waiting for a snapshot"
             best["text"] = f"{args.symbol}   {top}"
             status["text"] = f"{state} | checksums ok {book.checks_passed}, failed {book.checks_failed}, resyncs {book.resyncs}"

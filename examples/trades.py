@@ -10,6 +10,7 @@ import logging
 import sys
 
 import bfxsync
+from bfxsync.numbers import plain  # exact text, no exponent: plain(-8.2e-06) == '-0.0000082'
 
 
 def main() -> int:
@@ -41,7 +42,8 @@ def main() -> int:
             for trade in message.items:
                 when = datetime.datetime.fromtimestamp(trade.mts / 1000, datetime.timezone.utc)
                 side = "BUY " if trade.amount > 0 else "SELL"  # the taker's side
-                print(f"{when:%H:%M:%S}.{trade.mts % 1000:03d} {side} {abs(trade.amount):>14.8f} @ {trade.price:g}", flush=True)
+                amount = plain(abs(trade.amount))
+                print(f"{when:%H:%M:%S}.{trade.mts % 1000:03d} {side} {amount:>14} @ {plain(trade.price)}", flush=True)
 
         client.subscribe_trades(args.symbol, on_data=show)
         return 130 if client.run_forever(args.seconds) else 0  # blocks until Ctrl-C (130) or --seconds (0)

@@ -8,15 +8,15 @@ import contextlib
 import logging
 import sys
 import threading
-from decimal import Decimal
 
 import bfxsync
+from bfxsync.numbers import plain, to_decimal  # exact text of any number; text -> Decimal
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Place, modify and cancel an order, then buy at market.")
     parser.add_argument("symbol", nargs="?", default="tBTCUSD", help="a trading pair (default: %(default)s)")
-    parser.add_argument("--amount", type=Decimal, default=Decimal("0.0002"), help="amount to buy (default: %(default)s)")
+    parser.add_argument("--amount", type=to_decimal, default="0.0002", help="amount to buy (default: %(default)s)")
     parser.add_argument("--emulator", action="store_true", help="run against a local emulator (offline)")
     parser.add_argument("--seconds", type=float, help="then follow the account N seconds (default: until Ctrl-C)")
     args = parser.parse_args()
@@ -44,7 +44,7 @@ def main() -> int:
         except bfxsync.AuthenticationError as err:  # a wrong key or secret: the server's reason and a hint
             parser.exit(1, f"{parser.prog}: authentication refused: {err}\n")
         for wallet in account.snapshot().wallets.values():
-            print(f"wallet {wallet.wallet_type} {wallet.currency} {wallet.balance}")
+            print(f"wallet {wallet.wallet_type} {wallet.currency} {plain(wallet.balance)}")
 
         filled = threading.Event()
 
@@ -52,21 +52,21 @@ def main() -> int:
         def on_fill(message: bfxsync.AccountMessage) -> None:
             for trade in message.items:
                 if message.tag == "te":  # "tu" repeats the trade with its fee
-                    print(f"fill {trade.symbol} {trade.exec_amount} @ {trade.exec_price} (order {trade.order_id})")
+                    print(f"fill {trade.symbol} {plain(trade.exec_amount)} @ {plain(trade.exec_price)} (order {trade.order_id})")
                     filled.set()
 
         @account.on_wallets
         def on_wallet(message: bfxsync.AccountMessage) -> None:
             if not message.snapshot:
-                print(f"wallet {message.item.wallet_type} {message.item.currency} now {message.item.balance}")
+                print(f"wallet {message.item.wallet_type} {message.item.currency} now {plain(message.item.balance)}")
 
-        bid = client.subscribe_book(args.symbol).wait_synced(10).best_bid().price
-        away = Decimal(f"{bid * 0.8:.5g}")  # 20% under the best bid: it rests, it does not fill
+        bid = client.subscribe_book(args.symbol).wait_synced(10).best_bid().price  # a float: could go in as it is
+        away = f"{bid * 0.8:.5g}"  # 20% under the best bid, to 5 digits (any number type goes): it rests, unfilled
         try:
             order = account.submit_order(args.symbol, args.amount, away).result(10)
-            print(f"placed {order.id}: {order.status} {order.amount} @ {order.price}")
-            order = account.update_order(order.id, price=Decimal(f"{bid * 0.79:.5g}")).result(10)
-            print(f"modified {order.id}: {order.status} {order.amount} @ {order.price}")
+            print(f"placed {order.id}: {order.status} {plain(order.amount)} @ {plain(order.price)}")
+            order = account.update_order(order.id, price=f"{bid * 0.79:.5g}").result(10)
+            print(f"modified {order.id}: {order.status} {plain(order.amount)} @ {plain(order.price)}")
             order = account.cancel_order(order.id).result(10)
             print(f"cancelled {order.id}: {order.status}")
             # Answered as soon as it is accepted; the fill and the wallet changes follow on the callbacks.

@@ -131,13 +131,15 @@ class TestNewOrder:
         (("tbtcusd", "1", "1"), {}, "trading symbol"),
         (("tBTCUSD", "0", "1"), {}, "amount must be non-zero"),
         (("tBTCUSD", "-0.0", "1"), {}, "amount must be non-zero"),
-        (("tBTCUSD", 0.1, "1"), {}, "pass a Decimal or a string to keep full precision"),
-        (("tBTCUSD", "1", 30000.0), {}, "pass a Decimal or a string to keep full precision"),
+        (("tBTCUSD", float("nan"), "1"), {}, "amount must be finite"),
+        (("tBTCUSD", "1", float("inf")), {}, "price must be finite"),
+        (("tBTCUSD", "1", float("-inf")), {}, "price must be finite"),
         (("tBTCUSD", "abc", "1"), {}, "amount is not a decimal number"),
         (("tBTCUSD", "NaN", "1"), {}, "finite"),
         (("tBTCUSD", "Infinity", "1"), {}, "finite"),
-        (("tBTCUSD", True, "1"), {}, "amount must be a Decimal"),
-        (("tBTCUSD", None, "1"), {}, "amount must be a Decimal"),
+        (("tBTCUSD", True, "1"), {}, "amount must be a number .*got a bool"),
+        (("tBTCUSD", "1", False), {}, "price must be a number .*got a bool"),
+        (("tBTCUSD", None, "1"), {}, "amount must be a number"),
         (("tBTCUSD", "1", "-5"), {}, "price must be positive"),
         (("tBTCUSD", "1", "0"), {}, "price must be positive"),
         (("tBTCUSD", "1"), {}, "price is required"),
@@ -161,7 +163,7 @@ class TestNewOrder:
         (("tBTCUSD", "1", "1"), {"tif": 1893456000}, "tif must be"),
         (("tBTCUSD", "1", "1"), {"tif": "2020-01-01 10:45:23", "now_ms": NOW}, "not in the future"),
         (("tBTCUSD", "1", "1"), {"meta": ["x"]}, "meta must be a mapping"),
-        (("tBTCUSD", "1", "1"), {"meta": {"x": 0.5}}, "pass a Decimal or a string"),
+        (("tBTCUSD", "1", "1"), {"meta": {"x": float("nan")}}, "meta.x must be finite"),
         (("tBTCUSD", "1"), {"type": "MARKET", "post_only": True}, "post_only cannot apply to a MARKET"),
         (("tBTCUSD", "1"), {"type": "EXCHANGE MARKET", "flags": POST_ONLY}, "post_only cannot apply to a MARKET"),
         (("tBTCUSD", "1", "1"), {"now_ms": -1}, "now_ms"),
@@ -193,7 +195,8 @@ class TestUpdateAndCancel:
         ({}, "nothing to update"),
         ({"amount": "1", "delta": "1"}, "not both"),
         ({"amount": "0"}, "non-zero"),
-        ({"price": 1.5}, "pass a Decimal"),
+        ({"price": float("nan")}, "price must be finite"),
+        ({"amount": True}, "amount must be a number"),
         ({"cid": 5}, "cid and cid_date go together"),
         ({"cid": 5, "cid_date": "31-01-2024"}, "cid_date must be"),
         ({"lev": 200}, "lev"),
@@ -292,11 +295,11 @@ class TestMultiOpCalcFunding:
         ([("fon", {"id": 1})], "tag must be one of"),
         ([("oc", {})], "non-empty mapping"),
         ([("oc", [1])], "non-empty mapping"),
-        ([("ou", {"id": 1, "price": 1.5})], "pass a Decimal or a string"),
+        ([("ou", {"id": 1, "price": float("inf")})], r"ops\[0\].price must be finite"),
         (["oc"], "pair"),
     ])
     def test_multi_op_invalid(self, ops, fragment):
-        """At most 15 known operations with mapping payloads, and no floats."""
+        """At most 15 known operations with mapping payloads, and no NaN or infinity."""
         with pytest.raises(ValueError, match=fragment):
             order_multi_op(ops)
 
@@ -335,7 +338,8 @@ class TestMultiOpCalcFunding:
         (("fUSD", "0", "0.0002", 7), {}, "non-zero"),
         (("fUSD", "50", "0.0002", 1), {}, "period must be from 2 to 30"),
         (("fUSD", "50", "0.0002", 31), {}, "period must be from 2 to 30"),
-        (("fUSD", "50", 0.0002, 7), {}, "pass a Decimal or a string"),
+        (("fUSD", "50", float("nan"), 7), {}, "rate must be finite"),
+        (("fUSD", "50", float("nan"), 7, "FRRDELTAVAR"), {}, "rate must be finite"),
         (("fUSD", "50", "-0.0002", 7), {}, "rate must be positive"),
         (("fUSD", "50", "0.0002", 7, "FRR"), {}, "type must be one of"),
     ])

@@ -62,29 +62,52 @@ def unexpected_stderr(err):
     return "".join(problems)
 
 
-@pytest.fixture(scope="module")
-def runs():
+#: Runs on the symbols whose numbers a naive display garbles, each with a line it must print: tSHIB:USD
+#: prices are below 1e-5 (``:g`` and ``repr`` write ``8.2013e-06``), and on tETHUSD's 0.1 grid float
+#: arithmetic gives spreads like ``0.20000000000004547``. Prices must show in fixed notation, exactly.
+NUMBER_RUNS = {
+    ("ticker.py", "tSHIB:USD"): r"^tSHIB:USD  bid 0\.00000\d+\s+ask 0\.00000\d+\s+last 0\.00000\d+\s+24h ",
+    ("trades.py", "tSHIB:USD"): r"^\d\d:\d\d:\d\d\.\d{3} (BUY |SELL)\s+[\d.]+ @ 0\.00000\d+$",
+    ("candles.py", "tSHIB:USD"): r"  open 0\.00000\d+  high 0\.00000\d+  low 0\.00000\d+  close 0\.00000\d+  volume [\d.]+$",
+    ("order_book.py", "tETHUSD"): r"^tETHUSD  bid \d+(\.\d)? x [\d.]+  ask \d+(\.\d)? x [\d.]+  spread \d*\.?\d  synced ",
+    ("legacy_loop.py", "tSHIB:USD"): r"^\[loop  \] drained .*; bid 0\.00000\d+ ask 0\.00000\d+; checksums ok",
+    ("multi_channel.py", "tETHUSD", "tSHIB:USD"): r"^\[trade  \] tETHUSD  [+-][\d.]+ @ \d+(\.\d)?  \(book mid \d+(\.\d\d?)?\)$",
+}
+#: A number in exponent notation (``-8.2e-06``, ``1E-7``).
+EXPONENT = re.compile(r"\d[eE][+-]?\d")
+#: A binary floating-point artefact: a fraction with a nonzero digit, then 7 or more zeros and a digit
+#: (``0.30000000000000004``), or 7 or more nines (``0.1999999999998181``).
+ARTEFACT = re.compile(r"\.\d*[1-9]0{7,}[1-9]|\.\d*9{7,}")
+
+
+def float_artefacts(out):
+    """The numbers in ``out`` written in exponent notation or carrying a float artefact."""
+    return [m.group() for m in EXPONENT.finditer(out)] + [m.group() for m in ARTEFACT.finditer(out)]
+
+
+def started_examples(commands):
+    """Start each ``(script, *arguments)`` with ``--emulator --seconds 3`` at once; yields a collector of results."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     procs = {
-        name: subprocess.Popen([sys.executable, str(EXAMPLES / name), "--emulator", "--seconds", "3"], cwd=ROOT, env=env,
-                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for name in EXPECTED
+        command: subprocess.Popen([sys.executable, str(EXAMPLES / command[0]), *command[1:], "--emulator", "--seconds", "3"],
+                                  cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for command in commands
     }
     started = time.monotonic()
     results = {}
 
-    def result(name):
-        if name not in results:
-            proc = procs[name]
+    def result(command):
+        if command not in results:
+            proc = procs[command]
             try:
                 out, err = proc.communicate(timeout=max(1.0, TIMEOUT - (time.monotonic() - started)))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, err = proc.communicate()
-                pytest.fail(f"{name} did not finish within {TIMEOUT} s\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
-            results[name] = (proc.returncode, out, err)
-        return results[name]
+                pytest.fail(f"{command} did not finish within {TIMEOUT} s\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}")
+            results[command] = (proc.returncode, out, err)
+        return results[command]
 
     try:
         yield result
@@ -93,6 +116,25 @@ def runs():
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def runs():
+    collect = started_examples([(name,) for name in EXPECTED])
+    result = next(collect)
+    try:
+        yield lambda name: result((name,))
+    finally:
+        collect.close()
+
+
+@pytest.fixture(scope="module")
+def number_runs():
+    collect = started_examples(NUMBER_RUNS)
+    try:
+        yield next(collect)
+    finally:
+        collect.close()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -104,6 +146,18 @@ def test_example_runs_offline_and_prints_data(runs, name):
     for pattern in EXPECTED[name]:
         assert re.search(pattern, out, re.M), f"{name}: no line matches {pattern!r} in:\n{out[-3000:]}"
     assert "[error" not in out
+    assert float_artefacts(out) == [], f"{name} printed numbers that are not exact plain text:\n{out[-3000:]}"
+
+
+@pytest.mark.parametrize("command", sorted(NUMBER_RUNS), ids=" ".join)
+def test_example_prints_exact_numbers_where_floats_garble(number_runs, command):
+    """On tiny prices (tSHIB:USD) and a 0.1 grid (tETHUSD) the example prints prices, amounts, spreads and mids in
+    fixed notation with no float artefact."""
+    code, out, err = number_runs(command)
+    assert code == 0, err
+    assert unexpected_stderr(err) == "", err
+    assert re.search(NUMBER_RUNS[command], out, re.M), f"{command}: no line matches {NUMBER_RUNS[command]!r} in:\n{out[-3000:]}"
+    assert float_artefacts(out) == [], f"{command} printed numbers that are not exact plain text:\n{out[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +220,9 @@ def test_emulator_without_the_extra_is_one_line_and_status_2(name, without_emula
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED) | GUI))
 def test_example_is_short_and_uses_only_the_public_api(name):
-    """Examples stay short and import bfxsync itself plus, for --emulator, bfxsync.emulator; nothing private."""
+    """Examples stay short and import bfxsync, its number helpers and, for --emulator, bfxsync.emulator; nothing private."""
     source = (EXAMPLES / name).read_text()
     assert len(source.splitlines()) <= 85
     imports = set(re.findall(r"^\s*(?:from|import) (bfxsync[\w.]*)", source, re.M))
-    assert imports <= {"bfxsync", "bfxsync.emulator"}, imports
+    assert imports <= {"bfxsync", "bfxsync.emulator", "bfxsync.numbers"}, imports
     assert not re.search(r"\._[a-z]", source.replace("__name__", "")), "examples must not touch private names"

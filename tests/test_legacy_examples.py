@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from test_cli import Interruptible, child_env
-from test_examples import unexpected_stderr
+from test_examples import float_artefacts, unexpected_stderr
 
 ROOT = Path(__file__).resolve().parents[1]
 TITLE = "bfxsync tBTCUSD order book"
@@ -108,6 +108,7 @@ def test_tk_book_shows_a_verified_book_in_a_real_window(display, tmp_path):
                               r"checksums ok [1-9]", line)
         assert shown, "the window never reported a synced, verified book"
         assert int(shown.group(1)) < int(shown.group(2))
+        assert float_artefacts(line) == [], line  # what the window shows: exact plain numbers
 
         info = subprocess.run(["xwininfo", "-display", display, "-name", TITLE], capture_output=True, text=True, timeout=10)
         assert info.returncode == 0, f"no window titled {TITLE!r}: {info.stderr}"

@@ -9,17 +9,16 @@ import secrets
 import threading
 import time
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ..protocol.constants import MAX_EXPONENT, MAX_NUMBER_TEXT
+from ..numbers import plain, to_decimal
 
 MAX_SAFE_INT = 9_007_199_254_740_991
 MAX_GID = 2**31 - 1
 #: Generated cids start at a random point below this, leaving room below the 45-bit limit.
 CID_START_RANGE = 2**44
 TIF_FORMAT = "%Y-%m-%d %H:%M:%S"
-FLOAT_REFUSED = "pass a Decimal or a string to keep full precision"
 
 
 class _CidSource:
@@ -61,32 +60,13 @@ def _ints(values: Any, name: str, high: int = MAX_SAFE_INT) -> List[int]:
 
 
 def _decimal(value: Any, name: str) -> Decimal:
-    if isinstance(value, float):
-        raise ValueError(f"{name}: {FLOAT_REFUSED} (got the float {value!r})")
-    if isinstance(value, bool) or not isinstance(value, (Decimal, str, int)):
-        raise ValueError(f"{name} must be a Decimal, str or int, got {value!r}")
-    # Bounded before converting, so an absurd argument costs no more than a sane one.
-    if isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
-        raise ValueError(f"{name} is {len(value)} characters long (at most {MAX_NUMBER_TEXT}): {value:.30}...")
-    if isinstance(value, int) and value.bit_length() > 256:
-        raise ValueError(f"{name} is out of range: a {value.bit_length()}-bit integer")
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"{name} is not a decimal number: {value!r}") from None
-    if not number.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
-        raise ValueError(f"{name} has an exponent out of range (|e| <= {MAX_EXPONENT}): {value!r:.50}")
-    return number
+    """An amount, price or rate argument by the number policy of :mod:`bfxsync.numbers`."""
+    return to_decimal(value, name)
 
 
 def _plain(number: Decimal) -> str:
     """Fixed-point text without exponent or trailing zeros: ``3E+4`` -> ``"30000"``, ``0.0010`` -> ``"0.001"``."""
-    text = format(number, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    return plain(number)
 
 
 def _money(value: Any, name: str, *, positive: bool = False) -> str:
@@ -140,11 +120,14 @@ def _now_ms(now_ms: Optional[int]) -> int:
 
 
 def _clean(value: Any, where: str) -> Any:
-    """Copy a caller's payload for the wire: Decimals become plain strings; floats are refused."""
-    if isinstance(value, float):
-        raise ValueError(f"{where}: {FLOAT_REFUSED} (got the float {value!r})")
-    if isinstance(value, Decimal):
-        return _plain(_decimal(value, where))
+    """Copy a caller's payload for the wire: Decimals and floats become plain decimal strings.
+
+    The server refuses JSON numbers with a fraction or an exponent, so a float goes out as the
+    text of its shortest ``repr`` (the policy of :mod:`bfxsync.numbers`); NaN and infinities are
+    refused. Ints, strings, booleans and None pass as they are (ids, flags, meta switches).
+    """
+    if isinstance(value, (float, Decimal)):
+        return plain(to_decimal(value, where))
     if isinstance(value, Mapping):
         return {k: _clean(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -5,19 +5,21 @@ what is wrong; on success it returns ``(frame, ref)``: the whole input ``[0, tag
 (ready for ``json.dumps``) and a :class:`RequestRef` describing how to recognise the answer
 (the ``<tag>-req`` notification, then ``on``/``ou``/``oc``/``te``...).
 
-Money arguments accept ``Decimal``, ``str`` or ``int`` and go on the wire as plain decimal
-strings (``"0.001"``, ``"30000"``): the server refuses JSON numbers and exponents. Floats are
-refused, because their repr is not always the amount the caller meant.
+Money arguments (amounts, prices, rates) accept ``int``, ``float``, ``str`` or ``Decimal`` and go
+on the wire as plain decimal strings (``"0.001"``, ``"30000"``): the server refuses JSON numbers
+and exponents. A float is taken by its shortest ``repr``, so a price read from a book, a ticker
+or a trade is sent exactly as the server wrote it; NaN, infinities and ``bool`` are refused.
+The whole policy, with its bounds, is in :mod:`bfxsync.numbers`.
 """
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from attrs import frozen
 
+from ..numbers import Number
 from ._checks import (
     MAX_GID,
     _cid_date,
@@ -66,7 +68,8 @@ MAX_CALC_REQUESTS = 30
 _MULTI_OP_TAGS = ("on", "oc", "ou", "oc_multi")
 
 Frame = List[Any]
-Money = Union[Decimal, str, int]
+#: An amount, price or rate: ``int``, ``float`` (by its shortest repr), ``str`` or ``Decimal``.
+Money = Number
 
 _TRADING = re.compile(r"t[A-Z0-9]+(?::[A-Z0-9]+)?")
 _FUNDING = re.compile(r"f[A-Z0-9]+")
