@@ -256,12 +256,13 @@ class TestBook:
 class TestFailures:
     def test_unreachable_server_is_one_line_and_status_1(self, runs):
         """A refused connection ends with status 1 and exactly one explanatory line on stderr, no traceback."""
-        code, out, err, seconds = runs.result("unreachable")
+        code, out, err, _ = runs.result("unreachable")
         assert code == 1
         assert out == ""
         assert len(err.strip().splitlines()) == 1, err
         assert re.match(r"bfxsync: cannot connect to ws://127\.0\.0\.1:\d+: .*refused", err), err
-        assert seconds < 15
+        # That it gave up rather than retrying forever is result()'s bound (TIMEOUT); no wall-clock
+        # limit here: 14 processes start at once, and on a loaded 2-core machine one took 15.2 s.
 
     def test_invalid_symbol_is_status_2(self, runs):
         """A malformed symbol is rejected before connecting, in one line, with status 2."""
