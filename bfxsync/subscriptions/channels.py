@@ -67,6 +67,21 @@ class _Recent(Generic[T]):
         self.size = size
 
 
+class _RecentWindow:
+    """What the trades and status handles share: a bounded window of their newest items."""
+
+    _recent: _Recent[Any]  # written by the reader thread (each handle's __init__ creates it)
+
+    @property
+    def recent_size(self) -> int:
+        """How many items :meth:`recent` keeps (100 by default); set it to keep more or fewer."""
+        return self._recent.size
+
+    @recent_size.setter
+    def recent_size(self, size: int) -> None:
+        self._recent.resize(size)
+
+
 class TickerSubscription(Subscription):
     """``ticker``: each message carries one :class:`TradingTicker` or :class:`FundingTicker`.
 
@@ -99,7 +114,7 @@ class TickerSubscription(Subscription):
         self._deliver((ticker,), self._take_snapshot_flag(), tag, seq, mts)
 
 
-class TradesSubscription(Subscription):
+class TradesSubscription(_RecentWindow, Subscription):
     """``trades``: a snapshot (oldest first), then one message per executed trade.
 
     Every trade is sent twice, as ``te`` at execution and ``tu`` shortly after; only
@@ -129,15 +144,6 @@ class TradesSubscription(Subscription):
         """The newest trade, or ``None`` before the snapshot. Safe from any thread."""
         items = self._recent.items
         return items[-1] if items else None
-
-    @property
-    def recent_size(self) -> int:
-        """How many trades :meth:`recent` keeps (100 by default); set it to keep more or fewer."""
-        return self._recent.size
-
-    @recent_size.setter
-    def recent_size(self, size: int) -> None:
-        self._recent.resize(size)
 
     def options_conflict(self, options: Mapping[str, Any]) -> Optional[str]:
         wanted = bool(options.get("execution_updates", False))
@@ -234,7 +240,7 @@ def _by_mts(candle: Candle) -> int:
     return candle.mts
 
 
-class StatusSubscription(Subscription):
+class StatusSubscription(_RecentWindow, Subscription):
     """``status``: :class:`DerivativesStatus` for ``deriv:`` keys, :class:`Liquidation` items for ``liq:global``.
 
     For polling, :attr:`last` keeps the latest status (``liq:global``: the latest
@@ -260,15 +266,6 @@ class StatusSubscription(Subscription):
     def recent(self, n: Optional[int] = None) -> Tuple[Union[DerivativesStatus, Liquidation], ...]:
         """The newest statuses or liquidations, oldest first (only the newest ``n`` if given). Safe from any thread."""
         return self._recent.take(n)
-
-    @property
-    def recent_size(self) -> int:
-        """How many items :meth:`recent` keeps (100 by default); set it to keep more or fewer."""
-        return self._recent.size
-
-    @recent_size.setter
-    def recent_size(self, size: int) -> None:
-        self._recent.resize(size)
 
     def _on_payload(self, payload: Any, tag: Optional[str], seq: Optional[int], mts: Optional[int],
                     flags: int) -> None:
