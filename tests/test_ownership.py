@@ -335,7 +335,7 @@ def test_a_book_written_by_the_reader_and_invalidated_from_another_thread_stays_
 
 @pytest.mark.parametrize("run", range(2))
 def test_resyncs_from_another_thread_against_the_emulator_leave_a_readable_book(make_client, monkeypatch, run):
-    """The same with the real reader thread and a live book: after 1.5 s of resyncs the book syncs and reads."""
+    """The same with the real reader thread and a live book: after repeated resyncs the book syncs and reads."""
     monkeypatch.setattr(supervision, "RESYNC_PAUSE_FIRST", 0.0)
     monkeypatch.setattr(supervision, "RESYNC_PAUSE_MAX", 0.0)
     with Emulator(seed=run, rate=3000.0, heartbeat_interval=1.0) as emu:
@@ -344,12 +344,12 @@ def test_resyncs_from_another_thread_against_the_emulator_leave_a_readable_book(
         client.on_book_synced(snapshots.append)
         sub = client.subscribe_book("tBTCUSD").wait_synced(5)
         link = client._pool.public_links()[0]
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 15.0
+        while len(snapshots) < 4 and time.monotonic() < deadline:
             if sub.synced:
                 link.resync(sub, "test: invalidated from another thread")
             time.sleep(0.0005)  # let the reader stream between resyncs; not a wait for a condition
-        assert len(snapshots) >= 3  # resubscribes are paced (subscribe_rate): a few cycles in 1.5 s
+        assert len(snapshots) >= 4  # the first sync and at least three resync cycles, however slow the machine
         sub.wait_synced(10)
         assert sub.book.version % 2 == 0 and sub.best_bid() is not None and sub.snapshot().synced
         client.close()

@@ -17,7 +17,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 
 import pytest
@@ -292,17 +291,14 @@ class TestTransport:
         tracemalloc.start()
         try:
             with RawServer(script) as server:
-                started = time.monotonic()
                 listener = run_transport(server, max_frame_size=1 << 20)
-                elapsed = time.monotonic() - started
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
         assert listener.messages == [b"ok"]
         assert listener.errors and listener.errors[0].kind == "oversized_frame"
         assert got["close"][:2] == struct.pack("!H", 1009)
-        assert peak < 8 * 1024 * 1024, peak
-        assert elapsed < 3.0
+        assert peak < 8 * 1024 * 1024, peak  # the announced 1 GiB was never read nor allocated
 
     def test_eof_without_close_frame(self):
         """The server vanishing mid-frame is reported as a lost connection, with no close code."""
