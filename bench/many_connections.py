@@ -4,6 +4,8 @@
   python bench/many_connections.py [--scenarios throughput,quiet,account] [--rounds 3]
                                    [--total 200000] [--ks 1,2,5,10,20] [--seconds 5]
                                    [--quiet-rate 1000] [--busy-rate 2000]
+                                   [--cases idle,5x2k,20x2k,1sat,5sat,20sat]
+                                   [--clients bfxsync,bare] [--candidate PATH ...]
 
 The design runs one WebSocketApp per connection on its own thread, so K busy connections
 are K threads sharing one GIL. The baseline everywhere is the same number of bare
@@ -25,8 +27,12 @@ account     The stream that matters most: an authenticated client's own order ev
             and with K saturating connections in the same process.
 
 Every run is a fresh process (``--child``); rounds interleave the runs in a shuffled order
-and medians are printed. Loopback servers: ``bench/loopback.py`` (it costs next to nothing,
-so the clients' cost dominates).
+and medians are printed. ``--candidate PATH`` (repeatable) adds a client named after the
+directory: the bfxsync of another checkout (a git worktree with an idea to try), run
+interleaved with this one, which is how a change to the receive path is kept or dropped
+(an A/B in one run).
+Loopback servers: ``bench/loopback.py`` (it costs next to nothing, so the clients' cost
+dominates).
 """
 import argparse
 import json
@@ -42,10 +48,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-#: (label, K busy connections, busy rate per connection: 0 saturates)
-QUIET_CASES = (("0 busy", 0, None), ("5 x 2,000/s", 5, "busy"), ("20 x 2,000/s", 20, "busy"),
-               ("1 saturating", 1, 0), ("5 saturating", 5, 0), ("20 saturating", 20, 0))
-ACCOUNT_CASES = (("0 busy", 0), ("5 saturating", 5), ("20 saturating", 20))
+#: id -> (label, K busy connections, busy rate per connection: 0 saturates)
+QUIET_CASES = {"idle": ("0 busy", 0, None), "5x2k": ("5 x 2,000/s", 5, "busy"), "20x2k": ("20 x 2,000/s", 20, "busy"),
+               "1sat": ("1 saturating", 1, 0), "5sat": ("5 saturating", 5, 0), "20sat": ("20 saturating", 20, 0)}
+ACCOUNT_CASES = {"idle": ("0 busy", 0), "5sat": ("5 saturating", 5), "20sat": ("20 saturating", 20)}
 BUSY_CONFIG = dict(max_subscriptions=1, max_connects_per_minute=10_000, subscribe_rate=1000.0, subscribe_burst=1000)
 
 
@@ -261,18 +267,22 @@ def child_account(args):
 
 # -- the parent: servers, interleaved rounds, the report ----------------------------------------
 
-def run_child(*args):
+def run_child(args, client, kind, *child_args):
     """Run one child; its RESULT/LATENCY line split into fields (a FAIL line stops the bench)."""
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *map(str, args)],
+    if client in args.candidates:
+        child_args = ("--candidate", args.candidates[client], *child_args)
+        client = "candidate"
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind, "--client", client,
+                          *map(str, child_args)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     for line in out.stdout.splitlines():
         if line.startswith(("RESULT", "LATENCY")):
             return [float(x) for x in line.split()[1:]]
-    raise SystemExit(f"child {args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    raise SystemExit(f"child {kind} {client} {child_args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 def throughput(args, ks):
-    rates = {(client, k): [] for client in ("bfxsync", "bare") for k in ks}
+    rates = {(client, k): [] for client in args.clients for k in ks}
     for round_ in range(args.rounds):
         runs = list(rates)
         random.shuffle(runs)
@@ -280,28 +290,35 @@ def throughput(args, ks):
             per = args.total // k
             server = loopback("--channel", "book", "--messages", per, "--cs-every", 50)
             try:
-                rates[client, k].append(run_child("throughput", "--client", client, "--url", server.url,
+                rates[client, k].append(run_child(args, client, "throughput", "--url", server.url,
                                                   "--k", k, "--per", per)[0])
             finally:
                 server.close()
             print(f"  round {round_ + 1}: {client:7} K={k:2} {rates[client, k][-1]:>10,.0f} updates/s", flush=True)
-    base = statistics.median(rates["bfxsync", ks[0]])
     print(f"\nThroughput: one client, one book per connection, {args.total:,} updates in all, "
           f"medians of {args.rounds} interleaved rounds\n")
-    print("| connections | bfxsync updates/s | vs 1 connection | bare threads updates/s | bfxsync / bare |")
-    print("|---:|---:|---:|---:|---:|")
+    ours = [client for client in args.clients if client != "bare"]
+    print("| connections | " + " | ".join(f"{c} updates/s | {c} vs 1 connection" for c in ours)
+          + (" | bare threads updates/s | bfxsync / bare" if "bare" in args.clients else "") + " |")
+    print("|---:" * (1 + 2 * len(ours) + 2 * ("bare" in args.clients)) + "|")
     for k in ks:
-        ours, bare = statistics.median(rates["bfxsync", k]), statistics.median(rates["bare", k])
-        print(f"| {k} | {ours:,.0f} | {ours / base:.2f} | {bare:,.0f} | {bare and ours / bare:.2f} |")
+        cells = [str(k)]
+        for client in ours:
+            rate = statistics.median(rates[client, k])
+            cells += [f"{rate:,.0f}", f"{rate / statistics.median(rates[client, ks[0]]):.2f}"]
+        if "bare" in args.clients:
+            bare = statistics.median(rates["bare", k])
+            cells += [f"{bare:,.0f}", f"{statistics.median(rates[ours[0], k]) / bare:.2f}" if ours else "-"]
+        print("| " + " | ".join(cells) + " |")
 
 
 def quiet(args):
-    results = {(client, label): [] for client in ("bfxsync", "bare") for label, _, _ in QUIET_CASES}
+    results = {(client, case): [] for client in args.clients for case in args.cases if case in QUIET_CASES}
     for round_ in range(args.rounds):
         runs = list(results)
         random.shuffle(runs)
-        for client, label in runs:
-            _, k, rate = next(case for case in QUIET_CASES if case[0] == label)
+        for client, case in runs:
+            label, k, rate = QUIET_CASES[case]
             rate = args.busy_rate if rate == "busy" else rate
             servers = [loopback("--pace", args.quiet_rate, "--seconds", args.seconds + 30, "--channel", "trades")]
             try:
@@ -313,33 +330,39 @@ def quiet(args):
                     per = int(250_000 * (args.seconds + 10) / k)  # more than the busy ones can read meanwhile
                     servers.append(loopback("--channel", "book", "--messages", per, "--cs-every", 50))
                     busy_url = servers[-1].url
-                results[client, label].append(run_child(
-                    "quiet", "--client", client, "--k", k, "--busy-url", busy_url, "--busy-kind", kind,
+                results[client, case].append(run_child(
+                    args, client, "quiet", "--k", k, "--busy-url", busy_url, "--busy-kind", kind,
                     "--quiet-url", servers[0].url, "--quiet-rate", args.quiet_rate, "--seconds", args.seconds))
             finally:
                 for server in servers:
                     server.close()
-            got, expected, p50, p99, _ = results[client, label][-1]
-            print(f"  round {round_ + 1}: {client:7} {label:14} p50 {p50:9,.0f} us  p99 {p99:9,.0f} us  "
+            got, expected, p50, p99, _ = results[client, case][-1]
+            print(f"  round {round_ + 1}: {client:9} {label:14} p50 {p50:9,.0f} us  p99 {p99:9,.0f} us  "
                   f"({got:.0f} of {expected:.0f})", flush=True)
     print(f"\nA quiet stream ({args.quiet_rate:,}/s trades) while K connections of the process are busy, "
           f"medians of {args.rounds} interleaved rounds\n")
-    print("| K busy connections | bfxsync p50 us | bfxsync p99 us | received | bare threads p50 us | bare p99 us |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, _, _ in QUIET_CASES:
-        ours, bare = results["bfxsync", label], results["bare", label]
-        med = lambda rows, i: statistics.median(row[i] for row in rows)  # noqa: E731
-        print(f"| {label} | {med(ours, 2):,.0f} | {med(ours, 3):,.0f} | {min(r[0] / r[1] for r in ours):.0%} "
-              f"| {med(bare, 2):,.0f} | {med(bare, 3):,.0f} |")
+    print("| K busy connections | " + " | ".join(f"{c} p50 us | {c} p99 us | {c} received" for c in args.clients)
+          + " |")
+    print("|---" + "|---:" * (3 * len(args.clients)) + "|")
+    med = lambda rows, i: statistics.median(row[i] for row in rows)  # noqa: E731
+    for case in args.cases:
+        if case not in QUIET_CASES:
+            continue
+        cells = [QUIET_CASES[case][0]]
+        for client in args.clients:
+            rows = results[client, case]
+            cells += [f"{med(rows, 2):,.0f}", f"{med(rows, 3):,.0f}", f"{min(r[0] / r[1] for r in rows):.0%}"]
+        print("| " + " | ".join(cells) + " |")
 
 
 def account(args):
-    results = {label: [] for label, _ in ACCOUNT_CASES}
+    clients = [client for client in args.clients if client != "bare"]
+    results = {(client, case): [] for client in clients for case in args.cases if case in ACCOUNT_CASES}
     for round_ in range(args.rounds):
-        labels = list(results)
-        random.shuffle(labels)
-        for label in labels:
-            k = dict(ACCOUNT_CASES)[label]
+        runs = list(results)
+        random.shuffle(runs)
+        for client, case in runs:
+            label, k = ACCOUNT_CASES[case]
             emulator = Server("-m", "bfxsync.emulator", "--connect-limit", "0")
             servers = [emulator]
             try:
@@ -348,22 +371,29 @@ def account(args):
                     per = int(250_000 * (args.seconds + 10) / k)
                     servers.append(loopback("--channel", "book", "--messages", per, "--cs-every", 50))
                     busy_url = servers[-1].url
-                results[label].append(run_child("account", "--client", "bfxsync", "--k", k, "--busy-url", busy_url,
+                results[client, case].append(run_child(args, client, "account", "--k", k, "--busy-url", busy_url,
                                                 "--busy-kind", "book", "--account-url", emulator.url,
                                                 "--seconds", args.seconds))
             finally:
                 for server in servers:
                     server.close()
-            got, expected, p50, p99, _ = results[label][-1]
-            print(f"  round {round_ + 1}: account {label:14} p50 {p50:9,.0f} us  p99 {p99:9,.0f} us "
+            got, expected, p50, p99, _ = results[client, case][-1]
+            print(f"  round {round_ + 1}: {client:9} {label:14} p50 {p50:9,.0f} us  p99 {p99:9,.0f} us "
                   f"({got:.0f} of {expected:.0f})", flush=True)
     print(f"\nOrder events: submit_order -> its 'on' event, 20 orders/s against the emulator (its own process), "
           f"medians of {args.rounds} rounds\n")
-    print("| K saturating connections | p50 us | p99 us | events received |\n|---|---:|---:|---:|")
-    for label, _ in ACCOUNT_CASES:
-        rows = results[label]
-        print(f"| {label} | {statistics.median(r[2] for r in rows):,.0f} | {statistics.median(r[3] for r in rows):,.0f} "
-              f"| {min(r[0] / r[1] for r in rows):.0%} |")
+    print("| K saturating connections | " + " | ".join(f"{c} p50 us | {c} p99 us | {c} events received" for c in clients)
+          + " |")
+    print("|---" + "|---:" * (3 * len(clients)) + "|")
+    for case in args.cases:
+        if case not in ACCOUNT_CASES:
+            continue
+        cells = [ACCOUNT_CASES[case][0]]
+        for client in clients:
+            rows = results[client, case]
+            cells += [f"{statistics.median(r[2] for r in rows):,.0f}", f"{statistics.median(r[3] for r in rows):,.0f}",
+                      f"{min(r[0] / r[1] for r in rows):.0%}"]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main():
@@ -375,9 +405,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--quiet-rate", type=int, default=1000)
     parser.add_argument("--busy-rate", type=int, default=2000)
+    parser.add_argument("--cases", default=",".join(QUIET_CASES),
+                        help="which quiet/account cases to run: " + ", ".join(QUIET_CASES))
+    parser.add_argument("--clients", default="bfxsync,bare", help="bfxsync and/or bare")
+    parser.add_argument("--candidate", metavar="PATH", action="append", default=[],
+                        help="another checkout: its bfxsync runs interleaved, named after the directory")
     # a child's arguments
     parser.add_argument("--child", choices=("throughput", "quiet", "account"), help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=("bfxsync", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("bfxsync", "bare", "candidate"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--per", type=int, help=argparse.SUPPRESS)
@@ -387,9 +422,17 @@ def main():
     parser.add_argument("--account-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.client == "candidate":
+            sys.path.insert(0, os.path.abspath(args.candidate[0]))  # its bfxsync shadows this checkout's
+            import bfxsync
+            if not bfxsync.__file__.startswith(os.path.abspath(args.candidate[0])):
+                raise SystemExit(f"the candidate's bfxsync was not imported: {bfxsync.__file__}")
         {"throughput": child_throughput, "quiet": child_quiet, "account": child_account}[args.child](args)
         return
     scenarios = args.scenarios.split(",")
+    args.cases = args.cases.split(",")
+    args.candidates = {os.path.basename(os.path.abspath(path)): path for path in args.candidate}
+    args.clients = args.clients.split(",") + list(args.candidates)
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     if "throughput" in scenarios:
         throughput(args, [int(k) for k in args.ks.split(",")])

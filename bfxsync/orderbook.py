@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections import deque
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Callable, Deque, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar, Union, cast
@@ -141,34 +141,38 @@ class BookSnapshot:
 class _Side:
     """One side of a book: rows by sort key, the sort keys in best-first order, and each row's checksum text.
 
-    ``text[key]`` is ``"KEY:AMOUNT"`` built from the row's wire tokens. It is made when a
-    checksum first needs it and dropped when the row changes, so a checksum joins
-    ready-made strings for every level that did not change since the last one, and a
-    level that changes many times between two checksums is formatted once at most.
+    ``texts[i]`` is the ``"KEY:AMOUNT"`` text of the row at ``order[i]``, built from the
+    row's wire tokens, or None until a checksum first needs it: a change to the row resets
+    it. The texts are kept in book order beside the keys, so a checksum takes the best 25
+    with one slice, joins ready-made strings for every level that did not change since the
+    last one, and formats a level that changed many times between two checksums once at most.
     """
 
-    __slots__ = ("rows", "order", "text", "_amount")
+    __slots__ = ("rows", "order", "texts", "_amount")
 
     def __init__(self, amount_index: int) -> None:
         self.rows: Dict[Any, List[Any]] = {}
         self.order: List[Any] = []
-        self.text: Dict[Any, str] = {}
+        self.texts: List[Optional[str]] = []
         self._amount = amount_index
 
     def put(self, key: Any, row: List[Any]) -> None:
+        at = bisect_left(self.order, key)
         if key in self.rows:
-            self.text.pop(key, None)
+            self.texts[at] = None
         else:
-            insort(self.order, key)
+            self.order.insert(at, key)
+            self.texts.insert(at, None)
         self.rows[key] = row
 
     def pop(self, key: Any) -> Optional[List[Any]]:
         row = self.rows.pop(key, None)
         if row is not None:
-            self.text.pop(key, None)
             # Keys are finite (checked by OrderBook._parse), so ``order`` is totally ordered
             # and bisect finds exactly this key.
-            del self.order[bisect_left(self.order, key)]
+            at = bisect_left(self.order, key)
+            del self.order[at]
+            del self.texts[at]
         return row
 
     def best(self, n: Optional[int]) -> List[List[Any]]:
@@ -181,25 +185,23 @@ class _Side:
         Only the writing thread may keep them: a reader on another thread could otherwise
         store the text of a row that the writer replaced meanwhile.
         """
-        keys = self.order[:n]
-        texts: List[Any] = list(map(self.text.get, keys))  # None where a text is still to be made
-        missing = texts.count(None)
-        if missing:
-            rows, amount = self.rows, self._amount
-            store = self.text if keep else {}
-            start = 0
-            for _ in range(missing):
-                start = texts.index(None, start)
-                key = keys[start]
-                row = rows[key]
-                # Tokens are a float's wire text (str) or an int: the server's own number text.
-                texts[start] = store[key] = f"{row[0]}:{row[amount]}"
+        texts: List[Any] = self.texts[:n]  # None where a text is still to be made
+        if None in texts:
+            rows, order, amount = self.rows, self.order, self._amount
+            store = self.texts
+            for at, text in enumerate(texts):
+                if text is None:
+                    row = rows[order[at]]
+                    # Tokens are a float's wire text (str) or an int: the server's own number text.
+                    texts[at] = text = f"{row[0]}:{row[amount]}"
+                    if keep:
+                        store[at] = text
         return texts
 
     def clear(self) -> None:
         self.rows.clear()
         self.order.clear()
-        self.text.clear()
+        self.texts.clear()
 
 
 class _ReadRequest(Generic[_T]):
