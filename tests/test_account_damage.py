@@ -237,7 +237,7 @@ class TestHostileNumbers:
         started = time.monotonic()
         emulator.inject(frame)
         assert wait_until(lambda: client.stats().get("malformed", 0) >= 1, 10)
-        assert time.monotonic() - started < 2.0  # 33 s of GIL before the bound
+        assert time.monotonic() - started < 5.0  # 33 s of GIL before the bound
         assert client.ping(5) < 1.0
         order_ = client.account.submit_order("tBTCUSD", "0.01", "20000").result(10)
         assert order_.status_word == "ACTIVE"

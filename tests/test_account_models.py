@@ -347,10 +347,10 @@ class TestNumberBounds:
                 continue  # money may be written that large; integers stop below 1e21
             bad = list(row)
             bad[index] = value
-            started = time.perf_counter()
+            started = time.thread_time()  # CPU time: a busy machine does not stretch it
             with pytest.raises(ProtocolError):
                 model.from_wire(bad)
-            assert time.perf_counter() - started < 0.05, (value, "took", time.perf_counter() - started)
+            assert time.thread_time() - started < 0.05, (value, "took", time.thread_time() - started)
 
     @pytest.mark.parametrize("value, expected", [
         ("1e20", 10 ** 20), (10 ** 21 - 1, 10 ** 21 - 1), ("-999999999999999999999", -(10 ** 21 - 1)), ("5.0", 5),

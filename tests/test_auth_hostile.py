@@ -130,7 +130,7 @@ def test_a_final_refusal_makes_every_wait_and_account_call_raise_at_once(scripte
         started = time.monotonic()
         with pytest.raises(errors.AuthenticationError):
             call()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # at once, not after the 30 s waits
     assert len(server.auths) == 1  # final: not retried
 
 

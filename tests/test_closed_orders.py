@@ -146,11 +146,10 @@ class TestWaits:
         request = account.submit_order("tBTCUSD", "0.01", type="EXCHANGE MARKET")
         order = request.result(10)
         assert wait_until(lambda: account.closed_order(order.id) is not None, 5)
-        started = time.monotonic()
+        # A 1 ms timeout: a wait that did not answer from what the account holds would raise.
         assert account.wait_order_closed(order.id, timeout=0.001).status_word == "EXECUTED"
         assert account.wait_order_closed(cid=order.cid, cid_date=order.cid_date, timeout=0.001).id == order.id
         assert request.closed(0.001).id == order.id
-        assert time.monotonic() - started < 0.5
 
     def test_waits_for_a_close_that_comes_later(self, emulator, make_client):
         """A wait for a resting order returns when it is cancelled, with CANCELED, not before."""
@@ -217,8 +216,8 @@ class TestWaits:
         assert wait_until(lambda: not account.authenticated, 5)
         started = time.monotonic()
         with pytest.raises(errors.NotConnectedError, match="account connection is down"):
-            account.wait_order_closed(order.id, timeout=10)
-        assert time.monotonic() - started < 0.5
+            account.wait_order_closed(order.id, timeout=30)
+        assert time.monotonic() - started < 5.0  # at once, not after the 30 s timeout
         assert account.wait_order_closed(market.id, timeout=10) == market  # listed closes answer while down
 
     def test_the_client_closing_ends_a_wait(self, emulator, make_client):

