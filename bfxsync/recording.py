@@ -91,15 +91,23 @@ def redact(text: str, outbound: bool) -> str:
     if not any(word in text for word in _SUSPECT):
         return text  # every channel frame and almost every event: nothing to parse
     try:
-        cleaned, changed = _clean(json.loads(text), outbound)
+        cleaned, changed = _clean(json.loads(text), outbound, _MAX_DEPTH)
     except (ValueError, RecursionError):
-        # Not JSON, or nested deeper than the parser or _clean can follow (a hostile
-        # frame of thousands of brackets): cannot tell what is in it, so keep none of it.
+        # Not JSON, or nested deeper than the parser (RecursionError) or _MAX_DEPTH (a
+        # hostile frame of hundreds of brackets): cannot tell what is in it, keep none of it.
         return json.dumps(REDACTED)
     return json.dumps(cleaned, separators=(",", ":")) if changed else text
 
 
-def _clean(value: Any, outbound: bool) -> Tuple[Any, bool]:
+# Real frames nest four or five levels. The walk stops far below any interpreter's
+# recursion limit (which differs between Python versions and with the caller's stack),
+# so whether a deep frame is replaced never depends on how deep the stack already is.
+_MAX_DEPTH = 64
+
+
+def _clean(value: Any, outbound: bool, depth: int) -> Tuple[Any, bool]:
+    if depth <= 0 and isinstance(value, (dict, list)):
+        raise ValueError("frame nested too deep to redact")
     if isinstance(value, dict):
         auth = outbound and value.get("event") == "auth"
         changed = False
@@ -109,11 +117,11 @@ def _clean(value: Any, outbound: bool) -> Tuple[Any, bool]:
                 result[key] = REDACTED
                 changed = True
             else:
-                result[key], inner = _clean(item, outbound)
+                result[key], inner = _clean(item, outbound, depth - 1)
                 changed = changed or inner
         return result, changed
     if isinstance(value, list):
-        items = [_clean(item, outbound) for item in value]
+        items = [_clean(item, outbound, depth - 1) for item in value]
         return [item for item, _ in items], any(inner for _, inner in items)
     return value, False
 

@@ -54,10 +54,15 @@ class TestRedact:
         """A frame that may hold a secret but is not JSON is dropped whole."""
         assert redact('authSig=abc', outbound=True) == json.dumps(REDACTED)
 
-    @pytest.mark.parametrize("depth", [900, 5000])
+    @pytest.mark.parametrize("depth", [65, 900, 5000])
     def test_frame_too_deep_to_follow_is_replaced(self, depth):
-        """Nesting deeper than the parser (5,000) or the walk (900) can follow: the frame is replaced, no RecursionError."""
+        """Nesting deeper than the parser (5,000) or the walk (64) follows: the frame is replaced, no RecursionError."""
         assert redact("[" * depth + '{"nonce":1}' + "]" * depth, outbound=False) == json.dumps(REDACTED)
+
+    def test_frame_within_the_walk_is_cleaned_not_replaced(self):
+        """63 levels of lists around the secret: redacted in place, the rest kept."""
+        frame = "[" * 63 + '{"nonce":1,"a":2}' + "]" * 63
+        assert redact(frame, outbound=False) == "[" * 63 + '{"nonce":"<redacted>","a":2}' + "]" * 63
 
 
 class TestFormat:
