@@ -172,7 +172,7 @@ class TestWaits:
         started = time.monotonic()
         with pytest.raises(errors.BfxTimeoutError, match="did not close within 0.3 s"):
             request.closed(0.3)
-        assert 0.25 <= time.monotonic() - started < 2.0
+        assert 0.25 <= time.monotonic() - started < 5.0  # the timeout, not the order's life
         with pytest.raises(errors.BfxTimeoutError):
             account.wait_order_closed(request.order_id, timeout=0.2)
         assert request.order_id in account.snapshot().orders

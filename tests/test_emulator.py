@@ -587,7 +587,7 @@ class TestControl:
         started = time.monotonic()
         frames = client.recv_until(lambda f: f == [a, "hb"])
         frames += client.recv_until(lambda f: f == [b, "hb"])
-        assert 0.1 < time.monotonic() - started < 2.0
+        assert 0.1 < time.monotonic() - started < 5.0  # some ticks of 0.2 s, not an endless wait
         # pause() returned after the last tick's frames were written: only heartbeats follow.
         first_hb = next(i for i, f in enumerate(frames) if f[1] == "hb")
         assert all(f[1] == "hb" for f in frames[first_hb:])
