@@ -5,7 +5,7 @@
                                    [--total 200000] [--ks 1,2,5,10,20] [--seconds 5]
                                    [--quiet-rate 1000] [--busy-rate 2000]
                                    [--cases idle,5x2k,20x2k,1sat,5sat,20sat]
-                                   [--clients bfxsync,bare] [--candidate PATH ...]
+                                   [--clients bfxsync,bare,bfxsync@0.0005] [--candidate PATH ...]
 
 The design runs one WebSocketApp per connection on its own thread, so K busy connections
 are K threads sharing one GIL. The baseline everywhere is the same number of bare
@@ -30,7 +30,10 @@ Every run is a fresh process (``--child``); rounds interleave the runs in a shuf
 and medians are printed. ``--candidate PATH`` (repeatable) adds a client named after the
 directory: the bfxsync of another checkout (a git worktree with an idea to try), run
 interleaved with this one, which is how a change to the receive path is kept or dropped
-(an A/B in one run).
+(an A/B in one run). A client named ``NAME@SECONDS`` (``bfxsync@0.0005``, ``bare@0.0005``)
+is that client in a process that first calls ``sys.setswitchinterval(SECONDS)``: the
+interpreter's GIL hand-off interval (5 ms by default), the one lever that bounds how long
+a thread that is ready to run waits for a busy one.
 Loopback servers: ``bench/loopback.py`` (it costs next to nothing, so the clients' cost
 dominates).
 """
@@ -269,6 +272,9 @@ def child_account(args):
 
 def run_child(args, client, kind, *child_args):
     """Run one child; its RESULT/LATENCY line split into fields (a FAIL line stops the bench)."""
+    client, _, interval = client.partition("@")
+    if interval:
+        child_args = ("--switch-interval", interval, *child_args)
     if client in args.candidates:
         child_args = ("--candidate", args.candidates[client], *child_args)
         client = "candidate"
@@ -297,7 +303,7 @@ def throughput(args, ks):
             print(f"  round {round_ + 1}: {client:7} K={k:2} {rates[client, k][-1]:>10,.0f} updates/s", flush=True)
     print(f"\nThroughput: one client, one book per connection, {args.total:,} updates in all, "
           f"medians of {args.rounds} interleaved rounds\n")
-    ours = [client for client in args.clients if client != "bare"]
+    ours = [client for client in args.clients if client.partition("@")[0] != "bare"]
     print("| connections | " + " | ".join(f"{c} updates/s | {c} vs 1 connection" for c in ours)
           + (" | bare threads updates/s | bfxsync / bare" if "bare" in args.clients else "") + " |")
     print("|---:" * (1 + 2 * len(ours) + 2 * ("bare" in args.clients)) + "|")
@@ -356,7 +362,7 @@ def quiet(args):
 
 
 def account(args):
-    clients = [client for client in args.clients if client != "bare"]
+    clients = [client for client in args.clients if client.partition("@")[0] != "bare"]
     results = {(client, case): [] for client in clients for case in args.cases if case in ACCOUNT_CASES}
     for round_ in range(args.rounds):
         runs = list(results)
@@ -407,7 +413,8 @@ def main():
     parser.add_argument("--busy-rate", type=int, default=2000)
     parser.add_argument("--cases", default=",".join(QUIET_CASES),
                         help="which quiet/account cases to run: " + ", ".join(QUIET_CASES))
-    parser.add_argument("--clients", default="bfxsync,bare", help="bfxsync and/or bare")
+    parser.add_argument("--clients", default="bfxsync,bare",
+                        help="bfxsync and/or bare, each optionally NAME@SECONDS (run with that switch interval)")
     parser.add_argument("--candidate", metavar="PATH", action="append", default=[],
                         help="another checkout: its bfxsync runs interleaved, named after the directory")
     # a child's arguments
@@ -420,8 +427,11 @@ def main():
     parser.add_argument("--busy-kind", choices=("book", "trades"), default="book", help=argparse.SUPPRESS)
     parser.add_argument("--quiet-url", help=argparse.SUPPRESS)
     parser.add_argument("--account-url", help=argparse.SUPPRESS)
+    parser.add_argument("--switch-interval", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.switch_interval:
+            sys.setswitchinterval(args.switch_interval)
         if args.client == "candidate":
             sys.path.insert(0, os.path.abspath(args.candidate[0]))  # its bfxsync shadows this checkout's
             import bfxsync
