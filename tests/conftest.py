@@ -1,4 +1,5 @@
 """Shared fixtures: a local emulator per test (port 0) and clients bound to it, closed in finally."""
+import gc
 import os
 import threading
 import time
@@ -65,6 +66,28 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def cpu_seconds(action, tries=3):
+    """The least CPU time (this thread's) ``action()`` took in ``tries`` runs, with the garbage collector off.
+
+    For "refused at once" checks: CPU time does not stretch on a busy machine, the collector
+    off keeps a full collection of the whole suite's objects (0.1 s seen) out of it, and the
+    least of a few runs leaves out what is left (page faults, a signal). An action that does
+    the expensive work it should refuse costs 1 s or more every time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        costs = []
+        for _ in range(tries):
+            started = time.thread_time()
+            action()
+            costs.append(time.thread_time() - started)
+        return min(costs)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def book_matches(emu, sub):
