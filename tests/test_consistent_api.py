@@ -68,7 +68,9 @@ class TestCallbacksByKeyword:
         assert positional == POSITIONAL[method]
         assert {"on_data", "dispatch", "overflow", "queue_size"} <= keyword_only
         # help() shows the real signature, not the checking wrapper's (*args, **kwargs)
-        assert "*, on_data: " in pydoc.render_doc(getattr(bfxsync.Client, method), renderer=pydoc.plaintext)
+        # (Python 3.13 puts a long signature one parameter per line: compare with whitespace collapsed).
+        page = " ".join(pydoc.render_doc(getattr(bfxsync.Client, method), renderer=pydoc.plaintext).split())
+        assert "*, on_data: " in page and "*args, **kwargs" not in page
 
 
 class TestPollingWithoutCallbacks:
