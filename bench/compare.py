@@ -29,6 +29,10 @@ Memory: RSS and thread count of a bfxsync client after its first 10,000 book upd
 (cs every 50) and after ``--memory-updates``.
 
 Prints medians, min/max, ratios and whether each target is met.
+
+Many connections in one process (aggregate throughput over K connections, a quiet stream's
+latency while K connections are busy, an account's order events under load, all against
+bare WebSocketApp threads) are measured by the sibling ``bench/many_connections.py``.
 """
 import argparse
 import os
