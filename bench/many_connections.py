@@ -304,16 +304,17 @@ def throughput(args, ks):
     print(f"\nThroughput: one client, one book per connection, {args.total:,} updates in all, "
           f"medians of {args.rounds} interleaved rounds\n")
     ours = [client for client in args.clients if client.partition("@")[0] != "bare"]
+    baseline = next((client for client in args.clients if client.partition("@")[0] == "bare"), None)
     print("| connections | " + " | ".join(f"{c} updates/s | {c} vs 1 connection" for c in ours)
-          + (" | bare threads updates/s | bfxsync / bare" if "bare" in args.clients else "") + " |")
-    print("|---:" * (1 + 2 * len(ours) + 2 * ("bare" in args.clients)) + "|")
+          + (f" | {baseline} threads updates/s | {ours[0] if ours else '-'} / {baseline}" if baseline else "") + " |")
+    print("|---:" * (1 + 2 * len(ours) + 2 * (baseline is not None)) + "|")
     for k in ks:
         cells = [str(k)]
         for client in ours:
             rate = statistics.median(rates[client, k])
             cells += [f"{rate:,.0f}", f"{rate / statistics.median(rates[client, ks[0]]):.2f}"]
-        if "bare" in args.clients:
-            bare = statistics.median(rates["bare", k])
+        if baseline:
+            bare = statistics.median(rates[baseline, k])
             cells += [f"{bare:,.0f}", f"{statistics.median(rates[ours[0], k]) / bare:.2f}" if ours else "-"]
         print("| " + " | ".join(cells) + " |")
 
