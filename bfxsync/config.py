@@ -41,7 +41,8 @@ class Config:
         max_connects_per_minute: cap on connection attempts of the whole client, every
             connection together (the exchange bans an IP for 60 s past 15-20 a minute).
         connect_timeout: seconds allowed for the TCP/TLS/WebSocket handshake and for the
-            server's ``info`` frame after it.
+            server's ``info`` frame after it; also the longest a frame waits for the socket
+            to take it (a server that stops reading gets the connection redialled).
         ssl_context: TLS settings for ``wss://`` URLs (default: system trust store).
         max_subscriptions: subscriptions per connection; more open further connections
             (the documentation says 25 per connection).

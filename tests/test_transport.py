@@ -17,12 +17,15 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 
+import attrs
 import pytest
 import websocket
 from test_framing import STREAM, frame
 
+import bfxsync
 from bfxsync._engine import transport
 from bfxsync._engine.transport import WebSocketAppTransport
 
@@ -355,6 +358,83 @@ class TestThroughTheClient:
             client.on_disconnected(seen.append)
             assert wait_until(lambda: seen)
             assert seen[0].code == 4001 and "4001 going away" in seen[0].reason
+
+
+class TestAServerThatStopsReading:
+    """The first connection's server sends ``info`` and then never reads again (its buffers fill).
+
+    Sockets are blocking while a connection reads, so every send bounds its own wait: room
+    within ``connect_timeout``, or the connection is dropped and redialled; a single frame
+    larger than the room is caught by the scheduler. close() never waits on such a server.
+    """
+
+    LIMIT = 1.0  # connect_timeout
+
+    @pytest.fixture
+    def server(self):
+        release = threading.Event()
+
+        def script(conn, number):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.sendall(INFO)
+            if number == 1:
+                release.wait(30)  # reads nothing: what the client sends piles up in the buffers
+            else:
+                read_until(conn, 0x8)
+
+        with RawServer(script) as server:
+            try:
+                yield server
+            finally:
+                release.set()
+
+    def first_link(self, client):
+        assert wait_until(lambda: client.connected, 10)
+        return client._pool.links()[0]
+
+    def test_small_frames_wait_for_room_then_the_connection_is_redialled(self, make_client, server):
+        """64 KiB frames until the socket has no room: that send gives up after connect_timeout, with the reason."""
+        client = make_client(server.url, attrs.evolve(FAST, connect_timeout=self.LIMIT))
+        connection = self.first_link(client).connection
+        frame_text = "x" * 65536
+        took = None
+        deadline = time.monotonic() + 20
+        while took is None and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                connection.send(frame_text)
+            except bfxsync.errors.NotConnectedError as err:
+                took = time.monotonic() - started
+                assert "the server took no data for 1 s" in str(err)
+        assert took is not None, "the buffers never filled"
+        assert self.LIMIT * 0.9 <= took < self.LIMIT + 2.0
+        assert wait_until(lambda: client.stats()["dials"] >= 2 and client.connected, 10)
+
+    def test_one_frame_larger_than_the_room_is_ended_by_the_scheduler(self, make_client, server):
+        """A 32 MiB frame passes the wait for room and then blocks: the scheduler drops the socket, which ends it."""
+        # No keepalive ping and no silence verdict in the window: only the stalled-send check can end it.
+        quiet = attrs.evolve(FAST, connect_timeout=self.LIMIT, keepalive_interval=20.0, heartbeat_timeout=60.0)
+        client = make_client(server.url, quiet)
+        connection = self.first_link(client).connection
+        started = time.monotonic()
+        with pytest.raises(bfxsync.errors.NotConnectedError, match="send failed"):
+            connection.send("y" * (32 << 20))
+        assert time.monotonic() - started < self.LIMIT + 3.0  # connect_timeout, then the next sweep (<= 1 s)
+        assert wait_until(lambda: client.stats()["dials"] >= 2 and client.connected, 10)
+
+    def test_close_is_prompt_while_the_server_does_not_read(self, make_client, server):
+        """Buffers full and a sender blocked in a large frame: close() neither waits for room nor for the sender."""
+        client = make_client(server.url, attrs.evolve(FAST, connect_timeout=30.0))
+        connection = self.first_link(client).connection
+        sender = threading.Thread(target=lambda: pytest.raises(bfxsync.errors.NotConnectedError, connection.send,
+                                                               "z" * (32 << 20)), daemon=True)
+        sender.start()
+        assert wait_until(lambda: connection.send_stalled(time.monotonic() + 30.0) is not None, 10)
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 3.0  # CLOSE_GRACE and a shutdown, not connect_timeout
+        sender.join(5)
+        assert not sender.is_alive()
 
 
 @pytest.mark.parametrize("value", [0, 1023])

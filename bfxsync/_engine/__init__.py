@@ -71,8 +71,10 @@ Rules that keep it simple and deadlock-free:
 - Lock order is pool lock, then link lock; nothing takes the pool lock under a link lock.
   A lane's lock and the runtime's are leaves (nothing is taken under them).
 - Requests leave under the link lock, so a request built from the registry's state goes out
-  on the connection that state describes (a send blocks only while the server stops reading,
-  bounded by the socket timeout).
+  on the connection that state describes. Sockets are blocking (one GIL trip per read), so a
+  send first waits for room, at most ``connect_timeout``, and a server that stopped reading
+  gets its connection dropped; a send still blocked past that (a frame larger than the room
+  the kernel reported) is seen by the scheduler without the link lock, which shuts the socket.
 - The receive hot path takes no lock for routing (``registry.active`` is read with one
   ``dict.get``) and only the bare lock around a book's write (one C-level acquire).
 - Readers of an order book take no lock: the book's sequence lock retries while a write is

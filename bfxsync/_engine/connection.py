@@ -28,7 +28,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Optional, Protocol, Tuple
+from typing import Any, List, Optional, Protocol, Tuple
 from urllib.parse import urlsplit
 
 import websocket
@@ -40,7 +40,7 @@ from .framing import FrameError
 from .pacing import ConnectPacer
 from .runtime import forked_error
 from .threads import mark_bfxsync_thread
-from .transport import Transport, TransportFactory, WebSocketAppTransport
+from .transport import Transport, TransportFactory, WebSocketAppTransport, writable
 
 logger = logging.getLogger("bfxsync")
 
@@ -121,6 +121,9 @@ class Connection:
         self.frames = 0
         #: ``time.monotonic()`` of the last socket open, or None.
         self.opened_at: Optional[float] = None
+        # When each send now in progress began (appended and removed by the senders; a list's
+        # append and remove are atomic under the GIL, and send_stalled() only reads it).
+        self._sending: List[float] = []
 
     # -- lifecycle (any thread) -----------------------------------------------------
 
@@ -198,14 +201,50 @@ class Connection:
     # -- used by the link -----------------------------------------------------------
 
     def send(self, text: str) -> None:
-        """Send one text frame from any thread; :class:`NotConnectedError` when no socket is open."""
+        """Send one text frame from any thread.
+
+        The socket is blocking (reads are cheaper that way), so a send first waits for room,
+        at most ``connect_timeout``: a server that stopped reading gets the connection
+        dropped (and redialled) instead of a sender blocked for good, holding its link's
+        lock. A frame larger than the room the kernel reported can still block after
+        that; :meth:`send_stalled` lets the scheduler see it and :meth:`drop` the socket,
+        which ends the send.
+
+        Raises:
+            NotConnectedError: no socket is open, the server took nothing for
+                ``connect_timeout``, or the send failed (the connection redials).
+        """
         if os.getpid() != self._pid:
             raise forked_error(self._pid)
-        transport = self._transport
-        if transport is None or not self._open.is_set():
+        transport, sock = self._transport, self._sock
+        if transport is None or sock is None or not self._open.is_set():
             raise NotConnectedError(
                 "not connected to the server (the client reconnects by itself; wait_connected() waits for it)")
-        transport.send(text)
+        limit = self._config.connect_timeout
+        if not writable(sock, limit):
+            reason = f"the server took no data for {limit:g} s"
+            self.drop(reason)
+            raise NotConnectedError(f"not sent: {reason} (the client reconnects by itself)")
+        started = time.monotonic()
+        self._sending.append(started)
+        try:
+            transport.send(text)
+        except NotConnectedError as err:
+            # Part of the frame may be on the wire (a send that timed out or was cut): nothing
+            # more can follow it on this socket.
+            if not self._stop.is_set():
+                self.drop(str(err))
+            raise
+        finally:
+            self._sending.remove(started)
+
+    def send_stalled(self, now: float) -> Optional[float]:
+        """Seconds the oldest send in progress has been blocked, when over ``connect_timeout``
+        (any thread, no lock: the blocked sender holds its link's lock)."""
+        oldest = min(self._sending, default=None)
+        if oldest is None or now - oldest < self._config.connect_timeout:
+            return None
+        return now - oldest
 
     def mark_healthy(self) -> None:
         """The server spoke the protocol on this socket: the next redial starts the back-off afresh."""

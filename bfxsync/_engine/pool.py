@@ -250,7 +250,13 @@ class Pool:
 
     def sweep(self, now: float) -> float:
         """Housekeeping for every link; returns the seconds until the next sweep is due."""
-        for link in self.links():
+        links = self.links()
+        for link in links:
+            # First, and without the link's lock: a send blocked on a full socket holds that lock.
+            stalled = link.connection.send_stalled(now)
+            if stalled is not None:
+                link.drop(f"a send has been blocked for {stalled:.1f} s (the server stopped reading)")
+        for link in links:
             link.sweep(now)
         self._retire_idle(now)
         config = self.config

@@ -29,6 +29,7 @@ import functools
 import inspect
 import logging
 import os
+import select
 import socket
 from typing import Any, Callable, Optional, Protocol, Tuple
 
@@ -45,6 +46,31 @@ try:  # private: checked by missing_internals(); websocket-client >= 1.9 sends e
     from websocket._socket import send as _socket_send
 except ImportError:  # pragma: no cover - depends on the installed release
     _socket_send = None
+
+def writable(sock: Any, timeout: float) -> bool:
+    """True once ``sock`` can take more data, waiting at most ``timeout`` seconds (any thread).
+
+    Sockets are blocking while a connection reads (see :meth:`WebSocketAppTransport._pump`),
+    so every send asks this first: a server that stopped reading makes it return False
+    instead of leaving the sender blocked. ``poll`` where the platform has it (``select``
+    fails on descriptors past 1023, which a long-running application may well reach).
+    """
+    fileno = sock.fileno()
+    if fileno < 0:
+        return True  # closed: let the send itself fail with the reason
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLOUT)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
+    _, ready, failed = select.select([], [fileno], [fileno], timeout)  # pragma: no cover - Windows
+    return bool(ready or failed)  # pragma: no cover - Windows
+
+
+def _has_room(ws: websocket.WebSocket) -> bool:
+    """True when ``ws``'s socket can take a control frame (a pong, a close) right now."""
+    sock = ws.sock
+    return sock is not None and writable(sock, 0)
+
 
 #: The parameters ``WebSocketApp.create_dispatcher`` is known to take (1.6 to 1.9); another
 #: one means its contract changed.
@@ -304,7 +330,8 @@ class WebSocketAppTransport:
         deliver = functools.partial(app.on_message, app)
 
         def on_ping(payload: bytes) -> None:
-            ws.pong(payload)  # what websocket-client does for every ping it reads
+            if _has_room(ws):  # a server that stopped reading gets no pong, never a blocked reader
+                ws.pong(payload)  # what websocket-client does for every ping it reads
             app.on_ping(app, payload)
 
         def on_callback_error(error: Exception) -> None:
@@ -313,16 +340,19 @@ class WebSocketAppTransport:
         framer = Framer(deliver, on_ping, lambda payload: app.on_pong(app, payload), on_callback_error,
                         self.max_frame_size)
         parse = framer.parse
+        # A blocking read: with a timeout, every read is a poll and then a recv, two trips
+        # through the GIL where one will do, and with many connections those trips are what
+        # a quiet one waits behind. Nothing needs the read to time out: the scheduler judges
+        # silence and shuts the socket down (which ends this read), and sends wait for room
+        # with their own deadline (Connection.send), so none blocks on a full socket.
+        ws.sock.settimeout(None)
         recv_into = ws.sock.recv_into
         base = buffer = bytearray(max(self.read_size, 16))  # room for any header (14 bytes)
         view = memoryview(buffer)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
         while app.keep_running:
-            try:
-                count = recv_into(view[held:])
-            except socket.timeout:
-                continue  # a quiet socket: liveness is the scheduler's call, not ours
+            count = recv_into(view[held:])
             if not count:
                 raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
             held += count
@@ -346,7 +376,7 @@ class WebSocketAppTransport:
     def _on_close_frame(self, ws: Any, code: Optional[int], reason: str) -> None:
         """The server closed: answer with its code (unless our close went first) and end."""
         self._close = (code, reason)
-        if ws.connected:
+        if ws.connected and _has_room(ws):
             try:
                 ws.send_close(code if code is not None else CLOSE_NORMAL)
             except (websocket.WebSocketException, OSError):
@@ -354,7 +384,7 @@ class WebSocketAppTransport:
 
     def _fail(self, ws: Any, status: int) -> None:
         """Best-effort close frame with ``status`` before the socket is dropped."""
-        if ws.connected:
+        if ws.connected and _has_room(ws):
             try:
                 ws.send_close(status)
             except (websocket.WebSocketException, OSError):
@@ -429,7 +459,8 @@ class WebSocketAppTransport:
             if app is not None:
                 app.keep_running = False
             sock = app.sock if app is not None else self._ws
-            if sock is not None and sock.connected:
+            # Only if the socket has room now: a server that stopped reading must not block close().
+            if sock is not None and sock.connected and _has_room(sock):
                 try:
                     sock.send_close()
                 except (websocket.WebSocketException, OSError):
