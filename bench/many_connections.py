@@ -33,7 +33,9 @@ interleaved with this one, which is how a change to the receive path is kept or 
 (an A/B in one run). A client named ``NAME@SECONDS`` (``bfxsync@0.0005``, ``bare@0.0005``)
 is that client in a process that first calls ``sys.setswitchinterval(SECONDS)``: the
 interpreter's GIL hand-off interval (5 ms by default), the one lever that bounds how long
-a thread that is ready to run waits for a busy one.
+a thread that is ready to run waits for a busy one. Client ``split`` (quiet scenario) runs
+the quiet stream in one bfxsync process and the K busy connections in another: the GIL
+taken out, the machine's cores still shared.
 Loopback servers: ``bench/loopback.py`` (it costs next to nothing, so the clients' cost
 dominates).
 """
@@ -162,9 +164,24 @@ def child_throughput(args):
 
 
 def _start_busy(args, counter):
-    """K busy connections in this process (nothing when K is 0); returns a closer."""
+    """K busy connections in this process (nothing when K is 0); returns a closer.
+
+    Client ``split``: the K connections are a bfxsync client in a second process instead
+    (``--child busy``), which is what running heavy books elsewhere looks like.
+    """
     if not args.k:
         return lambda: None
+    if args.client == "split":
+        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "busy", "--client", "bfxsync",
+                                  "--k", str(args.k), "--busy-url", args.busy_url, "--busy-kind", args.busy_kind],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        if child.stdout.readline().strip() != "READY":
+            raise SystemExit("the busy process did not start")
+
+        def close():
+            child.kill()
+            child.wait()
+        return close
     request = _trades_request if args.busy_kind == "trades" else _book_request
     if args.client == "bare":
         apps = _bare_apps(args.busy_url, args.k, request, lambda i, msg: counter.__setitem__(0, counter[0] + 1))
@@ -182,8 +199,18 @@ def _start_busy(args, counter):
 
 def _wait_busy(args, counter):
     deadline = time.monotonic() + 30
-    while args.k and counter[0] < 20 * args.k and time.monotonic() < deadline:
+    while args.k and args.client != "split" and counter[0] < 20 * args.k and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def child_busy(args):
+    """The busy half of client ``split``: prints READY once data flows, runs until killed."""
+    counter = [0]
+    _start_busy(args, counter)
+    _wait_busy(args, counter)
+    print("READY", flush=True)
+    sys.stdin.read()  # until the parent kills this process (or closes the pipe)
+    os._exit(0)
 
 
 def _quantiles(samples_us):
@@ -199,7 +226,7 @@ def child_quiet(args):
     _wait_busy(args, busy)
     clock, samples, expected = time.time_ns, [], int(args.quiet_rate * args.seconds)
     busy_at_start = busy[0]
-    if args.client == "bare":
+    if args.client == "bare":  # (split: the quiet stream is bfxsync, below)
         def on_frame(i, msg, clock=clock):
             received = clock()
             if type(msg) is list and msg[1] == "te":
@@ -415,12 +442,13 @@ def main():
     parser.add_argument("--cases", default=",".join(QUIET_CASES),
                         help="which quiet/account cases to run: " + ", ".join(QUIET_CASES))
     parser.add_argument("--clients", default="bfxsync,bare",
-                        help="bfxsync and/or bare, each optionally NAME@SECONDS (run with that switch interval)")
+                        help="bfxsync, bare and/or split (quiet: busy connections in a second process), "
+                             "each optionally NAME@SECONDS (run with that switch interval)")
     parser.add_argument("--candidate", metavar="PATH", action="append", default=[],
                         help="another checkout: its bfxsync runs interleaved, named after the directory")
     # a child's arguments
-    parser.add_argument("--child", choices=("throughput", "quiet", "account"), help=argparse.SUPPRESS)
-    parser.add_argument("--client", choices=("bfxsync", "bare", "candidate"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("throughput", "quiet", "account", "busy"), help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("bfxsync", "bare", "candidate", "split"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--k", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--per", type=int, help=argparse.SUPPRESS)
@@ -438,7 +466,8 @@ def main():
             import bfxsync
             if not bfxsync.__file__.startswith(os.path.abspath(args.candidate[0])):
                 raise SystemExit(f"the candidate's bfxsync was not imported: {bfxsync.__file__}")
-        {"throughput": child_throughput, "quiet": child_quiet, "account": child_account}[args.child](args)
+        {"throughput": child_throughput, "quiet": child_quiet, "account": child_account,
+         "busy": child_busy}[args.child](args)
         return
     scenarios = args.scenarios.split(",")
     args.cases = args.cases.split(",")

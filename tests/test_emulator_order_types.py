@@ -14,7 +14,7 @@ from test_emulator_trading import note, tagged, tags, world  # noqa: F401 - worl
 from test_emulator_trading_orders import RICH, order
 
 from bfxsync.emulator import DEMO_KEY, DEMO_SECRET, Emulator, EmulatorAccount
-from bfxsync.emulator.accounts import AccountState, WorkingOrder
+from bfxsync.emulator.accounts import AccountLedger, WorkingOrder
 from bfxsync.emulator.contingent import Contingent, trail_stop
 from bfxsync.emulator.wire import number_text
 
@@ -275,7 +275,7 @@ class TestContingentPure:
 
     @staticmethod
     def accounts_with(*orders):
-        account = AccountState(EmulatorAccount("k", "s"), 1)
+        account = AccountLedger(EmulatorAccount("k", "s"), 1)
         account.orders.update((o.id, o) for o in orders)
         return {"k": account}
 

@@ -183,7 +183,7 @@ class AccountStreams:
             self._drop(session)
             return
         with self._market_lock, self.lock:
-            out = self._dispatch(link, tag, payload, now_ms())
+            out = self._carry_out(link, tag, payload, now_ms())
             if drop:
                 # Applied, then the connection ends: the frames go to the account's other
                 # connections only (the dropped one stops accepting frames first).
@@ -199,7 +199,8 @@ class AccountStreams:
             self.drop_next_input = None
             return pending[0]
 
-    def _dispatch(self, link: _Link, tag: str, payload: Any, mts: int) -> list[Out]:
+    def _carry_out(self, link: _Link, tag: str, payload: Any, mts: int) -> list[Out]:
+        """Have the exchange carry out one input (``on``, ``ou``, ``oc``, ...); the frames it answers with."""
         exchange, key = self.exchange, link.key
         if tag == "on":
             return exchange.place(key, payload, mts)
@@ -238,7 +239,7 @@ class AccountStreams:
         text = f"Submitting {len(payload)} order operations."
         out = [Out(link.key, "n", notification(mts, "ox_multi-req", None, "SUCCESS", text), "current")]
         for tag, body in payload:
-            out.extend(self._dispatch(link, tag, body, mts))
+            out.extend(self._carry_out(link, tag, body, mts))
         return out
 
     def _custom_notification(self, link: _Link, payload: Any, mts: int) -> list[Out]:

@@ -18,7 +18,7 @@ import attrs
 from .config import EmulatorAccount, WalletKey
 
 __all__ = [
-    "AccountState",
+    "AccountLedger",
     "EmulatorAccountSnapshot",
     "FundingOffer",
     "Position",
@@ -274,8 +274,12 @@ def notification(mts: int, kind: str, info: Any, status: str, text: str | None) 
     return [mts, kind, None, None, info, None, status, text]
 
 
-class AccountState:
-    """Everything one API key owns. Not thread-safe: the trading lock guards it."""
+class AccountLedger:
+    """The emulator's running ledger of one API key: everything it owns.
+
+    Not thread-safe: the trading lock guards it. (Not to be confused with the client's
+    :class:`bfxsync.account.AccountState`, which mirrors an account from channel 0.)
+    """
 
     def __init__(self, account: EmulatorAccount, user_id: int) -> None:
         self.key = account.key

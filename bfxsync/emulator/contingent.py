@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from .accounts import AccountState, WorkingOrder
+from .accounts import AccountLedger, WorkingOrder
 
 __all__ = ["Contingent", "oco_leg", "trail_stop"]
 
@@ -42,7 +42,7 @@ class Contingent:
     an expiry time is set, so the clock that calls :meth:`due` can plan its next wake-up.
     """
 
-    def __init__(self, accounts: dict[str, AccountState], on_timer: Callable[[], None] | None) -> None:
+    def __init__(self, accounts: dict[str, AccountLedger], on_timer: Callable[[], None] | None) -> None:
         self._accounts = accounts
         self._expiring: dict[int, WorkingOrder] = {}
         self._oco: dict[int, WorkingOrder] = {}

@@ -35,7 +35,7 @@ from .accounts import (
     FLAG_POST_ONLY,
     FLAG_REDUCE_ONLY,
     ZERO,
-    AccountState,
+    AccountLedger,
     WorkingOrder,
     notification,
     number_label,
@@ -67,7 +67,7 @@ class Exchange:
     def __init__(self, config: EmulatorConfig, market: Market,
                  on_timer: Callable[[], None] | None = None) -> None:
         self.market = market
-        self.accounts = {a.key: AccountState(a, a.user_id or _user_id(a.key)) for a in config.accounts}
+        self.accounts = {a.key: AccountLedger(a, a.user_id or _user_id(a.key)) for a in config.accounts}
         rng = random.Random(f"trading:{config.seed}")
         self._order_ids = itertools.count(160_000_000_000 + rng.randrange(10_000_000))
         trade_ids = itertools.count(1_500_000_000 + rng.randrange(1_000_000))
@@ -154,7 +154,7 @@ class Exchange:
             order.price_aux_limit = request.price_oco_stop
         return order
 
-    def _check_balance(self, account: AccountState, order: WorkingOrder, skip: int | None = None) -> None:
+    def _check_balance(self, account: AccountLedger, order: WorkingOrder, skip: int | None = None) -> None:
         """Exchange orders need the wallet; opening margin orders need tradable balance."""
         base, quote = split_pair(order.symbol)
         pair = order.symbol[1:]
@@ -193,7 +193,7 @@ class Exchange:
                 break
         return cost + left * (order.price or ZERO)
 
-    def _refusal(self, account: AccountState, order: WorkingOrder) -> str | None:
+    def _refusal(self, account: AccountLedger, order: WorkingOrder) -> str | None:
         """Why an accepted order is cancelled before it enters the book, if it is."""
         if order.flag(FLAG_REDUCE_ONLY) and not order.exchange:
             position = account.positions.get(order.symbol)

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from .accounts import ZERO, AccountState, Position, WorkingOrder, number_label, split_pair
+from .accounts import ZERO, AccountLedger, Position, WorkingOrder, number_label, split_pair
 from .config import WalletKey
 from .market import Market
 from .session import AuthSeq
@@ -80,7 +80,7 @@ def q8(value: Decimal) -> Decimal:
 class Settler:
     """Books fills onto accounts; also answers the balance and margin questions of ``calc``."""
 
-    def __init__(self, accounts: dict[str, AccountState], market: Market, maker_fee: Decimal,
+    def __init__(self, accounts: dict[str, AccountLedger], market: Market, maker_fee: Decimal,
                  taker_fee: Decimal, next_trade_id: Any, next_position_id: Any) -> None:
         self.accounts = accounts
         self.market = market
@@ -126,12 +126,12 @@ class Settler:
         trade_update[9], trade_update[10] = -fee, fee_wallet[1]
         fee_frames.append(Out(account.key, "tu", trade_update))
 
-    def _credit(self, account: AccountState, key: WalletKey, delta: Decimal, text: str,
+    def _credit(self, account: AccountLedger, key: WalletKey, delta: Decimal, text: str,
                 meta: dict[str, Any], frames: list[Out]) -> None:
         account.wallets[key] = account.balance(*key) + delta
         frames.append(Out(account.key, "wu", account.wallet_wire(key, description=text, meta=meta)))
 
-    def _position_fill(self, account: AccountState, order: WorkingOrder, price: Decimal, amount: Decimal,
+    def _position_fill(self, account: AccountLedger, order: WorkingOrder, price: Decimal, amount: Decimal,
                        mts: int, frames: list[Out]) -> Decimal:
         position = account.positions.get(order.symbol)
         profit = ZERO
@@ -177,7 +177,7 @@ class Settler:
         aum = sum((b * self.usd_price(c) for (_, c), b in account.wallets.items()), ZERO)
         return [q8(aum), q8(aum + self.open_profit(account))]
 
-    def open_profit(self, account: AccountState) -> Decimal:
+    def open_profit(self, account: AccountLedger) -> Decimal:
         total = ZERO
         for position in account.positions.values():
             mark = self.mid(position.symbol)
@@ -185,7 +185,7 @@ class Settler:
                 total += (mark - position.base_price) * position.amount * self.usd_price(split_pair(position.symbol)[1])
         return total
 
-    def tradable(self, account: AccountState, quote: str, lev: int, skip: int | None = None) -> Decimal:
+    def tradable(self, account: AccountLedger, quote: str, lev: int, skip: int | None = None) -> Decimal:
         """Notional (in ``quote``) still open to margin orders: collateral times leverage, less use."""
         used = sum((abs(p.amount * p.base_price) for p in account.positions.values()
                     if split_pair(p.symbol)[1] == quote), ZERO)
