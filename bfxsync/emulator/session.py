@@ -81,6 +81,7 @@ class Session:
         self._queue: deque[str | _Close] = deque()
         self._queued = 0  # items ever queued
         self._written = 0  # items the writer finished (sent, or failed)
+        self._in_flight = 0  # items the writer took from the queue and has not finished
         self._seq = 0
         self._skip = 0
         self._account = False  # authenticated: channel 0 is open (heartbeats, account sequence)
@@ -239,9 +240,9 @@ class Session:
 
     def _push(self, item: str | _Close) -> None:
         # Called with the lock held.
-        if len(self._queue) >= self._max_pending:
-            logger.warning("connection %d has %d unsent frames; dropping it as too slow",
-                           self.id, len(self._queue))
+        unsent = len(self._queue) + self._in_flight
+        if unsent >= self._max_pending:
+            logger.warning("connection %d has %d unsent frames; dropping it as too slow", self.id, unsent)
             self._stop_accepting()
             self._transport.abort()
             return
@@ -260,32 +261,44 @@ class Session:
             return self._cond.wait_for(done, timeout)
 
     def _write_loop(self) -> None:
-        while True:
+        # Everything queued is taken in one hold of the lock and written outside it. Producers
+        # (the market, heartbeats, request handlers) take the same lock for every frame; a
+        # writer that came back for it twice per frame spent most of its time waiting for it
+        # (on Python 3.13 most of all, whose locks hand off to waiters), and frames then aged
+        # in this queue for seconds, which clients measured as their own lag.
+        ending = False
+        while not ending:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue or self._gone.is_set())
                 if not self._queue:
                     break
-                item = self._queue.popleft()
+                batch, self._queue = self._queue, deque()
+                self._in_flight = len(batch)
                 delay = self.delay
-            if delay > 0 and self._gone.wait(delay):
-                break
+            written = 0
             try:
-                if isinstance(item, _Close):
-                    self._transport.close(item.code, item.reason)
-                else:
+                for item in batch:
+                    # Checked per frame: at most one frame leaves after the connection ended.
+                    if self._gone.is_set() or (delay > 0 and self._gone.wait(delay)):
+                        ending = True
+                        break
+                    written += 1  # counted first: an item that fails also counts as finished
+                    if isinstance(item, _Close):
+                        self._transport.close(item.code, item.reason)
+                        ending = True
+                        break
                     self._transport.send(item)
             # Broad on purpose: the transport raises whatever its library raises once the
             # connection is gone, and the writer must always reach its bookkeeping below.
             # The handler thread cleans the connection up.
             except Exception as exc:  # noqa: BLE001
                 logger.debug("connection %d: send failed: %r", self.id, exc)
-                break
+                ending = True
             finally:
                 with self._cond:
-                    self._written += 1
+                    self._written += written
+                    self._in_flight = 0
                     self._cond.notify_all()
-            if isinstance(item, _Close):
-                break
         with self._cond:
             self._dead = True
             self._open = False
