@@ -146,15 +146,20 @@ class _Side:
     it. The texts are kept in book order beside the keys, so a checksum takes the best 25
     with one slice, joins ready-made strings for every level that did not change since the
     last one, and formats a level that changed many times between two checksums once at most.
+
+    ``top_changed`` turns True when a change reaches the best :data:`CHECKSUM_DEPTH` rows (a
+    row there replaced, inserted or removed); a change deeper in the book leaves the checksum
+    as it was, which spares recomputing it (see OrderBook._checksum).
     """
 
-    __slots__ = ("rows", "order", "texts", "_amount")
+    __slots__ = ("rows", "order", "texts", "_amount", "top_changed")
 
     def __init__(self, amount_index: int) -> None:
         self.rows: Dict[Any, List[Any]] = {}
         self.order: List[Any] = []
         self.texts: List[Optional[str]] = []
         self._amount = amount_index
+        self.top_changed = True
 
     def put(self, key: Any, row: List[Any]) -> None:
         at = bisect_left(self.order, key)
@@ -164,6 +169,8 @@ class _Side:
             self.order.insert(at, key)
             self.texts.insert(at, None)
         self.rows[key] = row
+        if at < CHECKSUM_DEPTH:
+            self.top_changed = True
 
     def pop(self, key: Any) -> Optional[List[Any]]:
         row = self.rows.pop(key, None)
@@ -173,6 +180,8 @@ class _Side:
             at = bisect_left(self.order, key)
             del self.order[at]
             del self.texts[at]
+            if at < CHECKSUM_DEPTH:
+                self.top_changed = True
         return row
 
     def best(self, n: Optional[int]) -> List[List[Any]]:
@@ -202,6 +211,7 @@ class _Side:
         self.rows.clear()
         self.order.clear()
         self.texts.clear()
+        self.top_changed = True
 
 
 class _ReadRequest(Generic[_T]):
@@ -271,6 +281,8 @@ class OrderBook:
         self._where: Dict[Any, Tuple[_Side, Any]] = {}  # raw books: id -> (side, sort key)
         self._version = 0
         self._synced = False
+        #: The writer's last checksum, still right while neither side's top_changed (writer only).
+        self._last_checksum = 0
         #: Reads the writer runs for readers its writes kept interrupting: readers append,
         #: the writer pops (both atomic deque operations; see _read).
         self._read_requests: Deque[_ReadRequest[Any]] = deque()
@@ -544,14 +556,23 @@ class OrderBook:
         # The text of protocol.checksum.checksum_text: the sides' "KEY:AMOUNT" texts of the best 25,
         # bid and ask interleaved, then the rest of the longer side. This runs on the reader thread
         # for every cs frame, so it is slicing and joins only, no call per token.
-        bids = self._bids.best_text(CHECKSUM_DEPTH, keep)
-        asks = self._asks.best_text(CHECKSUM_DEPTH, keep)
+        # The writer (keep) remembers its last value: with no change among the best 25 of
+        # either side since then (most updates of a deep book land further down), it stands.
+        bid_side, ask_side = self._bids, self._asks
+        if keep and not (bid_side.top_changed or ask_side.top_changed):
+            return self._last_checksum
+        bids = bid_side.best_text(CHECKSUM_DEPTH, keep)
+        asks = ask_side.best_text(CHECKSUM_DEPTH, keep)
         both = min(len(bids), len(asks))
         parts: List[str] = [""] * (2 * both)
         parts[0::2] = bids[:both]
         parts[1::2] = asks[:both]
         parts += bids[both:] or asks[both:]
-        return signed_crc32(":".join(parts))
+        value = signed_crc32(":".join(parts))
+        if keep:
+            self._last_checksum = value
+            bid_side.top_changed = ask_side.top_changed = False
+        return value
 
     def snapshot(self) -> BookSnapshot:
         """A consistent copy of the whole book with its checksum."""

@@ -251,6 +251,36 @@ def test_random_updates_match_plain_model(symbol, prec, rows):
     check()
 
 
+DEEP_PRICES = st.integers(-60, 60).map(lambda tick: 30000.0 + tick * 0.5)
+
+
+@st.composite
+def deep_rows(draw):
+    price = draw(DEEP_PRICES)
+    count = draw(st.integers(0, 3))
+    sign = 1 if price < 30000.0 else -1
+    return [price, count, sign if count == 0 else sign * draw(AMOUNTS)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(deep_rows(), max_size=120))
+def test_writer_checksum_follows_deep_books(updates):
+    """The writer's checksum after every update equals the model's, in a book deeper than 25 levels
+    (where the writer reuses its last value for changes below the best 25 of both sides)."""
+    model = PlainModel(False, False)
+    snapshot = [[30000.0 - tick * 0.5, 1, 1.0] for tick in range(1, 41)] + \
+               [[30000.0 + tick * 0.5, 1, -1.0] for tick in range(1, 41)]
+    book = OrderBook("tBTCUSD")
+    book.apply_snapshot(wire(snapshot))
+    for row in snapshot:
+        model.apply(row)
+    assert book.checksum_from_writer() == model.checksum()
+    for row in updates:
+        model.apply(row)
+        book.apply_update(wire([row])[0])
+        assert book.checksum_from_writer() == model.checksum() == book.checksum()
+
+
 def _read_while_writing(book, updates, readers=2):
     """Readers on other threads take snapshots while this thread applies ``updates`` updates.
 
