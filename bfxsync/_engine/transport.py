@@ -31,7 +31,6 @@ import logging
 import os
 import select
 import socket
-import time
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 import websocket
@@ -47,11 +46,6 @@ try:  # private: checked by missing_internals(); websocket-client >= 1.9 sends e
     from websocket._socket import send as _socket_send
 except ImportError:  # pragma: no cover - depends on the installed release
     _socket_send = None
-
-#: Gives up the CPU and the GIL for a moment (``os.sched_yield`` is POSIX only; ``time.sleep(0)``
-#: releases the GIL where it is missing).
-sched_yield: Callable[[], None] = getattr(os, "sched_yield", functools.partial(time.sleep, 0))
-
 
 def writable(sock: Any, timeout: float) -> bool:
     """True once ``sock`` can take more data, waiting at most ``timeout`` seconds (any thread).
@@ -259,16 +253,6 @@ class WebSocketAppTransport:
     time, some 10 µs even for a 40-byte frame) and one framer call hands every complete
     message it contains to the same ``on_message`` callback.
 
-    A read that fills the buffer means the socket has a backlog; the reader then yields
-    the CPU (``os.sched_yield``, which also lets go of the GIL) before its next read, so
-    that another connection's reader waiting for the GIL gets its turn. Without that, a
-    busy reader takes the GIL straight back after each ``recv`` and a quiet connection of
-    the same process waits for the interpreter's forced switch, every 5 ms, and then may
-    lose that too. 16 KiB (one TLS record, ~150 book updates, about a millisecond of
-    work) bounds how long one batch holds the GIL: with 256 KiB, one batch held it
-    5-10 ms and a quiet stream beside five saturating connections waited 30-60 ms at
-    the median (``bench/many_connections.py``, docs/performance.md).
-
     Args:
         url: ``ws://`` or ``wss://`` endpoint.
         max_frame_size: largest frame (or fragmented message) accepted; a header
@@ -276,7 +260,7 @@ class WebSocketAppTransport:
         read_size: bytes asked of the socket per read.
     """
 
-    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 16_384) -> None:
+    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 262_144) -> None:
         self.url = url
         self.max_frame_size = max_frame_size
         self.read_size = read_size
@@ -374,14 +358,11 @@ class WebSocketAppTransport:
             held += count
             if held < need:
                 continue  # a large frame still arriving: no copy and no parse until it is whole
-            backlog = count == len(view) - (held - count)  # the read filled the room it had
             data = bytes(view[:held])
             used, need = parse(data)
             if framer.closed is not None:
                 self._on_close_frame(ws, *framer.closed)
                 return
-            if backlog:
-                sched_yield()  # another connection's turn (see the class docstring)
             held -= used
             if need > len(buffer):  # one frame larger than a read: room for exactly that frame
                 buffer = bytearray(need)
