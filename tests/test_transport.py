@@ -26,7 +26,7 @@ import websocket
 from test_framing import STREAM, frame
 
 import bfxsync
-from bfxsync._engine import transport
+from bfxsync._engine import transport, turns
 from bfxsync._engine.transport import WebSocketAppTransport
 
 from conftest import FAST, settle_books, wait_until
@@ -256,7 +256,7 @@ class TestTransport:
         assert listener.messages == [b'[1,"hb"]'] and listener.close_args == (1000, "")
 
     def test_frame_larger_than_a_read_and_many_small_ones(self):
-        """A 1 MiB frame (four reads' worth) between thousands of small ones arrives intact."""
+        """A 1 MiB frame (many reads' worth) between thousands of small ones arrives intact."""
         big = b"[" + b"7," * 524_287 + b"7]"
         small = [b"[%d]" % i for i in range(5000)]
         stream = b"".join(frame(m) for m in small) + frame(big) + b"".join(frame(m) for m in small)
@@ -266,6 +266,43 @@ class TestTransport:
             listener = run_transport(server)
         assert listener.messages == small + [big] + small
         assert listener.close_args == (None, "")
+
+    def test_backlog_gives_turns_only_to_a_reader_that_keeps_up(self, framing, monkeypatch):
+        """A reader with a backlog pauses now and then while another reader of the process keeps up
+        (blocked in recv here), never when it is alone; every message arrives, in order."""
+        given = []
+        monkeypatch.setattr(transport, "READERS", turns.Readers())  # this test's readers only
+        monkeypatch.setattr(transport, "give_turn", lambda: (given.append(1), turns.give_turn()))
+        messages = [b"[%d,[30000.5,2,-0.25]]" % i for i in range(100_000)]  # 2.5 MB: far more than a read
+        stream = b"".join(frame(m) for m in messages) + frame(b"", opcode=0x8)
+        with RawServer(lambda conn, n: (conn.sendall(stream), read_until(conn, 0x8))) as server:
+            listener = run_transport(server)  # alone
+        assert listener.messages == messages and not given
+
+        idle_started, release = threading.Event(), threading.Event()
+
+        def idle_script(conn, number):
+            idle_started.set()
+            release.wait(30)
+            conn.sendall(frame(b"", opcode=0x8))
+            read_until(conn, 0x8)
+
+        with RawServer(idle_script) as idle, \
+                RawServer(lambda conn, n: (conn.sendall(stream), read_until(conn, 0x8))) as busy:
+            beside = threading.Thread(target=run_transport, args=(idle,), daemon=True)
+            beside.start()
+            try:
+                assert idle_started.wait(10)
+                assert wait_until(lambda: transport.READERS.others_keep_up() or framing == "stock", 10)
+                listener = run_transport(busy)
+            finally:
+                release.set()
+                beside.join(10)
+        assert listener.messages == messages
+        if framing == "batch":
+            assert given  # the server wrote far faster than one reader parses: a backlog, and turns
+        else:
+            assert not given  # websocket-client's stock reader reads frame by frame and gives none
 
     def test_masked_server_frame_fails_with_1002(self):
         """A masked frame from the server is a protocol error: on_error, close frame 1002, socket ends."""

@@ -31,6 +31,7 @@ import logging
 import os
 import select
 import socket
+import time
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 import websocket
@@ -38,6 +39,7 @@ import websocket
 from ..errors import NotConnectedError
 from .framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, MAX_FRAME_SIZE, FrameError, Framer, parse_close
 from .threads import on_bfxsync_thread
+from .turns import READERS, TURN, give_turn
 
 logger = logging.getLogger("bfxsync")
 
@@ -249,9 +251,14 @@ class WebSocketAppTransport:
     websocket-client reads a frame with two or three ``recv`` calls, an ``ABNF`` object and
     a trip through its dispatcher (websocket-client's); at book-update rates that was half the reader thread's
     time. Here one ``recv_into`` takes whatever the kernel holds (up to ``read_size``
-    bytes, into a buffer allocated once: a fresh 256 KiB ``recv`` costs an ``mmap`` every
-    time, some 10 µs even for a 40-byte frame) and one framer call hands every complete
-    message it contains to the same ``on_message`` callback.
+    bytes, into a buffer allocated once: a fresh ``recv`` of a large size costs an ``mmap``
+    every time, some 10 µs even for a 40-byte frame) and one framer call hands every
+    complete message it contains to the same ``on_message`` callback.
+
+    A read that fills the buffer means a backlog: then the reader gives other connections'
+    readers turns at the GIL (:mod:`~bfxsync._engine.turns`). ``read_size`` is what one
+    batch holds the GIL for between two chances to give a turn: 4 KiB, some 40 book
+    updates, is a fraction of a millisecond; with 256 KiB one batch held it 5-10 ms.
 
     Args:
         url: ``ws://`` or ``wss://`` endpoint.
@@ -260,7 +267,7 @@ class WebSocketAppTransport:
         read_size: bytes asked of the socket per read.
     """
 
-    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 262_144) -> None:
+    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 4096) -> None:
         self.url = url
         self.max_frame_size = max_frame_size
         self.read_size = read_size
@@ -315,18 +322,20 @@ class WebSocketAppTransport:
         ``keep_running`` turning False (a close we sent). Raises on errors, which
         ``run_forever`` reports to ``on_error`` before ``on_close``."""
         ws = app.sock
+        slot = READERS.enter()
         try:
-            self._pump(app, ws)
+            self._pump(app, ws, slot)
         except FrameError as err:
             logger.debug("failing the connection to %s: %s", self.url, err)
             self._fail(ws, err.status)
             raise
         finally:
+            READERS.leave(slot)
             # No close handshake by websocket-client after this: its close() would read
             # frames with its own reader (a hostile length included) for up to 3 s.
             ws.connected = False
 
-    def _pump(self, app: Any, ws: Any) -> None:
+    def _pump(self, app: Any, ws: Any, slot: int) -> None:
         deliver = functools.partial(app.on_message, app)
 
         def on_ping(payload: bytes) -> None:
@@ -351,6 +360,10 @@ class WebSocketAppTransport:
         view = memoryview(buffer)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
+        readers = READERS
+        mark, others_keep_up, turn, monotonic = readers.mark, readers.others_keep_up, give_turn, time.monotonic
+        had_backlog = False
+        turn_ends = 0.0  # with a backlog: when this reader next gives a turn (0: at its next full read)
         while app.keep_running:
             count = recv_into(view[held:])
             if not count:
@@ -358,11 +371,21 @@ class WebSocketAppTransport:
             held += count
             if held < need:
                 continue  # a large frame still arriving: no copy and no parse until it is whole
+            backlog = count == len(view) - (held - count)  # the read filled the room it had
+            if backlog is not had_backlog:
+                mark(slot, backlog)
+                had_backlog = backlog
             data = bytes(view[:held])
             used, need = parse(data)
             if framer.closed is not None:
                 self._on_close_frame(ws, *framer.closed)
                 return
+            if not backlog:
+                turn_ends = 0.0
+            elif monotonic() >= turn_ends:
+                if others_keep_up():
+                    turn()  # for a reader that keeps up (see bfxsync._engine.turns)
+                turn_ends = monotonic() + TURN
             held -= used
             if need > len(buffer):  # one frame larger than a read: room for exactly that frame
                 buffer = bytearray(need)
