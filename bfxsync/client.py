@@ -282,7 +282,15 @@ class Client(ClientCallbacks):
         return self._runtime.fatal
 
     def ping(self, timeout: float = 5.0) -> float:
-        """Round-trip time of an application ``ping`` on the first connection, in seconds."""
+        """Round-trip time of an application ``ping`` on the first connection, in seconds.
+
+        The first connection carries public data; with credentials it is dialled beside the
+        account connection, so :meth:`wait_connected` (not :meth:`wait_authenticated`) says it is up.
+
+        Raises:
+            NotConnectedError: the first connection is not connected now, or ended before the ``pong``.
+            BfxTimeoutError: no ``pong`` within ``timeout`` seconds.
+        """
         self._pool.refuse_wait("ping")  # raises ForkedClientError in a fork
         ended = self._pool.end_error()
         if ended is not None:
