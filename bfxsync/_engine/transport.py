@@ -39,7 +39,7 @@ import websocket
 from ..errors import NotConnectedError
 from .framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, MAX_FRAME_SIZE, FrameError, Framer, parse_close
 from .threads import on_bfxsync_thread
-from .turns import READERS, TURN, give_turn
+from .turns import READERS, TURN, Readers, give_turn
 
 logger = logging.getLogger("bfxsync")
 
@@ -322,20 +322,21 @@ class WebSocketAppTransport:
         ``keep_running`` turning False (a close we sent). Raises on errors, which
         ``run_forever`` reports to ``on_error`` before ``on_close``."""
         ws = app.sock
-        slot = READERS.enter()
+        readers = READERS
+        slot = readers.enter()
         try:
-            self._pump(app, ws, slot)
+            self._pump(app, ws, readers, slot)
         except FrameError as err:
             logger.debug("failing the connection to %s: %s", self.url, err)
             self._fail(ws, err.status)
             raise
         finally:
-            READERS.leave(slot)
+            readers.leave(slot)
             # No close handshake by websocket-client after this: its close() would read
             # frames with its own reader (a hostile length included) for up to 3 s.
             ws.connected = False
 
-    def _pump(self, app: Any, ws: Any, slot: int) -> None:
+    def _pump(self, app: Any, ws: Any, readers: Readers, slot: int) -> None:
         deliver = functools.partial(app.on_message, app)
 
         def on_ping(payload: bytes) -> None:
@@ -360,7 +361,6 @@ class WebSocketAppTransport:
         view = memoryview(buffer)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
-        readers = READERS
         mark, others_keep_up, turn, monotonic = readers.mark, readers.others_keep_up, give_turn, time.monotonic
         had_backlog = False
         turn_ends = 0.0  # with a backlog: when this reader next gives a turn (0: at its next full read)
