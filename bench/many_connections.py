@@ -370,9 +370,9 @@ def quiet(args):
             finally:
                 for server in servers:
                     server.close()
-            got, expected, p50, p99, _ = results[client, case][-1]
+            got, expected, p50, p99, busy_frames = results[client, case][-1]
             print(f"  round {round_ + 1}: {client:9} {label:14} p50 {p50:9,.0f} us  p99 {p99:9,.0f} us  "
-                  f"({got:.0f} of {expected:.0f})", flush=True)
+                  f"({got:.0f} of {expected:.0f}; busy ones read {busy_frames / args.seconds:,.0f}/s)", flush=True)
     print(f"\nA quiet stream ({args.quiet_rate:,}/s trades) while K connections of the process are busy, "
           f"medians of {args.rounds} interleaved rounds\n")
     print("| K busy connections | " + " | ".join(f"{c} p50 us | {c} p99 us | {c} received" for c in args.clients)

@@ -23,7 +23,7 @@ import time
 
 #: Seconds a reader with a backlog reads between two pauses (its batches, at most
 #: WebSocketAppTransport.read_size bytes, take a fraction of this).
-TURN = 0.001
+TURN = 0.0005
 #: Seconds of a pause: enough for a thread woken on another core to take the GIL (Linux
 #: sleeps at least this plus its 50 µs of timer slack).
 PAUSE = 0.00002
