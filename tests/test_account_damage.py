@@ -229,7 +229,7 @@ class TestHostileNumbers:
         """1e1000000 in an order id, a timestamp, a cid or a notification's MTS: refused in well under a second,
         counted, and the account connection keeps working."""
         client = make_client(emulator.url, FAST, **DEMO)
-        client.wait_authenticated(10).wait_connected(10)  # ping() goes to the public connection, dialled after
+        client.wait_authenticated(10).wait_connected(10)  # ping() goes to the public connection: not waited for above
         if tag == "n":
             frame = f'[0,"n",[{text},"on-req",null,null,null,null,"SUCCESS","x"]]'
         else:
