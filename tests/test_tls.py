@@ -1,5 +1,6 @@
 """wss:// end to end with certificate verification, against the emulator serving a test CA's certificate."""
 import ssl
+import threading
 import time
 
 import pytest
@@ -92,3 +93,67 @@ def test_wss_burst_keeps_books_exact(ca, tls_emulator, make_client):
     tls_emulator.resume()
     assert settle_books(tls_emulator, books)
     assert sum(b.checks_passed for b in books) > 100 and not any(b.checks_failed for b in books)
+
+
+def _watching_context(ca):
+    """A client context whose sockets count reads, writes, and any read and write on one socket at once."""
+    seen = {"reads": 0, "writes": 0, "overlaps": 0}
+    lock = threading.Lock()
+    inside = {}  # id(socket) -> {"read": n, "write": n} calls under way
+
+    class Watched(ssl.SSLSocket):
+        def _call(self, kind, method, *args):
+            with lock:
+                now = inside.setdefault(id(self), {"read": 0, "write": 0})
+                if now["write" if kind == "read" else "read"]:
+                    seen["overlaps"] += 1
+                now[kind] += 1
+                seen[kind + "s"] += 1
+            try:
+                return method(*args)
+            finally:
+                with lock:
+                    now[kind] -= 1
+
+        def recv_into(self, *args):
+            return self._call("read", super().recv_into, *args)
+
+        def send(self, *args):
+            return self._call("write", super().send, *args)
+
+        def sendall(self, *args):
+            return self._call("write", super().sendall, *args)
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.sslsocket_class = Watched
+    return context, seen
+
+
+def test_a_tls_socket_is_never_read_and_written_at_once(ca, tls_emulator, make_client):
+    """OpenSSL forbids two threads in one SSL object at once (a read that handles a post-handshake
+    message beside a write has failed connections with a bad record MAC): the reader and the senders
+    take turns at the socket, and a quiet reader waits for data without holding it up."""
+    context, seen = _watching_context(ca)
+    client = make_client(tls_emulator.url, bfxsync.Config(ssl_context=context, backoff=FAST.backoff))
+    book = client.subscribe_book("tBTCUSD").wait_synced(5)
+    trades = client.subscribe_trades("tETHUSD").wait_subscribed(5)
+    errors = []
+
+    def pinger():
+        try:
+            for _ in range(150):
+                client.ping(5)  # a send from this thread, answered by a pong the reader reads
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    pingers = [threading.Thread(target=pinger) for _ in range(2)]
+    for thread in pingers:
+        thread.start()
+    for thread in pingers:
+        thread.join(60)
+    assert not errors and not any(thread.is_alive() for thread in pingers)
+    assert seen["writes"] >= 300 and seen["reads"] >= 300  # both sides were busy...
+    assert seen["overlaps"] == 0  # ...and never at once
+    assert settle_books(tls_emulator, [book]) and book.checks_failed == 0 and trades.active
+    assert client.stats()["reconnects"] == 0

@@ -31,6 +31,8 @@ import logging
 import os
 import select
 import socket
+import ssl
+import threading
 import time
 from typing import Any, Callable, Optional, Protocol, Tuple
 
@@ -73,6 +75,22 @@ def _has_room(ws: websocket.WebSocket) -> bool:
     sock = ws.sock
     return sock is not None and writable(sock, 0)
 
+
+def _readable_waiter(sock: Any, timeout: float) -> Callable[[], None]:
+    """A call that blocks (GIL released) until ``sock`` has bytes to read or has ended, at most ``timeout`` s."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        milliseconds = int(timeout * 1000)
+        return lambda: None if poller.poll(milliseconds) else None
+    fileno = sock.fileno()  # pragma: no cover - Windows
+    return lambda: None if select.select([fileno], [], [fileno], timeout) else None  # pragma: no cover - Windows
+
+
+#: Longest wait of a TLS reader for its socket to become readable before it reads anyway.
+_TLS_WAIT = 1.0
+#: Seconds a close frame waits for a send under way before it is left out.
+_CLOSE_WAIT = 0.05
 
 #: The parameters ``WebSocketApp.create_dispatcher`` is known to take (1.6 to 1.9); another
 #: one means its contract changed.
@@ -275,6 +293,9 @@ class WebSocketAppTransport:
         self._ws: Optional[websocket.WebSocket] = None  # the stock reader's (fallback) session
         self._running = True
         self._close: Tuple[Optional[int], Optional[str]] = (None, None)
+        # Over TLS the reader and the senders take turns at the socket (see _tls_reader); over
+        # plain TCP only senders take it, which websocket-client's own lock serialises anyway.
+        self._io_lock = threading.Lock()
 
     @classmethod
     def factory(cls, max_frame_size: int) -> TransportFactory:
@@ -338,10 +359,12 @@ class WebSocketAppTransport:
 
     def _pump(self, app: Any, ws: Any, readers: Readers, slot: int) -> None:
         deliver = functools.partial(app.on_message, app)
+        io_lock = self._io_lock
 
         def on_ping(payload: bytes) -> None:
             if _has_room(ws):  # a server that stopped reading gets no pong, never a blocked reader
-                ws.pong(payload)  # what websocket-client does for every ping it reads
+                with io_lock:
+                    ws.pong(payload)  # what websocket-client does for every ping it reads
             app.on_ping(app, payload)
 
         def on_callback_error(error: Exception) -> None:
@@ -354,9 +377,10 @@ class WebSocketAppTransport:
         # through the GIL where one will do, and with many connections those trips are what
         # a quiet one waits behind. Nothing needs the read to time out: the scheduler judges
         # silence and shuts the socket down (which ends this read), and sends wait for room
-        # with their own deadline (Connection.send), so none blocks on a full socket.
+        # with their own deadline (Connection.send), so none blocks on a full socket. Over TLS
+        # a read that may not run beside a send cannot block: see _tls_reader.
         ws.sock.settimeout(None)
-        recv_into = ws.sock.recv_into
+        recv_into = self._tls_reader(ws.sock) if isinstance(ws.sock, ssl.SSLSocket) else ws.sock.recv_into
         base = buffer = bytearray(max(self.read_size, 16))  # room for any header (14 bytes)
         view = memoryview(buffer)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
@@ -367,6 +391,8 @@ class WebSocketAppTransport:
         while app.keep_running:
             count = recv_into(view[held:])
             if not count:
+                if count is None:
+                    continue  # TLS: part of a record, nothing to decrypt yet
                 raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
             held += count
             if held < need:
@@ -396,22 +422,69 @@ class WebSocketAppTransport:
             if held:
                 view[:held] = data[used:]
 
+    def _tls_reader(self, sock: ssl.SSLSocket) -> Callable[[memoryview], Optional[int]]:
+        """``recv_into`` for a TLS socket that never runs beside a send on the same socket.
+
+        OpenSSL does not allow one ``SSL`` object to be used by two threads at once
+        (openssl/openssl#20446), and CPython does not serialise ``SSLSocket.recv_into`` with
+        ``send`` (3.13.6 did, and a read blocked in ``SSL_read`` then held up every send:
+        python/cpython#137583, undone in 3.13.7). On this project's machines (OpenSSL 3.0) a
+        blocking read in one thread beside sends from another, on fresh connections, failed a
+        few connections in 200 with a bad record MAC or an internal error: the read handled a
+        post-handshake message while the write ran. So every read happens under the socket's
+        lock, non-blocking, and the wait for data outside it (``poll``, GIL released), so that
+        the lock is never held while waiting for the network; a read that found no whole record
+        returns None. Senders take the same lock (:meth:`send`, pongs, close frames).
+
+        The wait comes before a read unless the last read filled the buffer: a read that got
+        less than it asked for emptied OpenSSL's buffer (CPython leaves read-ahead off, so
+        OpenSSL takes a record's header and then exactly its body from the kernel), and whether
+        more is there is then the kernel's to say. The wait still ends after
+        :data:`_TLS_WAIT` seconds with a read, so a wrong guess costs a delay, never a stall.
+        """
+        io_lock, recv_into, setblocking = self._io_lock, sock.recv_into, sock.setblocking
+        wait = _readable_waiter(sock, _TLS_WAIT)
+        full = [True]  # the last read filled the buffer: more may be waiting in OpenSSL already
+
+        def read(target: memoryview) -> Optional[int]:
+            if not full[0]:
+                wait()
+            with io_lock:
+                setblocking(False)
+                try:
+                    count: Optional[int] = recv_into(target)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    count = None  # no whole record yet
+                finally:
+                    setblocking(True)
+            full[0] = count == len(target)
+            return count
+
+        return read
+
     def _on_close_frame(self, ws: Any, code: Optional[int], reason: str) -> None:
         """The server closed: answer with its code (unless our close went first) and end."""
         self._close = (code, reason)
-        if ws.connected and _has_room(ws):
-            try:
-                ws.send_close(code if code is not None else CLOSE_NORMAL)
-            except (websocket.WebSocketException, OSError):
-                pass  # gone already: nothing left to answer
+        self._close_frame(ws, code if code is not None else CLOSE_NORMAL)
 
     def _fail(self, ws: Any, status: int) -> None:
         """Best-effort close frame with ``status`` before the socket is dropped."""
-        if ws.connected and _has_room(ws):
-            try:
-                ws.send_close(status)
-            except (websocket.WebSocketException, OSError):
-                pass  # gone already
+        self._close_frame(ws, status)
+
+    def _close_frame(self, ws: Any, status: int) -> None:
+        """A close frame, best effort: only if the socket has room now and no send holds it.
+
+        A server that stopped reading, or a sender blocked in a large frame, must not hold up
+        a close: the connection shuts the socket down anyway.
+        """
+        if not (ws.connected and _has_room(ws)) or not self._io_lock.acquire(timeout=_CLOSE_WAIT):
+            return
+        try:
+            ws.send_close(status)
+        except (websocket.WebSocketException, OSError):
+            pass  # gone already: nothing left to answer
+        finally:
+            self._io_lock.release()
 
     # -- the fallback: websocket-client's public, stock frame reading ---------------------------
 
@@ -470,8 +543,8 @@ class WebSocketAppTransport:
         if sock is None or not sock.connected:
             raise NotConnectedError("not connected to the server (the client reconnects by itself)")
         try:
-            # websocket-client serialises concurrent sends with its own lock.
-            sock.send(text)
+            with self._io_lock:  # never beside a TLS read (see _tls_reader)
+                sock.send(text)
         except (websocket.WebSocketException, OSError) as err:
             raise NotConnectedError(f"send failed, connection lost: {err}") from err
 
@@ -482,9 +555,5 @@ class WebSocketAppTransport:
             if app is not None:
                 app.keep_running = False
             sock = app.sock if app is not None else self._ws
-            # Only if the socket has room now: a server that stopped reading must not block close().
-            if sock is not None and sock.connected and _has_room(sock):
-                try:
-                    sock.send_close()
-                except (websocket.WebSocketException, OSError):
-                    pass  # already gone: the connection shuts the socket down anyway
+            if sock is not None:
+                self._close_frame(sock, CLOSE_NORMAL)
