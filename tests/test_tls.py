@@ -7,6 +7,7 @@ import pytest
 import trustme
 
 import bfxsync
+from bfxsync._engine import transport
 from bfxsync.emulator import Emulator
 
 from conftest import FAST, settle_books
@@ -115,8 +116,11 @@ def _watching_context(ca):
                 with lock:
                     now[kind] -= 1
 
-        def recv_into(self, *args):
+        def recv_into(self, *args):  # the batch framer's read
             return self._call("read", super().recv_into, *args)
+
+        def recv(self, *args):  # websocket-client's stock reader's
+            return self._call("read", super().recv, *args)
 
         def send(self, *args):
             return self._call("write", super().send, *args)
@@ -130,10 +134,13 @@ def _watching_context(ca):
     return context, seen
 
 
-def test_a_tls_socket_is_never_read_and_written_at_once(ca, tls_emulator, make_client):
+@pytest.mark.parametrize("reader", ["batch", "stock"])
+def test_a_tls_socket_is_never_read_and_written_at_once(ca, tls_emulator, make_client, monkeypatch, reader):
     """OpenSSL forbids two threads in one SSL object at once (a read that handles a post-handshake
     message beside a write has failed connections with a bad record MAC): the reader and the senders
-    take turns at the socket, and a quiet reader waits for data without holding it up."""
+    take turns at the socket, and a quiet reader waits for data without holding it up. Both readers:
+    the batch framer, and websocket-client's stock reader (the fallback)."""
+    monkeypatch.setattr(transport, "FALLBACK_REASON", None if reader == "batch" else "forced by the test")
     context, seen = _watching_context(ca)
     client = make_client(tls_emulator.url, bfxsync.Config(ssl_context=context, backoff=FAST.backoff))
     book = client.subscribe_book("tBTCUSD").wait_synced(5)

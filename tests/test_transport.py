@@ -528,7 +528,7 @@ print(sum("own reader" in r.getMessage() for r in records))
         assert done.stdout.strip() == "1"
 
     def test_environment_switch_forces_the_fallback(self):
-        """BFXSYNC_STOCK_FRAMING=1 (what CI uses to run the whole suite through the fallback) is read at import."""
+        """BFXSYNC_STOCK_FRAMING=1 (to run the whole suite through the fallback) is read at import."""
         done = subprocess.run([sys.executable, "-c", "from bfxsync._engine import transport; print(transport.FALLBACK_REASON)"],
                               capture_output=True, text=True, timeout=60, env={**os.environ, "BFXSYNC_STOCK_FRAMING": "1"})
         assert done.stdout.strip() == "BFXSYNC_STOCK_FRAMING is set", done.stderr

@@ -262,6 +262,32 @@ class _App(websocket.WebSocketApp):
         return _FrameReader(self, self._transport)
 
 
+class _TurnTakingTLSSocket:
+    """The stock reader's TLS socket: ``recv`` is :meth:`WebSocketAppTransport._tls_reader`'s
+    read, which never runs beside a send; everything else is the socket's own.
+
+    websocket-client reads through ``WebSocket.sock.recv`` (its ``_socket.recv``), so the
+    stock reader gets the same turns at the socket as the batch reader. A wait that ends
+    without a whole record raises ``socket.timeout``, which websocket-client turns into
+    ``WebSocketTimeoutException``: the stock loop goes on, and its frame reader resumes
+    where it stopped.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket, read: Callable[[memoryview], Optional[int]]) -> None:
+        self._sock = sock
+        self._read = read
+
+    def recv(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        count = self._read(memoryview(buffer))
+        if count is None:
+            raise socket.timeout("no whole TLS record yet")
+        return bytes(buffer[:count])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class WebSocketAppTransport:
     """The default transport: websocket-client's ``WebSocketApp`` on the connection's socket,
     with frames read in batches by :class:`~bfxsync._engine.framing.Framer`.
@@ -434,7 +460,10 @@ class WebSocketAppTransport:
         post-handshake message while the write ran. So every read happens under the socket's
         lock, non-blocking, and the wait for data outside it (``poll``, GIL released), so that
         the lock is never held while waiting for the network; a read that found no whole record
-        returns None. Senders take the same lock (:meth:`send`, pongs, close frames).
+        returns None. Senders take the same lock (:meth:`send`, pongs, close frames). The stock
+        reader reads through this too (:class:`_TurnTakingTLSSocket`); the pongs it sends
+        itself come from the reader thread, and websocket-client's own lock keeps them apart
+        from other sends.
 
         The wait comes before a read unless the last read filled the buffer: a read that got
         less than it asked for emptied OpenSSL's buffer (CPython leaves read-ahead off, so
@@ -442,7 +471,8 @@ class WebSocketAppTransport:
         more is there is then the kernel's to say. The wait still ends after
         :data:`_TLS_WAIT` seconds with a read, so a wrong guess costs a delay, never a stall.
         """
-        io_lock, recv_into, setblocking = self._io_lock, sock.recv_into, sock.setblocking
+        io_lock, recv_into, settimeout = self._io_lock, sock.recv_into, sock.settimeout
+        timeout = sock.gettimeout()  # what sends see: restored after every read
         wait = _readable_waiter(sock, _TLS_WAIT)
         full = [True]  # the last read filled the buffer: more may be waiting in OpenSSL already
 
@@ -450,13 +480,13 @@ class WebSocketAppTransport:
             if not full[0]:
                 wait()
             with io_lock:
-                setblocking(False)
+                settimeout(0.0)
                 try:
                     count: Optional[int] = recv_into(target)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     count = None  # no whole record yet
                 finally:
-                    setblocking(True)
+                    settimeout(timeout)
             full[0] = count == len(target)
             return count
 
@@ -503,6 +533,8 @@ class WebSocketAppTransport:
             listener.on_error(err)
             listener.on_close(None, None)
             return
+        if isinstance(ws.sock, ssl.SSLSocket):  # reads take turns with sends, as in the batch reader
+            ws.sock = _TurnTakingTLSSocket(ws.sock, self._tls_reader(ws.sock))  # type: ignore[assignment]
         self._ws = ws
         listener.on_open()
         on_message = listener.on_message
