@@ -5,7 +5,8 @@
                                    [--total 200000] [--ks 1,2,5,10,20] [--seconds 5]
                                    [--quiet-rate 1000] [--busy-rate 2000]
                                    [--cases idle,5x2k,20x2k,1sat,5sat,20sat]
-                                   [--clients bfxsync,bare,bfxsync@0.0005] [--candidate PATH ...]
+                                   [--clients bfxsync,unpinned,split,bare,bfxsync@0.0005]
+                                   [--candidate PATH ...]
 
 The design runs one WebSocketApp per connection on its own thread, so K busy connections
 are K threads sharing one GIL. The baseline everywhere is the same number of bare
@@ -35,7 +36,9 @@ is that client in a process that first calls ``sys.setswitchinterval(SECONDS)``:
 interpreter's GIL hand-off interval (5 ms by default), the one lever that bounds how long
 a thread that is ready to run waits for a busy one. Client ``split`` (quiet scenario) runs
 the quiet stream in one bfxsync process and the K busy connections in another: the GIL
-taken out, the machine's cores still shared.
+taken out, the machine's cores still shared. Client ``unpinned`` is bfxsync with
+``reader_cpu=None``: its readers are never made to share one CPU (what bfxsync did before
+``Config.reader_cpu``).
 Loopback servers: ``bench/loopback.py`` (it costs next to nothing, so the clients' cost
 dominates).
 """
@@ -141,7 +144,7 @@ def child_throughput(args):
             app.close()
     else:
         import bfxsync
-        with bfxsync.Client(args.url, **BUSY_CONFIG) as client:
+        with bfxsync.Client(args.url, **BUSY_CONFIG, **_options(args)) as client:
             def make(i):
                 def on_data(message):
                     if message.snapshot:
@@ -161,6 +164,14 @@ def child_throughput(args):
         os._exit(1)
     print("RESULT", sum(counts) / (marks["t1"] - marks["t0"]), flush=True)
     os._exit(0)  # the busy servers' streams may still be arriving: do not wait for a clean close
+
+
+def _options(args):
+    """Client options a child was given: ``--reader-cpu`` (client ``unpinned`` is ``--reader-cpu none``)."""
+    if args.reader_cpu is None:
+        return {}
+    return {"reader_cpu": None if args.reader_cpu == "none" else
+            args.reader_cpu if args.reader_cpu == "auto" else int(args.reader_cpu)}
 
 
 def _start_busy(args, counter):
@@ -187,7 +198,7 @@ def _start_busy(args, counter):
         apps = _bare_apps(args.busy_url, args.k, request, lambda i, msg: counter.__setitem__(0, counter[0] + 1))
         return lambda: [app.close() for app in apps]
     import bfxsync
-    client = bfxsync.Client(args.busy_url, **BUSY_CONFIG).start()
+    client = bfxsync.Client(args.busy_url, **BUSY_CONFIG, **_options(args)).start()
 
     def count(message):
         counter[0] += 1
@@ -236,7 +247,7 @@ def child_quiet(args):
         close_quiet = apps[0].close
     else:
         import bfxsync
-        quiet = bfxsync.Client(args.quiet_url).start()
+        quiet = bfxsync.Client(args.quiet_url, **_options(args)).start()
 
         def on_data(message, clock=clock):
             received = clock()
@@ -265,7 +276,8 @@ def child_account(args):
     close_busy = _start_busy(args, busy)
     _wait_busy(args, busy)
     sent, samples = {}, []
-    client = bfxsync.Client(args.account_url, api_key=DEMO_KEY, api_secret=DEMO_SECRET, input_rate=100.0)
+    client = bfxsync.Client(args.account_url, api_key=DEMO_KEY, api_secret=DEMO_SECRET, input_rate=100.0,
+                            **_options(args))
 
     @client.account.on_orders
     def on_orders(message):
@@ -302,6 +314,8 @@ def run_child(args, client, kind, *child_args):
     client, _, interval = client.partition("@")
     if interval:
         child_args = ("--switch-interval", interval, *child_args)
+    if client == "unpinned":
+        client, child_args = "bfxsync", ("--reader-cpu", "none", *child_args)
     if client in args.candidates:
         child_args = ("--candidate", args.candidates[client], *child_args)
         client = "candidate"
@@ -442,7 +456,8 @@ def main():
     parser.add_argument("--cases", default=",".join(QUIET_CASES),
                         help="which quiet/account cases to run: " + ", ".join(QUIET_CASES))
     parser.add_argument("--clients", default="bfxsync,bare",
-                        help="bfxsync, bare and/or split (quiet: busy connections in a second process), "
+                        help="bfxsync, unpinned (reader_cpu=None), bare and/or split (quiet: busy connections "
+                             "in a second process), "
                              "each optionally NAME@SECONDS (run with that switch interval)")
     parser.add_argument("--candidate", metavar="PATH", action="append", default=[],
                         help="another checkout: its bfxsync runs interleaved, named after the directory")
@@ -457,6 +472,7 @@ def main():
     parser.add_argument("--quiet-url", help=argparse.SUPPRESS)
     parser.add_argument("--account-url", help=argparse.SUPPRESS)
     parser.add_argument("--switch-interval", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--reader-cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.switch_interval:

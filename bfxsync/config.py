@@ -17,6 +17,12 @@ def _path_or_none(value: Union[None, str, "os.PathLike[str]"]) -> Optional[str]:
     return None if value is None else os.fspath(value)
 
 
+def _cpu_setting(instance: object, attribute: object, value: object) -> None:
+    if value is None or value == "auto" or (type(value) is int and value >= 0):
+        return
+    raise ValueError(f"reader_cpu must be 'auto', a CPU number (an int >= 0) or None, not {value!r}")
+
+
 @frozen
 class Config:
     """Options of a :class:`bfxsync.Client`.
@@ -89,6 +95,15 @@ class Config:
         record_flush_interval: seconds between the recorder's writes: what a crash can
             lose at most. Frames are queued on the reader thread and written by the
             recorder's own thread, never one disk write per frame.
+        reader_cpu: the CPU that the reader threads of the process share once two or more
+            run (one per connection, every client of the process together): ``"auto"``
+            (the default) takes the highest-numbered CPU the process may use, a number
+            takes that CPU, None never pins a reader. Only one thread runs Python at a
+            time, so readers on one core lose no parallelism, and they hand the GIL to each
+            other without waking threads on other cores: a quiet connection beside 20 busy
+            ones waits 1-2 ms instead of 10 ms (99th percentile). Your own threads, and a
+            lone reader, are never pinned. Linux only; nothing happens elsewhere or on a
+            free-threaded Python. See docs/performance.md, "Many connections".
     """
 
     checksums: bool = True
@@ -121,6 +136,7 @@ class Config:
     queue_size: int = field(default=1000, validator=ge(1))
     queue_overflow: str = field(default="block", validator=in_(("block", "drop_oldest", "latest")))
     dispatch_threads: int = field(default=4, validator=ge(1))
+    reader_cpu: Union[str, int, None] = field(default="auto", validator=_cpu_setting)
 
     def __attrs_post_init__(self) -> None:
         if self.keepalive_interval is not None and self.keepalive_interval >= self.heartbeat_timeout:

@@ -36,6 +36,7 @@ import websocket
 from ..backoff import retry_after
 from ..config import Config
 from ..errors import BfxError, CertificateError, NotConnectedError
+from .cpu_sharing import CPU_SHARING
 from .framing import FrameError
 from .pacing import ConnectPacer
 from .runtime import forked_error
@@ -263,11 +264,14 @@ class Connection:
 
     def _run(self) -> None:
         mark_bfxsync_thread()
+        sharing = CPU_SHARING.join(self._config.reader_cpu)  # see bfxsync._engine.cpu_sharing
         try:
             self._loop()
         except BaseException as err:  # noqa: BLE001 - never a silently dead reader
             self._open.clear()
             self._listener.on_crashed(err)
+        finally:
+            CPU_SHARING.leave(sharing)
 
     def _loop(self) -> None:
         backoff = self._config.backoff

@@ -1,0 +1,142 @@
+"""The readers of one process share one CPU once there are two or more of them.
+
+Only one thread of a process runs Python at a time (the GIL), so readers on several cores do
+not parse in parallel: they hand the GIL to each other, and every hand-off to a thread on
+another core is a cross-core wake-up, often a migration as well. With 20 connections at
+2,000 messages/s each (``bench/many_connections.py``, case 20x2k) the process made 50,800
+context switches and 23,000 migrations a second for 38,000 messages; a third of its CPU time
+was the kernel switching tasks and waking threads (``perf record``), and a quiet connection
+beside them waited 10 ms at the 99th percentile. On one CPU a reader woken for data runs as
+soon as the GIL's holder blocks in its next read, on the same core: in interleaved runs the
+quiet connection's p99 fell to 1-2 ms, and 20 busy connections read 17% more.
+
+A lone reader is never pinned: it hands the GIL to nobody, and the kernel may run it where
+it likes. When the second-to-last reader leaves, the last one gets its own affinity back.
+A thread started by a pinned reader (a callback thread, or one a callback starts) inherits
+the pin, as Linux does for every new thread.
+The CPU is ``Config.reader_cpu``: by default the highest-numbered one the process may run
+on (CPU 0 takes most device interrupts on many machines). Nothing is pinned without
+``os.sched_setaffinity`` (it is Linux's), on a process allowed a single CPU, or without a
+GIL (a free-threaded build, where readers do run in parallel).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Dict, Optional, Set, Union
+
+logger = logging.getLogger("bfxsync")
+
+#: ``Config.reader_cpu``'s default: the highest-numbered CPU the process may run on.
+AUTO = "auto"
+
+#: What ``Config.reader_cpu`` takes: ``"auto"``, a CPU number, or None (never pin).
+CPUSetting = Union[str, int, None]
+
+
+def _gil_enabled() -> bool:
+    enabled = getattr(sys, "_is_gil_enabled", None)  # Python 3.13+; earlier builds always have the GIL
+    return enabled is None or bool(enabled())
+
+
+def shares(setting: CPUSetting) -> bool:
+    """Whether readers with ``setting`` may share a CPU at all (here, in this interpreter)."""
+    return setting is not None and hasattr(os, "sched_setaffinity") and _gil_enabled()
+
+
+def shared_cpu(setting: CPUSetting, allowed: Set[int]) -> Optional[int]:
+    """The CPU that readers allowed on ``allowed`` share under ``setting``, or None for none."""
+    if not shares(setting):
+        return None
+    if setting == AUTO:
+        return max(allowed) if len(allowed) > 1 else None
+    if setting not in allowed:
+        _warn_once(f"Config.reader_cpu is {setting}, a CPU this process may not run on "
+                   f"(it may use {sorted(allowed)}): readers are not pinned")
+        return None
+    return int(setting)
+
+
+_warned: Set[str] = set()
+
+
+def _warn_once(text: str) -> None:
+    if text not in _warned:
+        _warned.add(text)
+        logger.warning("%s", text)
+
+
+class _Member:
+    """One reader thread: where it shares, and the affinity it had before."""
+
+    __slots__ = ("tid", "cpu", "own", "pinned")
+
+    def __init__(self, tid: int, cpu: int, own: Set[int]) -> None:
+        self.tid = tid
+        self.cpu = cpu
+        self.own = own
+        self.pinned = False
+
+
+class CPUSharing:
+    """The process's reader threads that share a CPU.
+
+    Ownership: the members, and whether each is pinned, are written under ``_lock`` only, by
+    reader threads as they join and leave. Pinning another thread is one syscall on its
+    thread id; a thread that has just ended makes it fail, which is ignored.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: Dict[int, _Member] = {}
+        self._pid = os.getpid()
+
+    def join(self, setting: CPUSetting) -> Optional[int]:
+        """Reader thread: this thread reads from now on; returns its token for :meth:`leave`
+        (None: it takes no part). With two members or more, every member is pinned."""
+        if not shares(setting):
+            return None
+        tid = threading.get_native_id()
+        own = os.sched_getaffinity(0)
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child: the parent's readers are not here
+                self._members.clear()
+                self._pid = os.getpid()
+            for other in self._members.values():
+                if other.pinned and own == {other.cpu}:
+                    own = other.own  # started by a pinned reader, whose pin it inherited: not its own
+                    break
+            cpu = shared_cpu(setting, own)
+            if cpu is None:
+                return None
+            member = _Member(tid, cpu, own)
+            self._members[tid] = member
+            if len(self._members) > 1:
+                for each in self._members.values():
+                    self._set(each, pinned=True)
+        return tid
+
+    def leave(self, token: Optional[int]) -> None:
+        """Reader thread: the reader that joined with ``token`` ends; a last one left alone is unpinned."""
+        if token is None:
+            return
+        with self._lock:
+            if self._members.pop(token, None) is not None and len(self._members) == 1:
+                self._set(next(iter(self._members.values())), pinned=False)
+
+    @staticmethod
+    def _set(member: _Member, pinned: bool) -> None:
+        if member.pinned is pinned:
+            return
+        try:
+            os.sched_setaffinity(member.tid, {member.cpu} if pinned else member.own)
+        except OSError as err:  # the thread has just ended, or a container forbids it
+            logger.debug("reader thread %d: CPU affinity not changed: %s", member.tid, err)
+            return
+        member.pinned = pinned
+
+
+#: The process's readers (every connection's reader thread joins while it runs).
+CPU_SHARING = CPUSharing()

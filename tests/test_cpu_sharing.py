@@ -1,0 +1,113 @@
+"""Readers of one process share one CPU once two or more run (bfxsync._engine.cpu_sharing)."""
+import logging
+import os
+import sys
+
+import attrs
+import pytest
+
+import bfxsync
+from bfxsync._engine import cpu_sharing
+
+from conftest import FAST, wait_until
+
+ALLOWED = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+
+# The CI machines are Linux with two CPUs or more: there this file must run, never skip.
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or len(ALLOWED) < 2,
+                                reason="CPU affinity is Linux's, and needs two CPUs to mean anything")
+
+
+def readers(client):
+    return [t for t in client.threads() if t.name.startswith("bfxsync-reader")]
+
+
+def affinities(client):
+    return [os.sched_getaffinity(t.native_id) for t in readers(client)]
+
+
+def on_own_connections(client, symbols):
+    """One ticker per connection (max_subscriptions=1), each subscribed."""
+    for symbol in symbols:
+        client.subscribe_ticker(symbol).wait_subscribed(10)
+    assert len(readers(client)) == len(symbols)
+
+
+def test_two_readers_share_the_highest_cpu_and_a_lone_one_gets_its_own_back(emulator, make_client):
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1, idle_connection_grace=0.0))
+    on_own_connections(client, ["tBTCUSD"])
+    assert affinities(client) == [ALLOWED], "a lone reader is left where the kernel runs it"
+    second = client.subscribe_ticker("tETHUSD").wait_subscribed(10)
+    assert wait_until(lambda: affinities(client) == [{max(ALLOWED)}] * 2, timeout=10), affinities(client)
+    second.unsubscribe()  # its connection closes (no grace), and the reader left alone is unpinned
+    assert wait_until(lambda: len(readers(client)) == 1 and affinities(client) == [ALLOWED], timeout=10), \
+        affinities(client)
+
+
+def test_readers_of_two_clients_share_one_cpu(emulator, make_client):
+    first = make_client(emulator.url)
+    first.subscribe_ticker("tBTCUSD").wait_subscribed(10)
+    second = make_client(emulator.url)
+    second.subscribe_ticker("tETHUSD").wait_subscribed(10)
+    assert wait_until(lambda: affinities(first) + affinities(second) == [{max(ALLOWED)}] * 2, timeout=10)
+
+
+def test_a_chosen_cpu(emulator, make_client):
+    cpu = min(ALLOWED)
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1, reader_cpu=cpu))
+    on_own_connections(client, ["tBTCUSD", "tETHUSD", "tLTCBTC"])
+    assert wait_until(lambda: affinities(client) == [{cpu}] * 3, timeout=10), affinities(client)
+
+
+def test_none_never_pins(emulator, make_client):
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1, reader_cpu=None))
+    on_own_connections(client, ["tBTCUSD", "tETHUSD", "tLTCBTC"])
+    assert affinities(client) == [ALLOWED] * 3
+
+
+def test_a_cpu_the_process_may_not_use_is_warned_about_once_and_pins_nothing(emulator, make_client, caplog):
+    outside = max(ALLOWED) + 1000
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1, reader_cpu=outside))
+    with caplog.at_level(logging.WARNING, logger="bfxsync"):
+        on_own_connections(client, ["tBTCUSD", "tETHUSD"])
+    assert affinities(client) == [ALLOWED] * 2
+    warnings = [r.getMessage() for r in caplog.records if "reader_cpu" in r.getMessage()]
+    assert len(warnings) == 1 and f"reader_cpu is {outside}" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("value", ["fast", -1, True, 1.5, "1"])
+def test_reader_cpu_is_validated(value):
+    with pytest.raises(ValueError, match="reader_cpu"):
+        bfxsync.Config(reader_cpu=value)
+
+
+def test_without_a_gil_nothing_is_pinned(monkeypatch):
+    """A free-threaded build runs readers in parallel: sharing one CPU would only slow them."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert cpu_sharing.shared_cpu("auto", ALLOWED) is None and cpu_sharing.shared_cpu(min(ALLOWED), ALLOWED) is None
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: True, raising=False)
+    assert cpu_sharing.shared_cpu("auto", ALLOWED) == max(ALLOWED)
+
+
+def test_a_reader_started_from_a_pinned_one_shares_too(emulator, make_client):
+    """A new connection's reader is started by whichever thread subscribes; started from a
+    callback (a pinned reader) it inherits the pin, and still takes part: the process's
+    affinity, not the inherited CPU, is what it may share and go back to."""
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1, idle_connection_grace=0.0))
+    client.subscribe_ticker("tBTCUSD").wait_subscribed(10)  # the first connection: open as long as the client
+    second = client.subscribe_ticker("tETHUSD").wait_subscribed(10)
+    assert wait_until(lambda: affinities(client) == [{max(ALLOWED)}] * 2, timeout=10)
+    started = []
+
+    def from_a_callback(message):
+        if not started:
+            started.append(client.subscribe_ticker("tLTCBTC"))
+    second.on_data(from_a_callback)
+    assert wait_until(lambda: started, timeout=10)
+    third = started[0].wait_subscribed(10)
+    second.unsubscribe()  # its connection closes: the first and third readers still share
+    assert wait_until(lambda: len(readers(client)) == 2, timeout=10)
+    assert affinities(client) == [{max(ALLOWED)}] * 2
+    third.unsubscribe()  # and now the first is alone
+    assert wait_until(lambda: len(readers(client)) == 1 and affinities(client) == [ALLOWED], timeout=10), \
+        affinities(client)
