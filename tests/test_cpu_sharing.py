@@ -111,3 +111,14 @@ def test_a_reader_started_from_a_pinned_one_shares_too(emulator, make_client):
     third.unsubscribe()  # and now the first is alone
     assert wait_until(lambda: len(readers(client)) == 1 and affinities(client) == [ALLOWED], timeout=10), \
         affinities(client)
+
+
+def test_a_sandbox_that_forbids_affinity_calls_leaves_readers_unpinned_and_reading(emulator, make_client,
+                                                                                   monkeypatch):
+    def forbidden(*args):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "sched_getaffinity", forbidden)
+    monkeypatch.setattr(os, "sched_setaffinity", forbidden)
+    client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1))
+    books = [client.subscribe_book(symbol).wait_synced(10) for symbol in ("tBTCUSD", "tETHUSD")]
+    assert all(book.active for book in books) and len(readers(client)) == 2

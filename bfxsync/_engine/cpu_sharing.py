@@ -100,7 +100,11 @@ class CPUSharing:
         if not shares(setting):
             return None
         tid = threading.get_native_id()
-        own = os.sched_getaffinity(0)
+        try:
+            own = os.sched_getaffinity(0)
+        except OSError as err:  # a sandbox that forbids it: read on, unpinned
+            logger.debug("reader thread %d: CPU affinity unknown: %s", tid, err)
+            return None
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: the parent's readers are not here
                 self._members.clear()
