@@ -264,8 +264,9 @@ class Connection:
 
     def _run(self) -> None:
         mark_bfxsync_thread()
-        sharing = CPU_SHARING.join(self._config.reader_cpu)  # see bfxsync._engine.cpu_sharing
+        sharing = None
         try:
+            sharing = CPU_SHARING.join(self._config.reader_cpu)  # see bfxsync._engine.cpu_sharing
             self._loop()
         except BaseException as err:  # noqa: BLE001 - never a silently dead reader
             self._open.clear()
