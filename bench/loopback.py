@@ -4,13 +4,16 @@ It answers the upgrade by hand and acks every subscribe. For the first subscript
 each connection it writes, as pre-built frame bytes in one ``sendall``, a first data frame
 (the book snapshot, the trades snapshot or a first ticker) and N updates of that channel (a
 correct ``cs`` frame after every K book updates to a client that enabled OB_CHECKSUM),
-then a ``[chan,"hb"]`` end marker.
+then a ``[chan,"hb"]`` end marker. With ``--together N`` every connection holds its stream
+until N connections have subscribed (or 60 s have passed), so that N streams run at once:
+a client opening its connections one after another (bfxsync spaces connection attempts
+50 ms apart) would otherwise read them more or less in turn.
 
 With ``--pace R`` it instead sends trades one frame at a time at R frames/s for
 ``--seconds`` seconds, each stamped with ``time.time_ns()`` in its MTS field just before
 its ``sendall`` (latency), then the end marker.
 
-  python bench/loopback.py --channel book|trades|ticker --messages N [--cs-every K]
+  python bench/loopback.py --channel book|trades|ticker --messages N [--cs-every K] [--together N]
                            [--pace R --seconds S] [--certfile F --keyfile F]
 prints ``PORT <n>`` once listening and serves until killed.
 """
@@ -198,6 +201,11 @@ def _serve_one(conn, data, args):
                     paced(conn, args.pace, args.seconds)
                     continue
                 channel = msg.get("channel")
+                if args.together is not None:
+                    try:
+                        args.together.wait()
+                    except threading.BrokenBarrierError:
+                        pass  # a client that never opened all of them: stream anyway
                 conn.sendall(data[channel, channel == "book" and bool(flags & FLAG_CHECKSUM)])
 
 
@@ -206,12 +214,14 @@ def main():
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--channel", choices=("book", "trades", "ticker"), default="book")
     ap.add_argument("--cs-every", type=int, default=50)
+    ap.add_argument("--together", type=int, default=0)
     ap.add_argument("--pace", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--certfile")
     ap.add_argument("--keyfile")
     args = ap.parse_args()
     data = {} if args.pace else blobs(args)
+    args.together = threading.Barrier(args.together, timeout=60) if args.together > 1 else None
     srv = socket.create_server(("127.0.0.1", 0))
     context = None
     if args.certfile:

@@ -177,6 +177,8 @@ def _options(args):
 def _start_busy(args, counter):
     """K busy connections in this process (nothing when K is 0); returns a closer.
 
+    ``counter`` has K + 1 counts: the frames of all the busy connections, then each one's.
+
     Client ``split``: the K connections are a bfxsync client in a second process instead
     (``--child busy``), which is what running heavy books elsewhere looks like.
     """
@@ -195,28 +197,36 @@ def _start_busy(args, counter):
         return close
     request = _trades_request if args.busy_kind == "trades" else _book_request
     if args.client == "bare":
-        apps = _bare_apps(args.busy_url, args.k, request, lambda i, msg: counter.__setitem__(0, counter[0] + 1))
+        def count_frame(i, msg):
+            counter[0] += 1
+            counter[1 + i] += 1
+        apps = _bare_apps(args.busy_url, args.k, request, count_frame)
         return lambda: [app.close() for app in apps]
     import bfxsync
     client = bfxsync.Client(args.busy_url, **BUSY_CONFIG, **_options(args)).start()
 
-    def count(message):
-        counter[0] += 1
+    def make(i):
+        def count(message):
+            counter[0] += 1
+            counter[1 + i] += 1
+        return count
     subscribe = client.subscribe_trades if args.busy_kind == "trades" else client.subscribe_book
     for i in range(args.k):
-        subscribe(f"tS{i:03d}USD", on_data=count)
+        subscribe(f"tS{i:03d}USD", on_data=make(i))
     return client.close
 
 
 def _wait_busy(args, counter):
+    """Until every busy connection has data (bfxsync opens them 50 ms apart) and 20 frames each came."""
     deadline = time.monotonic() + 30
-    while args.k and args.client != "split" and counter[0] < 20 * args.k and time.monotonic() < deadline:
+    while (args.k and args.client != "split" and (not all(counter[1:]) or counter[0] < 20 * args.k)
+           and time.monotonic() < deadline):
         time.sleep(0.01)
 
 
 def child_busy(args):
     """The busy half of client ``split``: prints READY once data flows, runs until killed."""
-    counter = [0]
+    counter = [0] * (args.k + 1)
     _start_busy(args, counter)
     _wait_busy(args, counter)
     print("READY", flush=True)
@@ -232,7 +242,7 @@ def _quantiles(samples_us):
 
 def child_quiet(args):
     """The quiet stream's latency while K connections are busy; prints ``LATENCY n p50_us p99_us busy_frames``."""
-    busy = [0]
+    busy = [0] * (args.k + 1)
     close_busy = _start_busy(args, busy)
     _wait_busy(args, busy)
     clock, samples, expected = time.time_ns, [], int(args.quiet_rate * args.seconds)
@@ -272,7 +282,7 @@ def child_account(args):
     """Order submit -> its ``on`` event while K connections are busy; prints ``LATENCY n p50_us p99_us``."""
     import bfxsync
     from bfxsync.emulator import DEMO_KEY, DEMO_SECRET
-    busy = [0]
+    busy = [0] * (args.k + 1)
     close_busy = _start_busy(args, busy)
     _wait_busy(args, busy)
     sent, samples = {}, []
@@ -335,7 +345,7 @@ def throughput(args, ks):
         random.shuffle(runs)
         for client, k in runs:
             per = args.total // k
-            server = loopback("--channel", "book", "--messages", per, "--cs-every", 50)
+            server = loopback("--channel", "book", "--messages", per, "--cs-every", 50, "--together", k)
             try:
                 rates[client, k].append(run_child(args, client, "throughput", "--url", server.url,
                                                   "--k", k, "--per", per)[0])
@@ -488,7 +498,7 @@ def main():
     scenarios = args.scenarios.split(",")
     args.cases = args.cases.split(",")
     args.candidates = {os.path.basename(os.path.abspath(path)): path for path in args.candidate}
-    args.clients = args.clients.split(",") + list(args.candidates)
+    args.clients = list(dict.fromkeys(args.clients.split(",") + list(args.candidates)))  # each once
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
     if "throughput" in scenarios:
         throughput(args, [int(k) for k in args.ks.split(",")])

@@ -197,7 +197,10 @@ def test_the_secret_and_signature_never_reach_logs_reprs_or_errors(emulator, mak
     client.account.submit_order("tBTCUSD", "0.01", "20000").result(10)
     with pytest.raises(errors.OrderError) as refused_order:
         client.account.submit_order("tBTCUSD", "1000", "30000").result(10)
+    before = sum(r.getMessage().startswith("authenticated on connection") for r in caplog.records)
     emulator.drop_connections()
+    assert wait_until(lambda: sum(r.getMessage().startswith("authenticated on connection")
+                                  for r in caplog.records) > before, timeout=15), "signed in again after the drop"
     client.wait_authenticated(15)
     bad = make_client(emulator.url, FAST, api_key=DEMO_KEY, api_secret="another-secret")
     with pytest.raises(errors.AuthenticationError) as refused_auth:

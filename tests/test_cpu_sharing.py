@@ -2,6 +2,8 @@
 import logging
 import os
 import sys
+import threading
+import time
 
 import attrs
 import pytest
@@ -122,3 +124,70 @@ def test_a_sandbox_that_forbids_affinity_calls_leaves_readers_unpinned_and_readi
     client = make_client(emulator.url, attrs.evolve(FAST, max_subscriptions=1))
     books = [client.subscribe_book(symbol).wait_synced(10) for symbol in ("tBTCUSD", "tETHUSD")]
     assert all(book.active for book in books) and len(readers(client)) == 2
+
+
+def test_a_reader_knows_whether_it_is_pinned_now():
+    """What a reader asks before it gives a turn (a CPU yield when pinned, a sleep when not)."""
+    sharing = cpu_sharing.CPUSharing()
+    joined, seen, leave = [threading.Event() for _ in range(2)], {}, threading.Event()
+    second_left = threading.Event()
+
+    def reader(i):
+        token = sharing.join(cpu_sharing.AUTO)
+        seen[i, "alone" if i == 0 else "joined"] = sharing.pinned()
+        joined[i].set()
+        if i == 0:
+            assert joined[1].wait(10)
+            seen[0, "two"] = sharing.pinned()
+            assert second_left.wait(10)
+            seen[0, "left alone"] = sharing.pinned()
+        else:
+            assert leave.wait(10)
+        sharing.leave(token)
+        if i == 1:
+            second_left.set()
+
+    first = threading.Thread(target=reader, args=(0,))
+    first.start()
+    assert joined[0].wait(10)
+    second = threading.Thread(target=reader, args=(1,))
+    second.start()
+    assert wait_until(lambda: (0, "two") in seen, timeout=10)
+    leave.set()
+    first.join(10)
+    second.join(10)
+    assert seen == {(0, "alone"): False, (1, "joined"): True, (0, "two"): True, (0, "left alone"): False}
+    assert not sharing.pinned(), "a thread that never joined is not pinned"
+
+
+def test_a_yield_releases_the_gil_where_readers_on_one_cpu_give_turns_by_yielding():
+    """The premise of a turn on a shared CPU: while one thread yields, a thread on the same CPU
+    that wants the GIL gets it, long before the interpreter's switch interval would force it."""
+    from bfxsync._engine import turns
+    if not turns.YIELD_RELEASES_GIL:
+        assert sys.version_info < (3, 10)  # there a turn is a sleep, which always releases it
+        return
+    cpu, pinned, go, ran = max(ALLOWED), threading.Event(), threading.Event(), []
+
+    def waiter():  # wakes on go, then needs the GIL for one append
+        os.sched_setaffinity(0, {cpu})
+        pinned.set()
+        go.wait(10)
+        ran.append(time.monotonic())
+
+    interval, own = sys.getswitchinterval(), os.sched_getaffinity(0)
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert pinned.wait(10)
+    sys.setswitchinterval(5.0)  # within the deadline, only a release hands the GIL over
+    os.sched_setaffinity(0, {cpu})
+    try:
+        go.set()
+        deadline = time.monotonic() + 2.0
+        while not ran and time.monotonic() < deadline:
+            os.sched_yield()
+    finally:
+        os.sched_setaffinity(0, own)
+        sys.setswitchinterval(interval)
+        thread.join(10)
+    assert ran and ran[0] < deadline, "the other thread could not take the GIL while this one yielded"

@@ -272,7 +272,7 @@ class TestTransport:
         (blocked in recv here), never when it is alone; every message arrives, in order."""
         given = []
         monkeypatch.setattr(transport, "READERS", turns.Readers())  # this test's readers only
-        monkeypatch.setattr(transport, "give_turn", lambda: (given.append(1), turns.give_turn()))
+        monkeypatch.setattr(transport, "give_turn", lambda one_cpu: (given.append(1), turns.give_turn(one_cpu)))
         messages = [b"[%d,[30000.5,2,-0.25]]" % i for i in range(100_000)]  # 2.5 MB: far more than a read
         stream = b"".join(frame(m) for m in messages) + frame(b"", opcode=0x8)
         with RawServer(lambda conn, n: (conn.sendall(stream), read_until(conn, 0x8))) as server:

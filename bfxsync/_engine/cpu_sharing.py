@@ -131,6 +131,12 @@ class CPUSharing:
             if self._members.pop(token, None) is not None and len(self._members) == 1:
                 self._set(next(iter(self._members.values())), pinned=False)
 
+    def pinned(self) -> bool:
+        """Whether the calling thread is a reader pinned to the shared CPU now (read without the
+        lock: a stale answer costs one turn given the other way, see :func:`turns.give_turn`)."""
+        member = self._members.get(threading.get_native_id())
+        return member is not None and member.pinned
+
     @staticmethod
     def _set(member: _Member, pinned: bool) -> None:
         if member.pinned is pinned:

@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional, Protocol, Tuple
 import websocket
 
 from ..errors import NotConnectedError
+from .cpu_sharing import CPU_SHARING
 from .framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, MAX_FRAME_SIZE, FrameError, Framer, parse_close
 from .threads import on_bfxsync_thread
 from .turns import READERS, TURN, Readers, give_turn
@@ -412,6 +413,7 @@ class WebSocketAppTransport:
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
         mark, others_keep_up, turn, monotonic = readers.mark, readers.others_keep_up, give_turn, time.monotonic
+        pinned = CPU_SHARING.pinned
         had_backlog = False
         turn_ends = 0.0  # with a backlog: when this reader next gives a turn (0: at its next full read)
         while app.keep_running:
@@ -436,7 +438,7 @@ class WebSocketAppTransport:
                 turn_ends = 0.0
             elif monotonic() >= turn_ends:
                 if others_keep_up():
-                    turn()  # for a reader that keeps up (see bfxsync._engine.turns)
+                    turn(pinned())  # for a reader that keeps up (see bfxsync._engine.turns)
                 turn_ends = monotonic() + TURN
             held -= used
             if need > len(buffer):  # one frame larger than a read: room for exactly that frame
