@@ -101,9 +101,11 @@ class Config:
             takes that CPU, None never pins a reader. Only one thread runs Python at a
             time, so readers on one core lose no parallelism, and they hand the GIL to each
             other without waking threads on other cores: a quiet connection beside 20 busy
-            ones waits 0.6 ms instead of 8 ms (99th percentile). Your own threads, and a
-            lone reader, are never pinned (a thread started on a reader thread inherits its
-            CPU). Linux only; nothing happens elsewhere or on a
+            ones waits 0.6 ms instead of 8 ms (99th percentile). A pinned reader with a
+            backlog runs as a ``SCHED_BATCH`` thread (woken, it does not preempt the reader
+            running) until it keeps up again. Your own threads, and a lone reader, are never
+            pinned (a thread started on a reader thread inherits its CPU and policy). Linux
+            only; nothing happens elsewhere or on a
             free-threaded Python. See docs/performance.md, "Many connections".
     """
 

@@ -1,6 +1,7 @@
 """Readers of one process share one CPU once two or more run (bfxsync._engine.cpu_sharing)."""
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -191,3 +192,62 @@ def test_a_yield_releases_the_gil_where_readers_on_one_cpu_give_turns_by_yieldin
         sys.setswitchinterval(interval)
         thread.join(10)
     assert ran and ran[0] < deadline, "the other thread could not take the GIL while this one yielded"
+
+
+class _Worker:
+    """A thread that runs the calls it is given, one at a time, and hands back their results."""
+
+    def __init__(self):
+        self._calls, self._results = queue.Queue(), queue.Queue()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        for call in iter(self._calls.get, None):
+            self._results.put(call())
+
+    def do(self, call):
+        self._calls.put(call)
+        return self._results.get(timeout=10)
+
+    def stop(self):
+        self._calls.put(None)
+        self.thread.join(10)
+
+    @property
+    def policy(self):
+        return os.sched_getscheduler(self.thread.native_id)
+
+
+def test_a_reader_runs_as_a_batch_thread_while_it_has_a_backlog_on_the_shared_cpu(monkeypatch):
+    """SCHED_BATCH while a pinned reader has a backlog, the default policy once it keeps up or
+    while it is not pinned; a reader started on a batch one (whose policy it inherited) starts
+    as a normal thread; a reader of another policy (here SCHED_IDLE) keeps it."""
+    pinned = [False]
+    monkeypatch.setattr(cpu_sharing.CPU_SHARING, "pinned", lambda: pinned[0])
+    reader = _Worker()
+    workers = [reader]
+    try:
+        policy = reader.do(cpu_sharing.ReaderPolicy)
+        reader.do(policy.backlog)
+        assert reader.policy == os.SCHED_OTHER, "not pinned: a normal thread"
+        pinned[0] = True
+        reader.do(policy.backlog)
+        assert reader.policy == os.SCHED_BATCH
+        started = reader.do(_Worker)  # started on a batch reader: its CPU and its policy
+        workers.append(started)
+        assert started.policy == os.SCHED_BATCH
+        started.do(cpu_sharing.ReaderPolicy)
+        assert started.policy == os.SCHED_OTHER, "a reader starts as a normal thread"
+        reader.do(policy.keeping_up)
+        assert reader.policy == os.SCHED_OTHER
+    finally:
+        for worker in workers:
+            worker.stop()
+    changes = []
+    monkeypatch.setattr(os, "sched_getscheduler", lambda pid: os.SCHED_IDLE)  # (an idle thread runs late)
+    monkeypatch.setattr(os, "sched_setscheduler", lambda *args: changes.append(args))
+    idle = cpu_sharing.ReaderPolicy()
+    idle.backlog()
+    idle.keeping_up()
+    assert changes == [], "a policy other than the default is left alone"

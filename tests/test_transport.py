@@ -26,7 +26,7 @@ import websocket
 from test_framing import STREAM, frame
 
 import bfxsync
-from bfxsync._engine import transport, turns
+from bfxsync._engine import cpu_sharing, transport, turns
 from bfxsync._engine.transport import WebSocketAppTransport
 
 from conftest import FAST, settle_books, wait_until
@@ -186,8 +186,11 @@ class _FirstReadSocket(socket.socket):
     at a chosen offset, whatever TCP does (the handshake is read with ``recv``, untouched)."""
 
     first = 0
+    rooms = None  # a list: the room every recv_into offered
 
     def recv_into(self, buffer, nbytes=0, flags=0):
+        if self.rooms is not None:
+            self.rooms.append(nbytes or len(buffer))
         if self.first:
             count = min(self.first, nbytes or len(buffer))  # the cut may be past a small buffer's end
             self.first -= count
@@ -195,14 +198,16 @@ class _FirstReadSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
-def run_transport(server, first=0, **options):
-    """Run a transport to ``server`` on this thread until the socket ends; returns its listener."""
+def run_transport(server, first=0, rooms=None, listener=None, **options):
+    """Run a transport to ``server`` on this thread until the socket ends; returns its listener.
+    ``rooms``: a list to append the room each ``recv_into`` offered."""
     sock = _FirstReadSocket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(5)
     sock.connect(("127.0.0.1", server.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the connection does
     sock.first = first
-    listener = Listener()
+    sock.rooms = rooms
+    listener = listener or Listener()
     try:
         WebSocketAppTransport(server.url, **options).run(sock, listener)
     finally:
@@ -269,15 +274,18 @@ class TestTransport:
 
     def test_backlog_gives_turns_only_to_a_reader_that_keeps_up(self, framing, monkeypatch):
         """A reader with a backlog pauses now and then while another reader of the process keeps up
-        (blocked in recv here), never when it is alone; every message arrives, in order."""
-        given = []
+        (blocked in recv here), never when it is alone; alone it reads wide, beside a reader that
+        keeps up never more than ``read_size``; every message arrives, in order."""
+        given, alone_rooms, beside_rooms = [], [], []
         monkeypatch.setattr(transport, "READERS", turns.Readers())  # this test's readers only
         monkeypatch.setattr(transport, "give_turn", lambda one_cpu: (given.append(1), turns.give_turn(one_cpu)))
         messages = [b"[%d,[30000.5,2,-0.25]]" % i for i in range(100_000)]  # 2.5 MB: far more than a read
         stream = b"".join(frame(m) for m in messages) + frame(b"", opcode=0x8)
         with RawServer(lambda conn, n: (conn.sendall(stream), read_until(conn, 0x8))) as server:
-            listener = run_transport(server)  # alone
+            listener = run_transport(server, rooms=alone_rooms)
         assert listener.messages == messages and not given
+        if framing == "batch":
+            assert max(alone_rooms) > 4096  # nobody to give a turn to: wide reads (16 KiB less a partial frame)
 
         idle_started, release = threading.Event(), threading.Event()
 
@@ -294,15 +302,51 @@ class TestTransport:
             try:
                 assert idle_started.wait(10)
                 assert wait_until(lambda: transport.READERS.others_keep_up() or framing == "stock", 10)
-                listener = run_transport(busy)
+                listener = run_transport(busy, rooms=beside_rooms)
             finally:
                 release.set()
                 beside.join(10)
         assert listener.messages == messages
         if framing == "batch":
             assert given  # the server wrote far faster than one reader parses: a backlog, and turns
+            assert max(beside_rooms) <= 4096  # a reader keeps up: every batch narrow
         else:
             assert not given  # websocket-client's stock reader reads frame by frame and gives none
+
+    @pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="scheduling policies are Linux's")
+    def test_a_pinned_reader_runs_as_a_batch_thread_while_it_has_a_backlog(self, framing, monkeypatch):
+        """On the shared CPU a reader with a backlog is a SCHED_BATCH thread (woken, it does not
+        preempt the reader running), and a normal one again once it keeps up."""
+        monkeypatch.setattr(cpu_sharing.CPU_SHARING, "pinned", lambda: True)
+        messages = [b"[%d,[30000.5,2,-0.25]]" % i for i in range(100_000)]  # 2.5 MB: a backlog
+        stream = b"".join(frame(m) for m in messages)
+        read_all, seen, ran = threading.Event(), [], []
+
+        class Sampling(Listener):
+            def on_message(self, data):
+                super().on_message(data)
+                count = len(self.messages)
+                if count % 10_000 == 0 or count > len(messages):
+                    seen.append(os.sched_getscheduler(0))
+                if count == len(messages):
+                    read_all.set()
+
+        def script(conn, number):
+            conn.sendall(stream)
+            assert read_all.wait(30)
+            conn.sendall(frame(b'[0,"last"]') + frame(b"", opcode=0x8))  # alone in its read
+            read_until(conn, 0x8)
+
+        with RawServer(script) as server:  # on a thread of its own: the policy is that thread's
+            reader = threading.Thread(target=lambda: ran.append(run_transport(server, listener=Sampling())))
+            reader.start()
+            reader.join(60)
+        assert ran and ran[0].messages == messages + [b'[0,"last"]']
+        if framing == "batch":
+            assert os.SCHED_BATCH in seen[:-1], seen
+            assert seen[-1] == os.SCHED_OTHER, "keeping up again: a normal thread"
+        else:
+            assert set(seen) == {os.SCHED_OTHER}  # the stock reader leaves the policy alone
 
     def test_masked_server_frame_fails_with_1002(self):
         """A masked frame from the server is a protocol error: on_error, close frame 1002, socket ends."""

@@ -11,10 +11,21 @@ soon as the GIL's holder blocks in its next read, on the same core: in interleav
 quiet connection's p50/p99 went from 0.9/8.2 ms to 0.06/0.6 ms, and 20 saturating
 connections read 1.37 times as much (as much as one connection does).
 
+A reader with a backlog on the shared CPU runs as ``SCHED_BATCH`` (:class:`ReaderPolicy`):
+Linux never lets a batch thread that wakes preempt the one running. Every read releases the
+GIL, and a woken reader that preempted the running one took the GIL there: 20 readers with
+a backlog handed it over after nearly every batch, each time with a context switch (7,072
+in a 20-connection run of ``bench/many_connections.py``'s throughput scenario; 2,504 with
+batch threads and wide reads, see :class:`~bfxsync._engine.transport.WebSocketAppTransport`).
+A reader that keeps up (an account, a ticker) stays a normal thread, so it still preempts a
+busy one as soon as its data arrives; made batch threads as well, order events next to five
+saturating connections came later at the 99th percentile (35-40 ms against 20-21 ms).
+
 A lone reader is never pinned: it hands the GIL to nobody, and the kernel may run it where
 it likes. When the second-to-last reader leaves, the last one gets its own affinity back.
 A thread started by a pinned reader (a callback thread, or one a callback starts) inherits
-the pin, as Linux does for every new thread.
+the pin, and the batch policy while that reader has a backlog, as Linux does for every new
+thread.
 The CPU is ``Config.reader_cpu``: by default the highest-numbered one the process may run
 on (CPU 0 takes most device interrupts on many machines). Nothing is pinned without
 ``os.sched_setaffinity`` (it is Linux's), on a process allowed a single CPU, or without a
@@ -151,3 +162,45 @@ class CPUSharing:
 
 #: The process's readers (every connection's reader thread joins while it runs).
 CPU_SHARING = CPUSharing()
+
+
+class ReaderPolicy:
+    """Reader thread: its scheduling policy, ``SCHED_BATCH`` while it has a backlog on the
+    shared CPU and the default ``SCHED_OTHER`` otherwise (see the module's docstring).
+
+    A reader of any other policy (real-time, idle) keeps it. A reader started on a reader
+    that had a backlog inherited its batch policy, and starts as a normal thread again.
+    """
+
+    __slots__ = ("_managed", "_batch")
+
+    def __init__(self) -> None:
+        self._batch = False
+        try:
+            policy = os.sched_getscheduler(0)
+            self._managed = policy in (os.SCHED_OTHER, os.SCHED_BATCH)
+        except (AttributeError, OSError):  # not Linux, or a sandbox that forbids it
+            self._managed = False
+        if self._managed and policy == os.SCHED_BATCH:
+            self._managed = self._set(False)
+
+    def backlog(self) -> None:
+        """Reader thread: this reader has a backlog (called now and then while it lasts: whether
+        it is pinned may change meanwhile)."""
+        batch = self._managed and CPU_SHARING.pinned()
+        if batch is not self._batch:
+            self._managed = self._set(batch)
+
+    def keeping_up(self) -> None:
+        """Reader thread: this reader keeps up again (its last read did not fill its buffer)."""
+        if self._batch:
+            self._managed = self._set(False)
+
+    def _set(self, batch: bool) -> bool:
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH if batch else os.SCHED_OTHER, os.sched_param(0))
+        except OSError as err:  # a sandbox that forbids it: leave the policy alone from now on
+            logger.debug("reader thread: scheduling policy not changed: %s", err)
+            return False
+        self._batch = batch
+        return True

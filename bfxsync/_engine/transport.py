@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional, Protocol, Tuple
 import websocket
 
 from ..errors import NotConnectedError
-from .cpu_sharing import CPU_SHARING
+from .cpu_sharing import CPU_SHARING, ReaderPolicy
 from .framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, MAX_FRAME_SIZE, FrameError, Framer, parse_close
 from .threads import on_bfxsync_thread
 from .turns import READERS, TURN, Readers, give_turn
@@ -305,17 +305,29 @@ class WebSocketAppTransport:
     batch holds the GIL for between two chances to give a turn: 4 KiB, some 40 book
     updates, is a fraction of a millisecond; with 256 KiB one batch held it 5-10 ms.
 
+    While no other reader of the process keeps up (every one has a backlog, or this one is
+    alone), nobody waits for a turn, and a reader with a backlog reads ``wide_read_size``
+    at a time: every read releases the GIL, and 20 readers with a backlog on one CPU handed
+    it over after nearly every 4 KiB batch, each time with a context switch. Together with
+    busy readers running as batch threads (:class:`~bfxsync._engine.cpu_sharing.ReaderPolicy`)
+    that took 20 saturating connections from 0.85-0.93x to 0.91-0.93x what one connection
+    reads (``bench/many_connections.py``, throughput). A reader that keeps up, such as a
+    quiet account connection, keeps every batch at ``read_size``.
+
     Args:
         url: ``ws://`` or ``wss://`` endpoint.
         max_frame_size: largest frame (or fragmented message) accepted; a header
             announcing more fails the connection before any of its payload is read.
         read_size: bytes asked of the socket per read.
+        wide_read_size: bytes asked per read while every reader has a backlog.
     """
 
-    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 4096) -> None:
+    def __init__(self, url: str, max_frame_size: int = MAX_FRAME_SIZE, read_size: int = 4096,
+                 wide_read_size: int = 16384) -> None:
         self.url = url
         self.max_frame_size = max_frame_size
         self.read_size = read_size
+        self.wide_read_size = wide_read_size
         self._app: Optional[websocket.WebSocketApp] = None
         self._ws: Optional[websocket.WebSocket] = None  # the stock reader's (fallback) session
         self._running = True
@@ -408,16 +420,20 @@ class WebSocketAppTransport:
         # a read that may not run beside a send cannot block: see _tls_reader.
         ws.sock.settimeout(None)
         recv_into = self._tls_reader(ws.sock) if isinstance(ws.sock, ssl.SSLSocket) else ws.sock.recv_into
-        base = buffer = bytearray(max(self.read_size, 16))  # room for any header (14 bytes)
+        narrow = max(self.read_size, 16)  # room for any header (14 bytes)
+        base = buffer = bytearray(max(narrow, self.wide_read_size))
         view = memoryview(buffer)
+        limit = narrow  # bytes of buffer one read may fill: narrow, or all of base (wide)
         held = 0  # bytes at the start of buffer: the beginning of a frame not yet complete
         need = 2  # bytes the next frame needs before parsing it is worth a call
         mark, others_keep_up, turn, monotonic = readers.mark, readers.others_keep_up, give_turn, time.monotonic
         pinned = CPU_SHARING.pinned
+        policy = ReaderPolicy()
         had_backlog = False
         turn_ends = 0.0  # with a backlog: when this reader next gives a turn (0: at its next full read)
         while app.keep_running:
-            count = recv_into(view[held:])
+            room = limit if limit > need else need
+            count = recv_into(view[held:room])
             if not count:
                 if count is None:
                     continue  # TLS: part of a record, nothing to decrypt yet
@@ -425,10 +441,13 @@ class WebSocketAppTransport:
             held += count
             if held < need:
                 continue  # a large frame still arriving: no copy and no parse until it is whole
-            backlog = count == len(view) - (held - count)  # the read filled the room it had
+            # A backlog: the read filled its room, or a wide one brought more than a narrow one holds.
+            backlog = held == room or count >= narrow
             if backlog is not had_backlog:
                 mark(slot, backlog)
                 had_backlog = backlog
+                if not backlog:
+                    policy.keeping_up()
             data = bytes(view[:held])
             used, need = parse(data)
             if framer.closed is not None:
@@ -436,9 +455,14 @@ class WebSocketAppTransport:
                 return
             if not backlog:
                 turn_ends = 0.0
+                limit = narrow
             elif monotonic() >= turn_ends:
+                policy.backlog()  # a batch thread while it has a backlog on the shared CPU
                 if others_keep_up():
                     turn(pinned())  # for a reader that keeps up (see bfxsync._engine.turns)
+                    limit = narrow
+                else:
+                    limit = len(base)  # nobody waits for a turn: fewer, larger batches
                 turn_ends = monotonic() + TURN
             held -= used
             if need > len(buffer):  # one frame larger than a read: room for exactly that frame

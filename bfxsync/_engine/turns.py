@@ -16,7 +16,8 @@ a woken thread to take it. Then it reads on for :data:`TURN` before the next tur
 that share one CPU (:mod:`~bfxsync._engine.cpu_sharing`) give it by yielding the CPU,
 others by a sleep of :data:`PAUSE`. A reader alone never gives one, so one connection keeps
 all of its throughput; neither do readers that all have a backlog, which share the GIL as
-equals anyway.
+equals anyway (and read wider batches meanwhile: see
+:class:`~bfxsync._engine.transport.WebSocketAppTransport`).
 """
 from __future__ import annotations
 
